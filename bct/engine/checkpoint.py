@@ -1,0 +1,112 @@
+"""Checkpoints in one format (DESIGN.md "Checkpoints").
+
+A checkpoint is one dict: model state, optimiser, scheduler, scaler, epoch, the config as yaml text,
+RNG states and a `meta` block (arch, embedding dim, number of classes, role, classifier type,
+old-model path) from which the model is rebuilt with no other input. Files are written atomically
+and read with torch.load(weights_only=True): a checkpoint can hold no code.
+"""
+import os
+import random
+
+import numpy as np
+import torch
+
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str, ckpt: dict) -> None:
+    """Write atomically (temporary file + fsync + rename)."""
+    ckpt = dict(ckpt, format_version=FORMAT_VERSION)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
+    """Load a checkpoint dict with weights_only=True; every failure is one clear line."""
+    if not path:
+        raise BadInputError(f"{what}: no checkpoint path given")
+    if not os.path.isfile(path):
+        raise BadInputError(f"{what}: checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise BadInputError(
+            f"{what}: cannot read checkpoint {path} (truncated, corrupt or not a bct checkpoint: {reason})"
+        ) from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
+        raise BadInputError(f"{what}: {path} is not a bct checkpoint (no 'model'/'meta' entries)")
+    return ckpt
+
+
+def check_meta(meta: dict, expected: dict, path: str, key: str) -> None:
+    """Refuse a checkpoint whose architecture, class count or embedding size differs from the config."""
+    names = {"arch": "ARCH", "num_classes": "NUM_CLASSES", "emb_dim": "EMB_DIM"}
+    for field, cfg_name in names.items():
+        if field in expected and meta.get(field) != expected[field]:
+            where = "MODEL.EMB_DIM" if field == "emb_dim" else f"{key}.{cfg_name}"
+            raise BadInputError(
+                f"checkpoint {path} has {field}={meta.get(field)!r} but the config says "
+                f"{where}={expected[field]!r}; use the matching checkpoint or fix {where}"
+            )
+
+
+def load_model_weights(model: torch.nn.Module, state: dict, path: str) -> None:
+    """Strict load that names the first differing keys or shapes on both sides."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        raise BadInputError(
+            f"checkpoint {path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"shape mismatch {shapes[:2]}"
+        )
+    model.load_state_dict(state)
+
+
+def load_trained_model(cfg, role: str, path: str = "", device="cpu", check=("arch", "num_classes", "emb_dim")):
+    """The trained model of `role` from its checkpoint (cfg.<ROLE>_MODEL.MODEL_PATH), checked against the config
+    on the meta fields in `check`.
+
+    Returns (model in eval mode on `device`, checkpoint meta).
+    """
+    from bct.models.build import ROLE_KEYS, build_model_from_meta, model_meta
+
+    key = ROLE_KEYS[role]
+    path = path or cfg[key].MODEL_PATH
+    if not path:
+        raise BadInputError(f"{key}.MODEL_PATH is empty: give the {role} model's checkpoint")
+    ckpt = load_checkpoint(path, f"{key}.MODEL_PATH")
+    expected = model_meta(cfg, role)
+    check_meta(ckpt["meta"], {k: expected[k] for k in check}, path, key)
+    model = build_model_from_meta(ckpt["meta"], pretrained=False)
+    load_model_weights(model, ckpt["model"], path)
+    return model.to(device).eval(), ckpt["meta"]

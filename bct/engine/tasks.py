@@ -1,0 +1,47 @@
+"""How a batch becomes a dict of named losses: the only part that differs between trainers.
+
+BaseTask: cross-entropy of the trained model (old model, or the oracle). CompatTask: cross-entropy
+of the new model plus the compatibility term(s) of SPEC.md §5 and, for adv_compatible, the
+gradient-reversal discriminator. Each task is one nn.Module so that DDP wraps everything that has
+trainable parameters (network, elastic boundary weights, discriminator) in one forward; the frozen
+old model is a dependency held outside the module tree, so it is never trained, wrapped or saved.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BaseTask(nn.Module):
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0):
+        _, logits = self.model(images, labels, with_logits=True)
+        return {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
+
+
+class CompatTask(BaseTask):
+    def __init__(self, model: nn.Module, old_model: nn.Module, comp_loss: nn.Module, adv_loss: nn.Module = None,
+                 label_smoothing: float = 0.0):
+        super().__init__(model, label_smoothing)
+        self.comp_loss = comp_loss
+        self.adv_loss = adv_loss
+        # Stored outside _modules: not a parameter owner, not in state_dict, not seen by DDP.
+        object.__setattr__(self, "old_model", old_model)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0):
+        with torch.no_grad():
+            feat_old = self.old_model(images).float()
+        feat_new, logits = self.model(images, labels, with_logits=True)
+        out = {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
+        feat_new = feat_new.float()
+        out.update(self.comp_loss(feat_new, feat_old, labels, self.model.classifier))
+        if self.adv_loss is not None:
+            out.update(self.adv_loss(feat_new, feat_old, alpha, epoch_weight))
+        return out
+
+    def extra_state(self) -> dict:
+        """Trainable state beside the network (boundary weights, discriminator) for checkpoints."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("model.")}

@@ -1,0 +1,423 @@
+"""The one training loop shared by every trainer (SPEC.md §3, §5; DESIGN.md "Training loop").
+
+Epochs and iterations, DistributedSampler epochs, the per-iteration LR schedule, AMP on CUDA,
+channels_last, SyncBN, gradient-norm logging, TensorBoard scalars, periodic validation on every
+rank, atomic checkpoints with exact resume (RNG states included), and a clear stop on a non-finite
+loss. The old-model trainer and the compatible trainer differ only in the task module that turns
+a batch into a loss dict (bct/engine/tasks.py).
+"""
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler
+
+from bct.config import cfg_to_yaml
+from bct.data.datasets import ImageListDataset
+from bct.data.lists import check_labels, read_image_list
+from bct.data.transforms import build_transform
+from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from bct.engine.optim import build_optimizer, build_scheduler
+from bct.engine.tasks import BaseTask, CompatTask
+from bct.models.build import ROLE_KEYS, build_model
+from bct.utils.comm import get_rank, get_world_size, is_dist, is_main_process
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import write_text_atomic
+from bct.utils.logger import get_logger
+
+LAST_POINTER = "last_checkpoint"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, a stopped peer); the message says why."""
+
+
+def trained_role(cfg) -> str:
+    return cfg.TRAIN.ROLE if cfg.TRAIN.TYPE == "base" else "new"
+
+
+def output_dir(cfg) -> str:
+    """OUTPUT/<arch of the trained model>/<TAG>, as in the reference."""
+    return os.path.join(cfg.OUTPUT, cfg[ROLE_KEYS[trained_role(cfg)]].ARCH, cfg.TAG)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _collate_ok(batch):
+    """Stack a batch, dropping images that failed to load under SKIP_BAD_IMAGES (they are counted)."""
+    images, labels, _, ok = zip(*batch)
+    keep = [i for i, good in enumerate(ok) if good]
+    return (torch.stack([images[i] for i in keep]) if keep else torch.empty(0),
+            torch.tensor([labels[i] for i in keep], dtype=torch.long),
+            len(batch) - len(keep))
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that can start an epoch part-way (resuming a checkpoint saved mid-epoch)."""
+
+    skip = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+def build_train_loader(cfg, seed: int):
+    paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
+    num_classes = cfg[ROLE_KEYS[trained_role(cfg)]].NUM_CLASSES
+    check_labels(labels, num_classes, cfg.TRAIN.FILE_DIR)
+    dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels,
+                               transform=build_transform(cfg.TRAIN.INPUT_SIZE, "squash", cfg.TRAIN.AUGMENT),
+                               skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
+    world = get_world_size()
+    if len(dataset) < cfg.TRAIN.BATCH_SIZE * world:
+        raise BadInputError(
+            f"{cfg.TRAIN.FILE_DIR}: {len(dataset)} images cannot fill one batch of TRAIN.BATCH_SIZE "
+            f"{cfg.TRAIN.BATCH_SIZE} on {world} process(es); lower TRAIN.BATCH_SIZE"
+        )
+    sampler = ResumableSampler(dataset, num_replicas=world, rank=get_rank(), shuffle=True,
+                                 seed=cfg.SEED, drop_last=True)
+    workers = cfg.TRAIN.NUM_WORKERS
+    loader = DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=sampler, drop_last=True,
+                        num_workers=workers, pin_memory=torch.cuda.is_available(),
+                        persistent_workers=workers > 0 and not cfg.DETERMINISTIC, prefetch_factor=4 if workers > 0 else None,
+                        worker_init_fn=_worker_init, collate_fn=_collate_ok,
+                        generator=torch.Generator().manual_seed(seed))
+    return loader, sampler
+
+
+class Trainer:
+    """Builds everything from the config and runs epochs; rank 0 alone writes files."""
+
+    def __init__(self, cfg, device: torch.device, resume: bool = False):
+        self.cfg, self.device = cfg, device
+        self.logger = get_logger()
+        self.out_dir = output_dir(cfg)
+        self.rank, self.world = get_rank(), get_world_size()
+        seed_everything(cfg.SEED + self.rank, cfg.DETERMINISTIC)
+        self.amp = bool(cfg.USE_AMP and device.type == "cuda")
+        self.loader, self.sampler = build_train_loader(cfg, cfg.SEED + self.rank)
+        self.iters_per_epoch = len(self.loader)
+        if cfg.TRAIN.MAX_ITERS > 0:
+            self.iters_per_epoch = min(self.iters_per_epoch, cfg.TRAIN.MAX_ITERS)
+        self.total_iters = self.iters_per_epoch * cfg.TRAIN.EPOCHS
+
+        self.model = build_model(cfg, trained_role(cfg))
+        self.old_model = None
+        self.task = self.build_task()
+        if cfg.MODEL.SYNC_BN and self.world > 1:
+            self.task = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.task)
+            self.model = self.task.model
+        self.task.to(device)
+        if cfg.CHANNELS_LAST:
+            self.task.to(memory_format=torch.channels_last)
+            if self.old_model is not None:
+                self.old_model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(cfg, self.task.parameters())
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.start_epoch, self.start_iter = 0, 0
+        if resume:
+            self.resume()
+        self.ddp = self.task
+        if self.world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            # Parameters outside the graph of a batch (boundary weights of absent classes) are legal.
+            self.ddp = DDP(self.task, device_ids=ids, find_unused_parameters=cfg.TRAIN.TYPE != "base")
+        self.tb = None
+        self._stop_signal = None
+
+    # -- what differs between trainers -------------------------------------------------------
+    def build_task(self):
+        cfg = self.cfg
+        if cfg.TRAIN.TYPE == "base":
+            return BaseTask(self.model, cfg.LOSS.LABEL_SMOOTHING)
+        from bct.engine.checkpoint import load_trained_model
+        from bct.losses import build_comp_loss, load_old_stats
+        from bct.losses.adversarial import AdversarialLoss
+
+        old_model, meta = load_trained_model(cfg, "old", device=self.device)
+        if meta["emb_dim"] != cfg.MODEL.EMB_DIM:
+            raise BadInputError(
+                f"old model {cfg.OLD_MODEL.MODEL_PATH} embeds in {meta['emb_dim']} dimensions, the new model "
+                f"in MODEL.EMB_DIM={cfg.MODEL.EMB_DIM}; old and new embeddings must have the same size"
+            )
+        for p in old_model.parameters():
+            p.requires_grad_(False)
+        self.old_model = old_model
+        stats = None
+        if cfg.COMP_LOSS.TYPE in ("lce", "uni_bct", "bct_limit"):
+            stats = load_old_stats(cfg.EVAL.OLD_SAVE_FILE,
+                                   cfg.EVAL.OLD_ANGLE_FILE if cfg.COMP_LOSS.TYPE == "lce" else None,
+                                   num_classes=cfg.OLD_MODEL.NUM_CLASSES, emb_dim=cfg.MODEL.EMB_DIM,
+                                   device=self.device)
+        comp = build_comp_loss(cfg, old_classifier=old_model.classifier, stats=stats)
+        adv = None
+        if cfg.TRAIN.TYPE == "adv_compatible":
+            adv = AdversarialLoss(cfg.MODEL.EMB_DIM, cfg.COMP_LOSS.DISC_HIDDEN, cfg.COMP_LOSS.DISC_MODE)
+        return CompatTask(self.model, old_model, comp, adv, cfg.LOSS.LABEL_SMOOTHING)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_dict(self, epoch: int) -> dict:
+        meta = dict(self.model.meta)
+        meta["old_model_path"] = self.cfg.OLD_MODEL.MODEL_PATH if self.old_model is not None else ""
+        meta["train_type"] = self.cfg.TRAIN.TYPE
+        meta["comp_loss"] = self.cfg.COMP_LOSS.TYPE if self.cfg.TRAIN.TYPE != "base" else "none"
+        return {
+            "model": self.model.state_dict(),
+            "extra": self.task.extra_state() if isinstance(self.task, CompatTask) else {},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "config": cfg_to_yaml(self.cfg),
+            "meta": meta,
+            "rng": rng_state(),
+            "world_size": self.world,
+        }
+
+    def save(self, epoch: int, final: bool = False, iteration: int = 0) -> None:
+        """Rank 0 writes ckpt_epoch_<epochs done>.pth (or ckpt_interrupted.pth mid-epoch) and points
+        last_checkpoint at it; every file is written atomically, so the pointer always names a whole file."""
+        if not is_main_process():
+            return
+        name = f"ckpt_epoch_{epoch}.pth" if iteration == 0 else "ckpt_interrupted.pth"
+        ckpt = self.checkpoint_dict(epoch)
+        ckpt["iteration"] = iteration
+        save_checkpoint(os.path.join(self.out_dir, name), ckpt)
+        write_text_atomic(os.path.join(self.out_dir, LAST_POINTER), name + "\n")
+        if final:
+            save_checkpoint(os.path.join(self.out_dir, "model_final.pth"), ckpt)
+        keep = self.cfg.TRAIN.KEEP_LAST
+        if keep > 0 and iteration == 0:
+            for e in range(0, epoch - keep + 1):
+                stale = os.path.join(self.out_dir, f"ckpt_epoch_{e}.pth")
+                if os.path.exists(stale):
+                    os.remove(stale)
+        self.logger.info(f"saved {os.path.join(self.out_dir, name)}")
+
+    def resume(self) -> None:
+        pointer = os.path.join(self.out_dir, LAST_POINTER)
+        if not os.path.isfile(pointer):
+            self.logger.info(f"--resume: no checkpoint in {self.out_dir} yet, starting from scratch")
+            return
+        with open(pointer) as f:
+            path = os.path.join(self.out_dir, f.read().strip())
+        ckpt = load_checkpoint(path, "--resume")
+        load_model_weights(self.model, ckpt["model"], path)
+        if isinstance(self.task, CompatTask):
+            state = dict(ckpt.get("extra", {}), **{f"model.{k}": v for k, v in ckpt["model"].items()})
+            missing, unexpected = self.task.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise BadInputError(f"--resume: {path} does not match this task: missing {missing[:3]}, "
+                                    f"unexpected {unexpected[:3]}")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.start_iter = int(ckpt.get("iteration", 0))
+        if ckpt.get("world_size", 1) == self.world:
+            set_rng_state(ckpt["rng"])
+        else:
+            self.logger.warning(f"{path} was written by {ckpt.get('world_size')} processes, now {self.world}: "
+                                f"random streams restart from the seed")
+        self.logger.info(f"resumed from {path} at epoch {self.start_epoch + 1}, iteration {self.start_iter}")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _tb(self):
+        if self.tb is None and is_main_process():
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(self.out_dir, "tb"))
+            except ImportError:
+                self.tb = False
+        return self.tb or None
+
+    def schedules(self, epoch: int, it: int):
+        """(alpha, epoch weight) of SPEC.md §5: DANN alpha per iteration, w_e = (E - e + 1)/E."""
+        from bct.losses.functional import dann_alpha, epoch_weight
+        progress = (epoch * self.iters_per_epoch + it) / max(1, self.total_iters)
+        return dann_alpha(progress), epoch_weight(epoch, self.cfg.TRAIN.EPOCHS)
+
+    def _install_signal_handlers(self):
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # a second signal: stop now, without the checkpoint
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(s, handler)
+            except ValueError:  # not the main thread
+                pass
+
+    def train(self) -> dict:
+        cfg = self.cfg
+        self._install_signal_handlers()
+        params = [p for p in self.task.parameters() if p.requires_grad]
+        history = {}
+        self.logger.info(
+            f"training {trained_role(cfg)} model ({cfg.TRAIN.TYPE}, comp loss {cfg.COMP_LOSS.TYPE if cfg.TRAIN.TYPE != 'base' else 'none'}) "
+            f"for {cfg.TRAIN.EPOCHS} epochs x {self.iters_per_epoch} iterations on {self.world} process(es), device {self.device}, amp {self.amp}"
+        )
+        for epoch in range(self.start_epoch, cfg.TRAIN.EPOCHS):
+            self.task.train()
+            self.sampler.set_epoch(epoch)
+            # Worker seeds depend on the epoch only, so a resumed epoch sees the same augmentations.
+            self.loader.generator.manual_seed(cfg.SEED + self.rank + 1000003 * epoch)
+            first = self.start_iter if epoch == self.start_epoch else 0
+            self.sampler.skip = first * cfg.TRAIN.BATCH_SIZE
+            t0, seen, skipped = time.time(), 0, 0
+            sums = {}
+            bar = _progress(self.iters_per_epoch, f"epoch {epoch + 1}/{cfg.TRAIN.EPOCHS}")
+            it, stopped = first - 1, False
+            for it, (images, labels, n_bad) in enumerate(self.loader, start=first):
+                if it >= self.iters_per_epoch:
+                    break
+                skipped += n_bad
+                if images.numel() == 0:
+                    continue
+                out = self.step(images, labels, epoch, it, params)
+                stopped = out.pop("stop")
+                seen += images.shape[0]
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out['loss']:.3f}")
+                gstep = epoch * self.iters_per_epoch + it
+                if (it + 1) % cfg.PRINT_FREQ == 0 or it + 1 == self.iters_per_epoch:
+                    rate = seen * self.world / max(1e-9, time.time() - t0)
+                    terms = " ".join(f"{k} {v:.4f}" for k, v in out.items())
+                    self.logger.info(f"epoch {epoch + 1} iter {it + 1}/{self.iters_per_epoch} "
+                                     f"lr {self.optimizer.param_groups[0]['lr']:.5f} {terms} {rate:.1f} img/s")
+                    tb = self._tb()
+                    if tb:
+                        for k, v in out.items():
+                            tb.add_scalar(f"train/{k}", v, gstep)
+                        tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], gstep)
+                if stopped:
+                    break
+            if bar is not None:
+                bar.close()
+            if stopped:
+                self.save(epoch, iteration=it + 1)
+                self.logger.warning(f"stopped by a signal at epoch {epoch + 1} iteration {it + 1}; "
+                                    f"checkpoint saved, continue with --resume")
+                raise KeyboardInterrupt
+            n = max(1, it + 1 - first)
+            epoch_log = {k: v / n for k, v in sums.items()}
+            epoch_log["images_per_s"] = seen * self.world / max(1e-9, time.time() - t0)
+            epoch_log["epoch_time_s"] = time.time() - t0
+            if skipped:
+                self.logger.warning(f"epoch {epoch + 1}: skipped {skipped} unreadable images (TRAIN.SKIP_BAD_IMAGES)")
+            epoch_log["skipped_images"] = skipped
+            done = epoch + 1
+            if cfg.TRAIN.VAL_FREQ > 0 and cfg.VAL.DATASET and (done % cfg.TRAIN.VAL_FREQ == 0 or done == cfg.TRAIN.EPOCHS):
+                epoch_log.update(self.validate())
+            history[done] = epoch_log
+            self.logger.info(f"epoch {done} done in {epoch_log['epoch_time_s']:.1f}s "
+                             f"({epoch_log['images_per_s']:.1f} img/s): " +
+                             " ".join(f"{k} {v:.4f}" for k, v in epoch_log.items() if k not in ("epoch_time_s", "images_per_s")))
+            tb = self._tb()
+            if tb:
+                for k, v in epoch_log.items():
+                    tb.add_scalar(f"epoch/{k}", v, done)
+                tb.flush()
+            if done % cfg.TRAIN.SAVE_FREQ == 0 or done == cfg.TRAIN.EPOCHS:
+                self.save(done, final=done == cfg.TRAIN.EPOCHS)
+        if self.start_epoch >= cfg.TRAIN.EPOCHS:
+            self.logger.info(f"nothing to do: {self.out_dir} already holds {cfg.TRAIN.EPOCHS} epochs")
+            if is_main_process() and not os.path.exists(os.path.join(self.out_dir, "model_final.pth")):
+                self.save(cfg.TRAIN.EPOCHS, final=True)
+        if self.tb:
+            self.tb.close()
+        return history
+
+    def step(self, images, labels, epoch: int, it: int, params) -> dict:
+        cfg = self.cfg
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if cfg.CHANNELS_LAST:
+            images = images.contiguous(memory_format=torch.channels_last)
+        alpha, w_e = self.schedules(epoch, it)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            out = self.ddp(images, labels, alpha, w_e)
+        loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+        stop = self._sync_flags(loss, out, epoch, it)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.TRAIN.CLIP_GRAD if cfg.TRAIN.CLIP_GRAD > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        log = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+        log["loss"] = float(loss)
+        log["grad_norm"] = float(grad_norm)
+        log["stop"] = stop
+        if cfg.TRAIN.TYPE == "adv_compatible":
+            log["alpha"], log["epoch_weight"] = alpha, w_e
+        return log
+
+    def _sync_flags(self, loss, out, epoch, it) -> bool:
+        """Agree on (loss finite, stop signal) across ranks; returns whether to stop after this step."""
+        flags = torch.tensor([float(torch.isfinite(loss.detach()).item()),
+                              0.0 if self._stop_signal is None else 1.0], device=loss.device)
+        if is_dist():
+            # Every rank stops together: one rank's NaN or signal must not leave the others waiting.
+            flags[1] = -flags[1]
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+            flags[1] = -flags[1]
+        if flags[0].item() < 1:
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+            raise TrainingError(
+                f"non-finite loss at epoch {epoch + 1} iteration {it + 1} ({terms or 'on another rank'}); "
+                f"lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data; "
+                f"resume from the last checkpoint with --resume"
+            )
+        return bool(flags[1].item() > 0)
+
+    def validate(self) -> dict:
+        """Medium mAP of the trained model on VAL (and cross-test against the old model) on every rank."""
+        from bct.evaluation.protocol import evaluate_revisited_models
+        self.model.eval()
+        res = evaluate_revisited_models(self.cfg, self.cfg.VAL.DATASET, self.cfg.VAL.ROOT, self.model,
+                                        self.old_model, self.device, with_old_self=False, use_cache=False)
+        self.model.train()
+        out = {"val_self_mAP_M": res["self"]["medium"]["map"] * 100}
+        if "cross" in res:
+            out["val_cross_mAP_M"] = res["cross"]["medium"]["map"] * 100
+        return out
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    if not is_main_process():
+        return None
+    # disable=None: silent when the output is not a terminal (logs, CI).
+    return tqdm(total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)

@@ -1,0 +1,151 @@
+"""Feature extraction: the only part of evaluation that runs a model (SPEC.md §6).
+
+Batched, eval mode, no grad, AMP on CUDA, a progress bar. Under torchrun every rank embeds a
+slice of each global batch and the slices are all-gathered, so every rank ends with the features
+in dataset order while memory stays bounded by the batch. With `out_path` the features stream
+into a .npy file (memory-mapped) instead of RAM: a 762k-image gallery needs no more memory than a
+batch. Gallery features can be cached on disk, keyed by the checkpoint's content and the image
+list, so a cross-test reuses the old gallery instead of re-extracting it.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from bct.utils.comm import all_gather_nograd, get_rank, get_world_size, is_main_process, barrier
+from bct.utils.fileio import atomic_path
+from bct.utils.logger import get_logger
+
+
+def _collate(batch):
+    images, _, index, ok = zip(*batch)
+    return torch.stack(images), torch.tensor(index), torch.tensor(ok)
+
+
+@torch.no_grad()
+def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2, device="cpu",
+                     amp: bool = True, desc: str = "extract", out_path: str = "", collate_fn=None):
+    """Embed every item of `dataset` (which yields (image, label, index, ok)).
+
+    Returns (features (N, D) float32 L2-normalised, ok (N,) bool). Items that failed to load
+    under skip_bad have ok False and a zero feature. With out_path, features are written to that
+    .npy file (atomically) and the returned array is a read-only memmap of it.
+    """
+    device = torch.device(device)
+    rank, world = get_rank(), get_world_size()
+    n = len(dataset)
+    step = batch_size * world
+    n_batches = (n + step - 1) // step
+    my_batches = []
+    for b in range(n_batches):
+        start = b * step + rank * batch_size
+        my_batches.append(list(range(start, min(start + batch_size, n))) if start < n else [])
+    loader = DataLoader(dataset, batch_sampler=[ix for ix in my_batches if ix], num_workers=num_workers,
+                        pin_memory=device.type == "cuda", collate_fn=collate_fn or _collate)
+    it = iter(loader)
+    was_training = model.training
+    model.eval()
+    use_amp = amp and device.type == "cuda"
+    feats = ok = None
+    writer = None
+    bar = None
+    if is_main_process():
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+    try:
+        for b in range(n_batches):
+            if my_batches[b]:
+                images, index, good = next(it)
+                images = images.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    emb = model(images)
+                emb = F.normalize(emb.float(), dim=1)
+                emb = emb * good.to(device)[:, None].float()
+            else:
+                emb = torch.zeros(0, model.meta["emb_dim"] if hasattr(model, "meta") else 0, device=device)
+                good = torch.zeros(0, dtype=torch.bool)
+            emb_all = all_gather_nograd(emb).cpu().numpy()
+            ok_all = all_gather_nograd(good.to(device)).cpu().numpy().astype(bool)
+            if feats is None:
+                dim = emb_all.shape[1]
+                if out_path and is_main_process():
+                    writer = atomic_path(out_path)
+                    tmp = writer.__enter__()
+                    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+                else:
+                    feats = np.zeros((n, dim), dtype=np.float32)
+                ok = np.zeros(n, dtype=bool)
+            lo = b * step
+            feats[lo:lo + emb_all.shape[0]] = emb_all
+            ok[lo:lo + ok_all.shape[0]] = ok_all
+            if bar is not None:
+                bar.update(emb_all.shape[0])
+    except BaseException:
+        if writer is not None:
+            _abandon(writer)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    if writer is not None:
+        feats.flush()
+        del feats
+        writer.__exit__(None, None, None)
+        feats = np.load(out_path, mmap_mode="r")
+    return feats, ok
+
+
+def _abandon(writer):
+    """Leave no half-written file: close the atomic writer so that it removes its temporary file."""
+    try:
+        writer.__exit__(RuntimeError, RuntimeError("extraction interrupted"), None)
+    except RuntimeError:
+        pass
+
+
+def file_digest(path: str, _memo={}) -> str:
+    """sha256 of a file's content, memoised by (path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _memo[key] = h.hexdigest()
+    return _memo[key]
+
+
+def cache_key(model_digest: str, items, settings: dict) -> str:
+    """Key of a feature cache entry: checkpoint content + image list (+ boxes) + transform settings."""
+    h = hashlib.sha256()
+    h.update(model_digest.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for item in items:
+        h.update(repr(item).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:32]
+
+
+def cached_extract(model, dataset, key: str, cache_dir: str, use_cache: bool, **kwargs):
+    """extract_features through an on-disk cache (features + ok mask; written atomically by rank 0)."""
+    if not use_cache or not key:
+        return extract_features(model, dataset, **kwargs)
+    feat_path = os.path.join(cache_dir, f"{key}.npy")
+    ok_path = os.path.join(cache_dir, f"{key}.ok.npy")
+    if os.path.isfile(feat_path) and os.path.isfile(ok_path):
+        get_logger().info(f"reusing cached features {feat_path}")
+        return np.load(feat_path, mmap_mode="r"), np.load(ok_path)
+    barrier()
+    feats, ok = extract_features(model, dataset, out_path=feat_path if is_main_process() else "", **kwargs)
+    if is_main_process():
+        with atomic_path(ok_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, ok)
+    barrier()
+    return feats, ok

@@ -1,0 +1,87 @@
+"""torchvision classification networks as global-average-pooled feature extractors (SPEC.md §2).
+
+Any torchvision classification model works: its last Linear layer is replaced by the identity,
+so the output is the pooled feature (512-d for resnet18/34, 2048-d for resnet50/101).
+ImageNet weights come from torchvision's weights API (its local cache) or from a local file.
+Note: the reference used timm; timm's resnet18 ImageNet weights equal torchvision's, but timm's
+resnet50 weights (its "A1" recipe) differ from torchvision's, so resnet50 numbers can differ.
+"""
+import os
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from bct.utils.errors import BadInputError
+
+
+def _last_linear(model: nn.Module):
+    """(parent module, attribute name, Linear) of the final classification layer."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = name
+    if found is None:
+        raise BadInputError(f"{type(model).__name__} has no Linear classifier to remove")
+    parent_name, _, attr = found.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, attr, getattr(parent, attr)
+
+
+def available_archs():
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _imagenet_state_dict(arch: str, role_key: str):
+    """ImageNet weights through torchvision's weights API; offline, say what to download where."""
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    url = weights.url
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as e:  # no network here is the usual cause
+        raise BadInputError(
+            f"ImageNet weights for {arch} are not available ({type(e).__name__}): download {url} and "
+            f"put it at {cached}, or set {role_key}.PRETRAINED_PATH to a local weight file, "
+            f"or set {role_key}.PRETRAINED False"
+        ) from None
+
+
+def load_weight_file(path: str, what: str) -> dict:
+    """A state dict from a local file (plain state dict or one nested under 'state_dict'/'model')."""
+    if not os.path.isfile(path):
+        raise BadInputError(f"{what}: weight file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise BadInputError(f"{what}: cannot read weight file {path} ({type(e).__name__}: {e})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise BadInputError(f"{what}: {path} does not hold a state dict")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def build_backbone(arch: str, pretrained: bool, pretrained_path: str = "", role_key: str = "MODEL"):
+    """(backbone nn.Module mapping (B,3,H,W) -> (B, feat_dim), feat_dim)."""
+    if arch not in available_archs():
+        raise BadInputError(
+            f"{role_key}.ARCH {arch!r} is not a torchvision classification model "
+            f"(e.g. resnet18, resnet34, resnet50, resnet101)"
+        )
+    model = torchvision.models.get_model(arch, weights=None)
+    state = None
+    if pretrained:
+        state = load_weight_file(pretrained_path, f"{role_key}.PRETRAINED_PATH") if pretrained_path \
+            else _imagenet_state_dict(arch, role_key)
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BadInputError(
+                f"{role_key}: ImageNet weights do not fit {arch}: missing {list(missing)[:3]}, "
+                f"unexpected {list(unexpected)[:3]}"
+            )
+    parent, attr, linear = _last_linear(model)
+    setattr(parent, attr, nn.Identity())
+    return model, linear.in_features

@@ -1,0 +1,1 @@
+"""Entry points: python -m bct.tools.<name> --cfg FILE [--resume] KEY VALUE ..."""

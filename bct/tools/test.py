@@ -1,0 +1,87 @@
+"""Self-test and cross-test (new-model queries against the old-model gallery), SPEC.md §6.
+
+python -m bct.tools.test --cfg configs/test_model.yml EVAL.DATASET roxford5k EVAL.ROOT ./data/ROxfordParis/ \\
+    NEW_MODEL.MODEL_PATH new.pth OLD_MODEL.MODEL_PATH old.pth [NEW_MODEL.ARCH resnet18 OLD_MODEL.ARCH resnet18]
+
+Revisited sets print Easy/Medium/Hard mAP and mP@1/5/10; GLDv2 prints public and private mAP@100.
+Results go to EVAL.SAVE_DIR/<dataset>.json. With OLD_MODEL.MODEL_PATH empty, only the self-test runs.
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+from bct.engine.checkpoint import load_trained_model
+from bct.evaluation.extract import file_digest
+from bct.evaluation.metrics import format_revisited
+from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
+from bct.tools.common import default_parser, run, setup
+from bct.utils.comm import is_main_process
+from bct.utils.fileio import write_json_atomic
+
+NAMES = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def report_lines(result: dict) -> list:
+    lines = []
+    for key in ("self", "cross", "old_self"):
+        if key not in result:
+            continue
+        if result["dataset"] == "gldv2":
+            part = result[key]
+            lines.append(f"{NAMES[key]}: mAP@{result['k']} public {100 * part['public']:.2f} "
+                         f"private {100 * part['private']:.2f}")
+        else:
+            lines.append(f"{NAMES[key]}: {format_revisited(result[key])}")
+    if "backfill" in result and result["dataset"] != "gldv2":
+        curve = " ".join(f"{p['ratio']:.2f}:{100 * p['medium']:.2f}" for p in result["backfill"])
+        lines.append(f"partial backfill (ratio:Medium mAP, seed {result['backfill_seed']}): {curve}")
+    return lines
+
+
+def main(argv=None):
+    args = default_parser(__doc__).parse_args(argv)
+    cfg, device, logger = setup(args)
+    check = ("arch", "emb_dim")
+    new_model, _ = load_trained_model(cfg, "new", device=device, check=check)
+    old_model = None
+    digests = {"new": file_digest(cfg.NEW_MODEL.MODEL_PATH)}
+    if cfg.OLD_MODEL.MODEL_PATH:
+        old_model, _ = load_trained_model(cfg, "old", device=device, check=check)
+        digests["old"] = file_digest(cfg.OLD_MODEL.MODEL_PATH)
+    name = cfg.EVAL.DATASET
+    common = dict(device=device, with_old_self=cfg.EVAL.OLD_SELF, use_cache=cfg.EVAL.USE_CACHE,
+                  digests=digests, backfill=cfg.EVAL.HOT_REFRESH)
+    if name == "gldv2":
+        result = evaluate_gldv2_models(cfg, cfg.EVAL.ROOT, new_model, old_model, **common)
+    else:
+        result = evaluate_revisited_models(cfg, name, cfg.EVAL.ROOT, new_model, old_model, **common)
+    result["new_model"] = cfg.NEW_MODEL.MODEL_PATH
+    result["old_model"] = cfg.OLD_MODEL.MODEL_PATH
+    result["headline"] = {k: headline(result, k) for k in ("self", "cross", "old_self") if k in result}
+    if is_main_process():
+        for line in report_lines(result):
+            logger.info(f"[{name}] {line}")
+        path = os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json")
+        write_json_atomic(path, _jsonable(result), indent=1)
+        logger.info(f"results written to {path}")
+    return result
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,1 @@
+"""Small helpers shared by every stage: errors, distributed communication, logging, file I/O."""
