@@ -1,0 +1,228 @@
+"""Retrieval metrics and compatibility scores, pure numpy (SPEC.md §6).
+
+Conventions used throughout this module:
+
+- A *ranking* is an int array of database indices (0-based), best match first. A ranking
+  matrix ``ranks`` has shape (n_db, n_q): one column per query (revisitop's layout).
+- *Positions* are 0-based unless a name or docstring says 1-based (mP@k works on 1-based ones).
+- Junk images are deleted from a ranking before scoring, so every positive after a junk image
+  moves up by one position. An index listed both as positive and as junk counts as positive.
+- mAP and mP@k are returned as fractions in [0, 1]; the compatibility scores take and return
+  values x100, like the paper's table.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+_LEVEL_LETTER = {"easy": "E", "medium": "M", "hard": "H"}
+
+
+def compute_ap(ranks_of_positives: np.ndarray, n_pos: int) -> float:
+    """Trapezoidal average precision of one query (revisitop's definition).
+
+    ``ranks_of_positives`` (m,) holds the 0-based junk-free positions of the retrieved positives
+    (sorted here). ``n_pos`` is the number of positives of the query; positives that never
+    appear in the ranking (m < n_pos) add nothing. The j-th positive (0-based) at position r adds
+    ((j / r if r > 0 else 1) + (j + 1) / (r + 1)) / 2, and the sum is divided by ``n_pos``.
+    """
+    if n_pos <= 0:
+        raise ValueError(f"compute_ap needs at least one positive, got n_pos={n_pos}")
+    r = np.sort(np.asarray(ranks_of_positives, dtype=np.float64).ravel())
+    if r.size > n_pos:
+        raise ValueError(f"compute_ap got {r.size} positive positions but n_pos={n_pos}")
+    j = np.arange(r.size, dtype=np.float64)
+    # At r == 0 the left precision is defined as 1 (nothing precedes the first hit).
+    left = np.divide(j, r, out=np.ones_like(r), where=r > 0)
+    right = (j + 1.0) / (r + 1.0)
+    return float(np.sum(left + right) / (2.0 * n_pos))
+
+
+def _positive_positions(ranking: np.ndarray, ok: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """0-based positions of the positives in ``ranking`` (n,) once junk entries are deleted."""
+    is_pos = np.isin(ranking, ok)
+    keep = ~(np.isin(ranking, junk) & ~is_pos)
+    return np.flatnonzero(is_pos[keep])
+
+
+def compute_map(
+    ranks: np.ndarray,
+    gnd: Sequence[Mapping[str, np.ndarray]],
+    kappas: Sequence[int] = (1, 5, 10),
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """mAP and mean precision at k over queries, with revisitop's conventions.
+
+    ``ranks`` (n_rank, n_q): column i ranks the database for query i (usually a full ranking,
+    n_rank = n_db; a truncated one simply never retrieves the missing positives).
+    ``gnd``: n_q dicts with ``'ok'`` (positive db indices) and optionally ``'junk'`` (db indices
+    ignored), each possibly empty. Junk is removed from the ranking before scoring.
+
+    P@k of a query: pos = 1-based junk-free positions of its positives, kq = min(max(pos), k),
+    P@k = |{pos <= kq}| / kq. A query whose positives are all missing from a truncated ranking has
+    AP 0 and P@k 0.
+
+    Returns ``(map, aps, mpr, prs)``: ``aps`` (n_q,) per-query AP, ``prs`` (n_q, len(kappas))
+    per-query P@k, ``map`` and ``mpr`` (len(kappas),) their means over the queries that have at
+    least one positive. Queries with no positive are excluded: their ``aps`` entry and ``prs``
+    row are NaN (and ``map``/``mpr`` are NaN if no query has a positive).
+    """
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 2:
+        raise ValueError(f"ranks must be 2-D (n_db, n_q), got shape {ranks.shape}")
+    n_q = ranks.shape[1]
+    if len(gnd) != n_q:
+        raise ValueError(f"ranks has {n_q} query columns but gnd has {len(gnd)} entries")
+    kappas = np.asarray(kappas, dtype=np.int64)
+    aps = np.full(n_q, np.nan)
+    prs = np.full((n_q, kappas.size), np.nan)
+    for i, g in enumerate(gnd):
+        ok = np.unique(np.asarray(g["ok"], dtype=np.int64))
+        if ok.size == 0:
+            continue
+        junk = np.asarray(g.get("junk", ()), dtype=np.int64)
+        pos = _positive_positions(ranks[:, i], ok, junk)
+        aps[i] = compute_ap(pos, ok.size)
+        if pos.size == 0:
+            prs[i] = 0.0
+            continue
+        pos1 = pos + 1
+        kq = np.minimum(pos1[-1], kappas)
+        prs[i] = (pos1[None, :] <= kq[:, None]).sum(axis=1) / kq
+    valid = ~np.isnan(aps)
+    if not valid.any():
+        return float("nan"), aps, np.full(kappas.size, np.nan), prs
+    return float(aps[valid].mean()), aps, prs[valid].mean(axis=0), prs
+
+
+def compute_map_revisited(
+    ranks: np.ndarray,
+    protocols: Mapping[str, Sequence[Mapping[str, np.ndarray]]],
+    kappas: Sequence[int] = (1, 5, 10),
+) -> dict:
+    """Scores of one ranking under each protocol (``bct.data.revisited.protocol_sets``).
+
+    ``ranks`` (n_db, n_q) as in :func:`compute_map`. Returns
+    ``{'kappas': [k...], level: {'map': float, 'mp': {k: float}, 'aps': (n_q,) array}}`` for
+    every level of ``protocols`` (fractions; NaN AP marks a query with no positive).
+    """
+    result: dict = {"kappas": [int(k) for k in kappas]}
+    for level, gnd in protocols.items():
+        m, aps, mpr, _ = compute_map(ranks, gnd, kappas)
+        result[level] = {
+            "map": m,
+            "mp": {int(k): float(v) for k, v in zip(kappas, mpr)},
+            "aps": aps,
+        }
+    return result
+
+
+def format_revisited(result: Mapping) -> str:
+    """One line, in percent with 2 decimals: ``E: x M: y H: z | mP@k[1, 5, 10] E: a/b/c ...``."""
+    levels = [name for name in result if name != "kappas"]
+    tag = {name: _LEVEL_LETTER.get(name, name) for name in levels}
+    maps = " ".join(f"{tag[n]}: {100.0 * result[n]['map']:.2f}" for n in levels)
+    mps = " ".join(
+        f"{tag[n]}: " + "/".join(f"{100.0 * result[n]['mp'][k]:.2f}" for k in result["kappas"])
+        for n in levels
+    )
+    return f"{maps} | mP@k{list(result['kappas'])} {mps}"
+
+
+def gldv2_map_at_k(
+    predictions: Mapping[object, Sequence],
+    solution: Mapping[object, Sequence],
+    k: int = 100,
+) -> float:
+    """GLDv2 retrieval mAP@k (the Kaggle / DELF metric), as a fraction.
+
+    ``predictions``: query id -> ranked index ids; ``solution``: query id -> relevant index ids.
+    For each query of ``solution``: AP = (1 / min(|gt|, k)) * sum of precision@i over the
+    positions i <= k whose prediction is relevant. Only the first ``k`` predictions are read.
+    A repeated id is counted relevant at its first occurrence only, but still occupies its
+    position (this is what the official scorer does; a search never returns duplicates, so it
+    only matters for hand-made submissions). The mean runs over every query of ``solution``; a
+    query missing from ``predictions`` scores 0. Predictions for queries outside ``solution``
+    are ignored, so one prediction dict can be scored against the public and private splits.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    if len(solution) == 0:
+        raise ValueError("gldv2_map_at_k: the solution holds no query")
+    total = 0.0
+    for qid, gt in solution.items():
+        gt = np.asarray(gt).ravel()
+        if gt.size == 0:
+            raise ValueError(f"gldv2_map_at_k: query {qid!r} has no ground-truth image")
+        pred = np.asarray(predictions.get(qid, ())).ravel()[:k]
+        if pred.size == 0:
+            continue
+        first = np.zeros(pred.size, dtype=bool)
+        first[np.unique(pred, return_index=True)[1]] = True
+        hit = np.isin(pred, gt) & first
+        precision = np.cumsum(hit) / np.arange(1, pred.size + 1)
+        total += float(precision[hit].sum()) / min(np.unique(gt).size, k)
+    return total / len(solution)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def update_gain(old_self: float, oracle_self: float, new_cross: float) -> float:
+    """BCT update gain G = (M(new, old) - M(old, old)) / (M(oracle, oracle) - M(old, old)).
+
+    Any consistent unit (fraction or x100). 0 means no better than the old model, 1 means the
+    cross-test reaches the oracle's self-test.
+    """
+    if oracle_self == old_self:
+        raise ValueError(
+            f"update gain undefined: oracle self-test equals old self-test ({oracle_self}); "
+            "the oracle must differ from the old model"
+        )
+    return (new_cross - old_self) / (oracle_self - old_self)
+
+
+def compatibility_scores(
+    old_self: Mapping[str, float],
+    oracle_self: Mapping[str, float],
+    new_self: Mapping[str, float],
+    new_cross: Mapping[str, float],
+) -> dict:
+    """P_up, P_comp, P_1 and the update gain of a new model (SPEC.md §6, paper's table).
+
+    Each argument maps dataset name -> mAP x100: the old model's self-test M(old, old), the
+    oracle's self-test M(oracle, oracle), the new model's self-test M(new, new) and its
+    cross-test M(new, old). Only datasets present in all four are used, in ``old_self``'s order.
+    Per dataset d, with s the logistic function:
+    P_up = s((new_self - oracle_self) / oracle_self),
+    P_comp = s((new_cross - old_self) / (oracle_self - old_self)) = s(gain),
+    P_1 = harmonic mean of P_up and P_comp.
+    Returns ``{'P_up', 'P_comp', 'P_1'}`` as 100 x the mean over datasets (P_1 averages the
+    per-dataset harmonic means), ``'gain'`` the mean gain (a ratio), ``'datasets'`` the names
+    used and ``'per_dataset'``: name -> the same four values for that dataset.
+    """
+    names = [d for d in old_self if d in oracle_self and d in new_self and d in new_cross]
+    if not names:
+        raise ValueError(
+            "compatibility_scores: no dataset is present in old_self, oracle_self, new_self "
+            f"and new_cross (got {list(old_self)}, {list(oracle_self)}, {list(new_self)}, "
+            f"{list(new_cross)})"
+        )
+    per_dataset = {}
+    for d in names:
+        if oracle_self[d] <= 0:
+            raise ValueError(f"compatibility_scores: oracle self-test on {d} must be > 0")
+        gain = update_gain(old_self[d], oracle_self[d], new_cross[d])
+        p_up = float(_sigmoid((new_self[d] - oracle_self[d]) / oracle_self[d]))
+        p_comp = float(_sigmoid(gain))
+        p_1 = 2.0 * p_up * p_comp / (p_up + p_comp)
+        per_dataset[d] = {"P_up": 100.0 * p_up, "P_comp": 100.0 * p_comp,
+                          "P_1": 100.0 * p_1, "gain": gain}
+    summary = {
+        key: float(np.mean([per_dataset[d][key] for d in names]))
+        for key in ("P_up", "P_comp", "P_1", "gain")
+    }
+    summary["datasets"] = names
+    summary["per_dataset"] = per_dataset
+    return summary
