@@ -66,6 +66,7 @@ def test_int_widens_to_float_and_cli_overrides():
     cfg = load_cfg("", ["TRAIN.OPTIMIZER.BASE_LR", "1", "TRAIN.EPOCHS", "7", "TAG", "1e-3",
                         "TRAIN.LR_SCHEDULER.MILESTONES", "[2, 4]"])
     assert cfg.TRAIN.OPTIMIZER.BASE_LR == 1.0 and isinstance(cfg.TRAIN.OPTIMIZER.BASE_LR, float)
+    assert load_cfg("", ["TRAIN.OPTIMIZER.WEIGHT_DECAY", "5e-4"]).TRAIN.OPTIMIZER.WEIGHT_DECAY == 5e-4
     assert cfg.TRAIN.EPOCHS == 7 and cfg.TAG == "1e-3" and cfg.TRAIN.LR_SCHEDULER.MILESTONES == [2, 4]
 
 

@@ -77,6 +77,12 @@ def _coerce(key: str, value, default, source: str):
     elif isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads 5e-4 (no dot) as a string; it is still a number to a user.
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -86,7 +86,7 @@ class ResumableSampler(DistributedSampler):
 def build_train_loader(cfg, seed: int):
     paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
     num_classes = cfg[ROLE_KEYS[trained_role(cfg)]].NUM_CLASSES
-    check_labels(labels, num_classes, cfg.TRAIN.FILE_DIR)
+    check_labels(labels, num_classes, cfg.TRAIN.FILE_DIR, key=f"{ROLE_KEYS[trained_role(cfg)]}.NUM_CLASSES")
     dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels,
                                transform=build_transform(cfg.TRAIN.INPUT_SIZE, "squash", cfg.TRAIN.AUGMENT),
                                skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
@@ -126,7 +126,9 @@ class Trainer:
         self.model = build_model(cfg, trained_role(cfg))
         self.old_model = None
         self.task = self.build_task()
-        if cfg.MODEL.SYNC_BN and self.world > 1:
+        if cfg.MODEL.SYNC_BN and self.world > 1 and device.type != "cuda":
+            self.logger.info("MODEL.SYNC_BN: SyncBatchNorm needs CUDA; CPU processes keep per-process BatchNorm")
+        elif cfg.MODEL.SYNC_BN and self.world > 1:
             self.task = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.task)
             self.model = self.task.model
         self.task.to(device)
@@ -374,7 +376,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         log = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
-        log["loss"] = float(loss)
+        log["loss"] = float(loss.detach())
         log["grad_norm"] = float(grad_norm)
         log["stop"] = stop
         if cfg.TRAIN.TYPE == "adv_compatible":

@@ -26,7 +26,7 @@ def main(argv=None):
     cfg, device, logger = setup(args, lambda c: c.EXTRACT.SAVE_DIR)
     model, meta = load_trained_model(cfg, "old", device=device)
     paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
-    check_labels(labels, cfg.OLD_MODEL.NUM_CLASSES, cfg.TRAIN.FILE_DIR)
+    check_labels(labels, cfg.OLD_MODEL.NUM_CLASSES, cfg.TRAIN.FILE_DIR, key="OLD_MODEL.NUM_CLASSES")
     dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels, build_transform(cfg.TRAIN.INPUT_SIZE, "squash"),
                                skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
     logger.info(f"embedding {len(dataset)} images of {cfg.TRAIN.FILE_DIR} with {cfg.OLD_MODEL.MODEL_PATH}")

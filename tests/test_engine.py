@@ -1,0 +1,130 @@
+"""The shared training loop: loss falls, exact resume (epoch boundary and mid-epoch), checkpoint
+contents, a non-finite loss stops with a message, and a two-process gloo DDP run."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bct.config import load_cfg
+from bct.engine.checkpoint import load_checkpoint
+from bct.engine.trainer import Trainer, TrainingError, output_dir
+from bct.utils.logger import setup_logger
+from conftest import make_image_list, train_opts
+
+
+def _trainer(root, list_path, out, resume=False, **extra):
+    cfg = load_cfg("", train_opts(root, list_path, out, 4, **extra))
+    setup_logger("")
+    return Trainer(cfg, torch.device("cpu"), resume=resume)
+
+
+def _params(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_loss_falls_and_checkpoints_are_complete(tiny_list):
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 4, "TRAIN.OPTIMIZER.BASE_LR": 0.05, "DETERMINISTIC": True})
+    hist = t.train()
+    assert hist[4]["loss_ce"] < hist[1]["loss_ce"]
+    ckpt = load_checkpoint(os.path.join(output_dir(t.cfg), "model_final.pth"))
+    assert ckpt["epoch"] == 4
+    assert ckpt["meta"] == {**ckpt["meta"], "arch": "resnet18", "emb_dim": 256, "num_classes": 4, "role": "old"}
+    for key in ("model", "optimizer", "scheduler", "scaler", "config", "rng"):
+        assert key in ckpt
+    assert "TRAIN" in ckpt["config"]
+    assert os.path.isfile(os.path.join(output_dir(t.cfg), "config.yaml")) is False  # written by the tool, not the loop
+    names = sorted(os.listdir(output_dir(t.cfg)))
+    assert [n for n in names if n.endswith(".tmp")] == []
+
+
+def test_resume_at_epoch_boundary_is_exact(tmp_path):
+    lst = make_image_list(str(tmp_path))
+    common = {"DETERMINISTIC": True, "TRAIN.LR_SCHEDULER.MILESTONES": "[1]"}
+    full = _trainer(tmp_path, lst, tmp_path / "a", **common)
+    full.train()
+    first = _trainer(tmp_path, lst, tmp_path / "b", **{**common, "TRAIN.EPOCHS": 1})
+    first.train()
+    second = _trainer(tmp_path, lst, tmp_path / "b", resume=True, **common)
+    assert second.start_epoch == 1
+    second.train()
+    a, b = _params(full.model), _params(second.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mid_epoch_stop_saves_and_resumes_exactly(tmp_path):
+    lst = make_image_list(str(tmp_path))
+    common = {"DETERMINISTIC": True}
+    full = _trainer(tmp_path, lst, tmp_path / "a", **common)
+    full.train()
+    t = _trainer(tmp_path, lst, tmp_path / "b", **common)
+    real_step = t.step
+    calls = {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:  # as if SIGTERM arrived during the second iteration of epoch 1
+            t._stop_signal = 15
+        return real_step(*args)
+
+    t.step = step
+    with pytest.raises(KeyboardInterrupt):
+        t.train()
+    ckpt = load_checkpoint(os.path.join(output_dir(t.cfg), "ckpt_interrupted.pth"))
+    assert (ckpt["epoch"], ckpt["iteration"]) == (0, 2)
+    resumed = _trainer(tmp_path, lst, tmp_path / "b", resume=True, **common)
+    assert (resumed.start_epoch, resumed.start_iter) == (0, 2)
+    resumed.train()
+    a, b = _params(full.model), _params(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_loss_stops_with_message(tiny_list):
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.OPTIMIZER.BASE_LR": 1e30})
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 1 iteration"):
+        t.train()
+
+
+def test_batch_larger_than_dataset_is_refused(tiny_list):
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    with pytest.raises(BadInputError, match="cannot fill one batch of TRAIN.BATCH_SIZE 64"):
+        _trainer(root, lst, root / "out", **{"TRAIN.BATCH_SIZE": 64})
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, root, lst, out):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from bct.engine.distributed import cleanup_distributed, init_distributed
+    init_distributed("cpu", "gloo", timeout_s=120)
+    t = _trainer(root, lst, out, **{"TRAIN.BATCH_SIZE": 4, "TRAIN.EPOCHS": 3, "MODEL.SYNC_BN": True})
+    hist = t.train()
+    # Parameters only: BN running statistics are per process (DDP re-broadcasts them from rank 0 each step).
+    torch.save({"params": dict(t.model.named_parameters()), "hist": hist}, os.path.join(out, f"rank{rank}.pt"))
+    cleanup_distributed()
+
+
+def test_two_process_gloo_training(tmp_path):
+    lst = make_image_list(str(tmp_path), per_class=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), tmp_path, lst, str(out)), nprocs=2,
+                       join=True, start_method="spawn")
+    r0 = torch.load(out / "rank0.pt", weights_only=False)
+    r1 = torch.load(out / "rank1.pt", weights_only=False)
+    assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
+    assert r0["hist"][3]["loss_ce"] < r0["hist"][1]["loss_ce"]
+    # Only rank 0 wrote checkpoints.
+    ckpt_dir = out / "resnet18" / "t"
+    assert sorted(p.name for p in ckpt_dir.glob("*.pth")) == ["ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "ckpt_epoch_3.pth",
+                                                              "model_final.pth"]
