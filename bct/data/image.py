@@ -1,0 +1,91 @@
+"""Image decoding to 8-bit RGB, whatever the file's mode (SPEC.md §3: convert every image to RGB).
+
+The reference opened images without converting them and crashed on greyscale and CMYK files. Here
+every PIL mode is mapped to RGB: transparency is composited on white, 16-bit and 32-bit integer
+images are rescaled (not clipped) to 8 bits, float images are rescaled from their range.
+
+A file that is missing, empty, truncated or undecodable raises ``BadImageError`` (a
+``BadInputError``) naming the file; the caller adds the list line. PIL's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default (False) and the pixels are decoded in
+full here, so a truncated JPEG is an error rather than an image with a grey bottom. EXIF
+orientation is not applied: the revisited query boxes and the reference's features refer to the
+stored pixel grid.
+"""
+import io
+
+import numpy as np
+from PIL import Image
+
+from bct.utils.errors import BadInputError
+
+
+
+class BadImageError(BadInputError):
+    """An image file that cannot be used; ``path`` and ``reason`` let callers add the list line."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+_INT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Map one integer or float channel to uint8, keeping the full range of its bit depth."""
+    if mode.startswith("I;16"):
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scaled = arr * 255.0
+    elif lo >= 0 and hi <= 255:
+        scaled = arr
+    elif lo >= 0 and hi <= 65535:
+        # 16-bit data decoded as 32-bit "I" (e.g. some 16-bit PNG/TIFF files).
+        scaled = arr * (255.0 / 65535.0)
+    else:
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded PIL image of any mode to mode RGB (alpha composited on white)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in _INT_MODES or mode == "F":
+        grey = Image.fromarray(_to_uint8(np.asarray(img), mode), mode="L")
+        return grey.convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode the image file at ``path`` in full and return it as a mode-RGB PIL image."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise BadImageError(path, "image file not found") from None
+    except IsADirectoryError:
+        raise BadImageError(path, "is a folder, not an image file") from None
+    except OSError as e:
+        raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
+    if not data:
+        raise BadImageError(path, "image file is empty (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return to_rgb(img)
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... on bad data
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadImageError(path, f"cannot decode the image ({reason}); re-download or remove it") from None
+

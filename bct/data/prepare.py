@@ -1,0 +1,417 @@
+"""GLDv2 preparation: the training lists, the class and data splits and the retrieval lists of
+SPEC.md §7, from the official CSV files (no pandas, no mxnet).
+
+Inputs in ``root`` (only train_clean.csv, or ``label_file``, is required):
+
+- ``train_clean.csv``: columns ``landmark_id,images``; ``images`` is a space-separated list of
+  image ids. Image ``<id>`` lives at ``train/<id[0]>/<id[1]>/<id[2]>/<id>.jpg``.
+- ``index.csv`` (column ``id``): the retrieval gallery.
+- ``retrieval_solution_v2.1.csv`` (columns ``id,images,Usage``): test queries, their relevant
+  index images, and Usage Public / Private / Ignored (Ignored rows have images "None").
+
+Outputs in ``root`` (P = ratio as a percentage, e.g. 30 and 70 for ratio 0.3):
+
+- ``label_<C>.txt``: every training image, ``train/a/b/c/<id>.jpg <label>``, labels 0..C-1 in
+  ascending numeric landmark-id order, written class by class, images in CSV order (with
+  ``label_file`` its lines are copied in their order).
+- ``gldv2_train_old_<P>percent_class.txt`` / ``gldv2_train_new_100percent_class.txt``: class
+  split. NumPy legacy Mersenne Twister seeded with ``seed``; ``arange(C)`` shuffled; the first
+  ``int(C * ratio)`` entries are the old classes. Old classes get 0..N_old-1 in ascending
+  original label, new classes N_old.. in ascending original label; both files class by class in
+  ascending original label.
+- ``gldv2_train_old_<P>percent_data.txt`` / ``gldv2_train_new_<100-P>percent_data.txt``: data
+  split, labels unchanged. Per class i (ascending): 1 image -> both lists; 2-3 -> the first to
+  old, the rest to new; >= 4 -> generator seeded with ``seed + i``, ``a = arange(n)`` shuffled,
+  positions ``a[:int(ratio * n)]`` to old, the others to new; input order kept in both.
+- ``gldv2_gallery_list.txt``, ``gldv2_{public,private}_query_list.txt`` and
+  ``gldv2_{public,private}_query_gt.txt`` when the retrieval CSVs are present (see bct.data.gldv2).
+- ``manifest.json``: for every written file its line count and sha256, plus the counts.
+
+The seeded shuffles use a private ``np.random.RandomState``: ``RandomState(s).shuffle`` draws
+exactly what ``np.random.seed(s); np.random.shuffle`` draws from the legacy global generator
+(the reference's calls), without disturbing the caller's global NumPy state.
+"""
+import csv
+import hashlib
+import json
+import os
+import re
+from contextlib import ExitStack
+
+import numpy as np
+
+from bct.data.lists import read_image_list
+from bct.utils.errors import BadInputError
+
+TRAIN_CSV = "train_clean.csv"
+INDEX_CSV = "index.csv"
+SOLUTION_CSV = "retrieval_solution_v2.1.csv"
+USAGES = ("public", "private")
+
+_BAD_ID_CHAR = re.compile(r"[^0-9A-Za-z_\-\s]")
+
+
+def image_path(folder: str, image_id: str) -> str:
+    """GLDv2 layout: ``<folder>/<id[0]>/<id[1]>/<id[2]>/<id>.jpg``."""
+    return f"{folder}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
+
+
+def percent_tag(fraction: float) -> str:
+    """100 * fraction as it appears in the file names: 30 for 0.3, 12.5 for 0.125."""
+    value = round(fraction * 100, 6)
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+class _ListWriter:
+    """Writes a text file under a temporary name, hashing and counting lines on the way; the file
+    gets its final name only when the ``with`` block succeeds."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.sha = hashlib.sha256()
+        self.lines = 0
+
+    def __enter__(self):
+        self.f = open(self.tmp, "w", encoding="utf-8", newline="\n")
+        return self
+
+    def write(self, text: str) -> None:
+        self.f.write(text)
+        self.sha.update(text.encode("utf-8"))
+        self.lines += text.count("\n")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.f.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.remove(self.tmp)
+        return False
+
+    def record(self) -> dict:
+        return {"lines": self.lines, "sha256": self.sha.hexdigest()}
+
+
+def _lines(paths, labels) -> str:
+    return "".join(f"{p} {l}\n" for p, l in zip(paths, labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the inputs
+# ---------------------------------------------------------------------------------------------
+
+def _open_csv(path: str, columns: tuple):
+    """Open a CSV file; return (file, reader, {column: index}) after checking the header."""
+    f = open(path, "r", encoding="utf-8", newline="")
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        f.close()
+        raise BadInputError(f"{path}: the file is empty (expected a header with columns {', '.join(columns)})")
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        f.close()
+        raise BadInputError(f"{path}:1: column {missing[0]!r} is missing from the header {header} "
+                            f"(expected {', '.join(columns)})")
+    return f, reader, {c: header.index(c) for c in columns}
+
+
+def _field(row: list, col: int, path: str, line: int) -> str:
+    if col >= len(row):
+        raise BadInputError(f"{path}:{line}: the row has {len(row)} fields, fewer than the header")
+    return row[col].strip()
+
+
+def _split_ids(text: str, path: str, line: int) -> list:
+    ids = text.split()
+    bad = _BAD_ID_CHAR.search(text)
+    if bad or any(len(i) < 3 for i in ids):
+        culprit = next(i for i in ids if len(i) < 3 or _BAD_ID_CHAR.search(i))
+        raise BadInputError(f"{path}:{line}: image id {culprit!r} is not a GLDv2 id "
+                            "(at least 3 characters of 0-9, a-z, A-Z, _ or -)")
+    return ids
+
+
+def _read_train_csv(path: str):
+    """Classes from train_clean.csv: returns (paths grouped class by class, counts (C,))."""
+    f, reader, cols = _open_csv(path, ("landmark_id", "images"))
+    rows = []
+    first_line = {}
+    with f:
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            text = _field(row, cols["landmark_id"], path, line)
+            try:
+                landmark = int(text)
+            except ValueError:
+                raise BadInputError(f"{path}:{line}: landmark_id {text!r} is not an integer") from None
+            previous = first_line.setdefault(landmark, line)
+            if previous != line:
+                raise BadInputError(f"{path}:{line}: landmark_id {landmark} already appears at line {previous}; "
+                                    "each landmark must have one row")
+            ids = _split_ids(_field(row, cols["images"], path, line), path, line)
+            if not ids:
+                raise BadInputError(f"{path}:{line}: landmark {landmark} lists no image ids")
+            rows.append((landmark, line, ids))
+    if not rows:
+        raise BadInputError(f"{path}: no data rows under the header")
+    rows.sort(key=lambda r: r[0])
+    counts = np.fromiter((len(r[2]) for r in rows), dtype=np.int64, count=len(rows))
+    total = int(counts.sum())
+    if len({i for r in rows for i in r[2]}) != total:
+        _report_duplicate_id(rows, path)
+    paths = [image_path("train", i) for r in rows for i in r[2]]
+    return paths, counts
+
+
+def _report_duplicate_id(rows: list, path: str) -> None:
+    seen = {}
+    for _, line, ids in sorted(rows, key=lambda r: r[1]):
+        for i in ids:
+            if i in seen:
+                raise BadInputError(f"{path}:{line}: image id {i} already listed at line {seen[i]}; "
+                                    "each image may appear once")
+            seen[i] = line
+
+
+def _read_label_file(label_file: str):
+    """Classes from an existing ``path label`` list: returns (paths in file order, labels (N,),
+    paths grouped class by class with file order inside a class, counts (C,))."""
+    paths, labels = read_image_list(label_file, "")
+    num_classes = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise BadInputError(f"{label_file}: labels must cover 0..{num_classes - 1} but label {int(empty[0])} "
+                            f"has no image ({empty.size} labels are unused); relabel the classes contiguously")
+    order = np.argsort(labels, kind="stable")
+    return paths, labels, [paths[j] for j in order], counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+
+def class_split(num_classes: int, ratio: float, seed: int) -> np.ndarray:
+    """Bool (C,): True for the old classes (the first int(C * ratio) of a seeded shuffle of arange(C))."""
+    ids = np.arange(num_classes)
+    np.random.RandomState(seed).shuffle(ids)
+    is_old = np.zeros(num_classes, dtype=bool)
+    is_old[ids[:int(num_classes * ratio)]] = True
+    return is_old
+
+
+def class_split_labels(is_old: np.ndarray) -> np.ndarray:
+    """Int64 (C,) new label of every original label: old classes 0..N_old-1, then new classes
+    N_old.., each group in ascending original label."""
+    relabel = np.empty(is_old.size, dtype=np.int64)
+    n_old = int(is_old.sum())
+    relabel[is_old] = np.arange(n_old)
+    relabel[~is_old] = n_old + np.arange(is_old.size - n_old)
+    return relabel
+
+
+def data_split(counts: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Bool pair (2, N) over the images grouped class by class (counts (C,)): row 0 marks the old
+    list, row 1 the new list (an image of a one-image class is in both)."""
+    total = int(counts.sum())
+    to_old = np.zeros(total, dtype=bool)
+    to_new = np.zeros(total, dtype=bool)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rng = np.random.RandomState()
+    for label in range(counts.size):
+        n, s = int(counts[label]), int(starts[label])
+        if n == 1:
+            to_old[s] = to_new[s] = True
+        elif n < 4:
+            to_old[s] = True
+            to_new[s + 1:s + n] = True
+        else:
+            rng.seed(seed + label)
+            a = np.arange(n)
+            rng.shuffle(a)
+            mask = np.zeros(n, dtype=bool)
+            mask[a[:int(n * ratio)]] = True
+            to_old[s:s + n] = mask
+            to_new[s:s + n] = ~mask
+    return np.stack([to_old, to_new])
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval lists
+# ---------------------------------------------------------------------------------------------
+
+def _write_gallery(root: str, index_csv: str, records: dict) -> dict:
+    """Write gldv2_gallery_list.txt; return {index image id: gallery row}."""
+    f, reader, cols = _open_csv(index_csv, ("id",))
+    rows = {}
+    out = os.path.join(root, "gldv2_gallery_list.txt")
+    with f, _ListWriter(out) as w:
+        chunk = []
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            ids = _split_ids(_field(row, cols["id"], index_csv, line), index_csv, line)
+            if len(ids) != 1:
+                raise BadInputError(f"{index_csv}:{line}: expected one image id, got {len(ids)}")
+            image_id = ids[0]
+            if image_id in rows:
+                raise BadInputError(f"{index_csv}:{line}: image id {image_id} is listed twice")
+            rows[image_id] = len(rows)
+            chunk.append(f"{image_path('index', image_id)} {rows[image_id]}\n")
+            if len(chunk) >= 65536:
+                w.write("".join(chunk))
+                chunk = []
+        w.write("".join(chunk))
+    if not rows:
+        raise BadInputError(f"{index_csv}: no data rows under the header")
+    records[os.path.basename(out)] = w.record()
+    return rows
+
+
+def _write_queries(root: str, solution_csv: str, gallery_rows: dict, records: dict) -> dict:
+    """Write the query list and ground truth of each usage; return {usage: number of queries}."""
+    f, reader, cols = _open_csv(solution_csv, ("id", "images", "Usage"))
+    names = {u: (f"gldv2_{u}_query_list.txt", f"gldv2_{u}_query_gt.txt") for u in USAGES}
+    counts = {u: 0 for u in USAGES}
+    with f, ExitStack() as stack:
+        writers = {u: tuple(stack.enter_context(_ListWriter(os.path.join(root, n))) for n in pair)
+                   for u, pair in names.items()}
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            usage = _field(row, cols["Usage"], solution_csv, line).lower()
+            if usage == "ignored":
+                continue
+            if usage not in USAGES:
+                raise BadInputError(f"{solution_csv}:{line}: Usage {usage!r} is not Public, Private or Ignored")
+            ids = _split_ids(_field(row, cols["id"], solution_csv, line), solution_csv, line)
+            if len(ids) != 1:
+                raise BadInputError(f"{solution_csv}:{line}: expected one query id, got {len(ids)}")
+            images = _field(row, cols["images"], solution_csv, line)
+            if images in ("", "None"):
+                raise BadInputError(f"{solution_csv}:{line}: a {usage} query with no relevant images")
+            gt = []
+            for g in _split_ids(images, solution_csv, line):
+                if g not in gallery_rows:
+                    raise BadInputError(f"{solution_csv}:{line}: image {g} is not in {INDEX_CSV}; "
+                                        "use the index.csv of the same GLDv2 release")
+                gt.append(str(gallery_rows[g]))
+            path, i = image_path("test", ids[0]), counts[usage]
+            query_w, gt_w = writers[usage]
+            query_w.write(f"{path} {i}\n")
+            gt_w.write(f"{path} {i} {','.join(gt)}\n")
+            counts[usage] += 1
+    for u, (query_w, gt_w) in writers.items():
+        records[names[u][0]] = query_w.record()
+        records[names[u][1]] = gt_w.record()
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry
+# ---------------------------------------------------------------------------------------------
+
+def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: str = None) -> dict:
+    """Write every list of SPEC.md §7 into ``root`` and return the manifest (also written to
+    ``root/manifest.json``)."""
+    if not os.path.isdir(root):
+        raise BadInputError(f"GLDv2 root {root} is not a folder; download the GLDv2 files into it (see Dataset.md)")
+    if not 0.0 < ratio < 1.0:
+        raise BadInputError(f"--ratio must be strictly between 0 and 1, got {ratio}")
+    if not 0 <= seed < 2 ** 32:
+        raise BadInputError(f"--seed must be an integer in 0..{2 ** 32 - 1}, got {seed}")
+    index_csv, solution_csv = os.path.join(root, INDEX_CSV), os.path.join(root, SOLUTION_CSV)
+    if os.path.isfile(solution_csv) and not os.path.isfile(index_csv):
+        raise BadInputError(f"{solution_csv} needs {index_csv} (its images are index ids); "
+                            "download index.csv from GLDv2 into the same folder")
+    csv.field_size_limit(2 ** 31 - 1)  # one landmark row can list thousands of image ids
+
+    if label_file:
+        file_paths, file_labels, paths, counts = _read_label_file(label_file)
+        source = os.path.abspath(label_file)
+    else:
+        train_csv = os.path.join(root, TRAIN_CSV)
+        if not os.path.isfile(train_csv):
+            raise BadInputError(f"{train_csv} does not exist; download train_clean.csv from GLDv2 into {root} "
+                                "or pass --label-file with an existing `path label` list")
+        paths, counts = _read_train_csv(train_csv)
+        source = os.path.abspath(train_csv)
+    num_classes = int(counts.size)
+    if seed + num_classes - 1 >= 2 ** 32:
+        raise BadInputError(f"--seed {seed} is too large: the data split seeds class i with seed + i, "
+                            f"which must stay below 2**32 for {num_classes} classes")
+    labels = np.repeat(np.arange(num_classes), counts)
+    records = {}
+
+    def write(name: str, text_chunks) -> None:
+        with _ListWriter(os.path.join(root, name)) as w:
+            for chunk in text_chunks:
+                w.write(chunk)
+        records[name] = w.record()
+
+    def chunks(sel_paths, sel_labels, size: int = 200000):
+        sel_labels = sel_labels.tolist()
+        for s in range(0, len(sel_paths), size):
+            yield _lines(sel_paths[s:s + size], sel_labels[s:s + size])
+
+    label_name = f"label_{num_classes}.txt"
+    if label_file:
+        write(label_name, chunks(file_paths, file_labels))
+        del file_paths, file_labels
+    else:
+        write(label_name, chunks(paths, labels))
+
+    old_pct, new_pct = percent_tag(ratio), percent_tag(1.0 - ratio)
+    is_old = class_split(num_classes, ratio, seed)
+    relabel = class_split_labels(is_old)
+    item_old = np.repeat(is_old, counts)
+    old_class_paths = [p for p, keep in zip(paths, item_old.tolist()) if keep]
+    class_old_name = f"gldv2_train_old_{old_pct}percent_class.txt"
+    class_new_name = "gldv2_train_new_100percent_class.txt"
+    write(class_old_name, chunks(old_class_paths, relabel[labels][item_old]))
+    del old_class_paths
+    write(class_new_name, chunks(paths, relabel[labels]))
+
+    to_old, to_new = data_split(counts, ratio, seed)
+    data_old_name = f"gldv2_train_old_{old_pct}percent_data.txt"
+    data_new_name = f"gldv2_train_new_{new_pct}percent_data.txt"
+    write(data_old_name, chunks([p for p, k in zip(paths, to_old.tolist()) if k], labels[to_old]))
+    write(data_new_name, chunks([p for p, k in zip(paths, to_new.tolist()) if k], labels[to_new]))
+
+    queries, gallery = {}, {}
+    if os.path.isfile(index_csv):
+        gallery_rows = _write_gallery(root, index_csv, records)
+        gallery = {"gallery_images": len(gallery_rows)}
+        if os.path.isfile(solution_csv):
+            queries = _write_queries(root, solution_csv, gallery_rows, records)
+
+    manifest = {
+        "source": source,
+        "ratio": ratio,
+        "seed": seed,
+        "counts": {
+            "classes": num_classes,
+            "old_classes": int(is_old.sum()),
+            "new_classes": num_classes - int(is_old.sum()),
+            "train_images": int(counts.sum()),
+            "class_split_old_images": records[class_old_name]["lines"],
+            "class_split_new_images": records[class_new_name]["lines"],
+            "data_split_old_images": records[data_old_name]["lines"],
+            "data_split_new_images": records[data_new_name]["lines"],
+            **gallery,
+            **{f"{u}_queries": n for u, n in queries.items()},
+        },
+        "files": records,
+    }
+    with open(os.path.join(root, "manifest.json.tmp"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(os.path.join(root, "manifest.json.tmp"), os.path.join(root, "manifest.json"))
+    return manifest

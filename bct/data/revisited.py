@@ -1,0 +1,193 @@
+"""Revisited Oxford / Paris (revisitop format) ground truth and its Easy / Medium / Hard protocols
+(SPEC.md §6).
+
+A dataset ``<name>`` lives in ``<root>/<name>/``: ``jpg/<image name>.jpg`` and
+``gnd_<name>.pkl`` (``<root>/gnd_<name>.pkl``, the reference's layout, is accepted too). The pickle
+holds a dict with ``imlist`` (database image names), ``qimlist`` (query image names) and ``gnd``
+(one dict per query: ``bbx`` [x1, y1, x2, y2], ``easy``, ``hard``, ``junk`` as 0-based database
+indices). Any name is accepted, so the synthetic benchmark uses the same format.
+
+Pickle files can run arbitrary code when loaded, so ``load_gnd`` uses an unpickler that resolves
+only plain builtin containers and scalars and what NumPy needs to rebuild arrays and scalars;
+every other global is refused before anything is called.
+"""
+import builtins
+import os
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bct.utils.errors import BadInputError
+
+PROTOCOLS = ("easy", "medium", "hard")
+
+
+def _numpy_globals() -> dict:
+    """The callables NumPy's pickles name, taken from the installed NumPy so that both the
+    ``numpy.core`` (NumPy 1) and ``numpy._core`` (NumPy 2) spellings resolve without importing
+    deprecated modules."""
+    reconstruct = np.ndarray((0,)).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
+    frombuffer = np.arange(2).__reduce_ex__(5)[0]
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        table[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        table[(f"{core}.multiarray", "scalar")] = scalar
+        table[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return table
+
+
+_BUILTIN_NAMES = ("list", "tuple", "dict", "set", "frozenset", "int", "float", "complex", "bool",
+                  "str", "bytes", "bytearray")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals listed in ``allowed``; anything else is refused."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file, encoding="latin1")
+        self.source = source
+        self.allowed = _numpy_globals()
+        for mod in ("builtins", "__builtin__"):
+            for name in _BUILTIN_NAMES:
+                self.allowed[(mod, name)] = getattr(builtins, name)
+        # Protocol-2 pickles written by Python 3 store bytes (e.g. array buffers) this way.
+        self.allowed[("_codecs", "encode")] = __import__("_codecs").encode
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise BadInputError(
+                f"{self.source}: refused to unpickle {module}.{name}: gnd files may hold only plain "
+                "containers, numbers, strings and numpy arrays") from None
+
+
+def load_gnd(pkl_path: str) -> dict:
+    """Load a revisitop ground-truth pickle with the restricted unpickler; returns the raw dict."""
+    if not os.path.isfile(pkl_path):
+        name = os.path.basename(pkl_path)
+        dataset = name[len("gnd_"):-len(".pkl")] if name.startswith("gnd_") and name.endswith(".pkl") else "<dataset>"
+        raise BadInputError(
+            f"ground truth {pkl_path} does not exist; download {name} from revisitop "
+            f"(http://cmp.felk.cvut.cz/revisitop/data/datasets/{dataset}/{name}) and put it there")
+    try:
+        with open(pkl_path, "rb") as f:
+            return _RestrictedUnpickler(f, pkl_path).load()
+    except BadInputError:
+        raise
+    except Exception as e:
+        raise BadInputError(f"{pkl_path}: not a readable pickle ({type(e).__name__}: {e})") from None
+
+
+def _index_array(value, what: str, n_db: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{what} must be a list of database indices") from None
+    if arr.size and (np.any(arr != np.round(arr)) or arr.min() < 0 or arr.max() >= n_db):
+        raise BadInputError(f"{what} holds indices outside 0..{n_db - 1} (the database size is {n_db})")
+    return arr.astype(np.int64)
+
+
+def _validate(raw, source: str):
+    """Check the gnd structure; return (imlist, qimlist, list of per-query dicts with numpy arrays)."""
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{source}: expected a dict with keys imlist, qimlist, gnd, got {type(raw).__name__}")
+    for key in ("imlist", "qimlist", "gnd"):
+        if key not in raw:
+            raise BadInputError(f"{source}: key {key!r} is missing (expected imlist, qimlist, gnd)")
+    imlist, qimlist, gnd = (list(raw[k]) for k in ("imlist", "qimlist", "gnd"))
+    for key, names in (("imlist", imlist), ("qimlist", qimlist)):
+        bad = [i for i, n in enumerate(names) if not isinstance(n, str) or not n]
+        if bad:
+            raise BadInputError(f"{source}: {key}[{bad[0]}] is not a non-empty image name")
+    if len(gnd) != len(qimlist):
+        raise BadInputError(f"{source}: gnd has {len(gnd)} entries but qimlist has {len(qimlist)}; "
+                            "expected one per query")
+    n_db = len(imlist)
+    checked = []
+    for q, entry in enumerate(gnd):
+        where = f"{source}: gnd[{q}]"
+        if not isinstance(entry, dict):
+            raise BadInputError(f"{where} is a {type(entry).__name__}, expected a dict with bbx, easy, hard, junk")
+        for key in ("bbx", "easy", "hard", "junk"):
+            if key not in entry:
+                raise BadInputError(f"{where} lacks key {key!r} (expected bbx, easy, hard, junk)")
+        try:
+            box = [float(v) for v in np.asarray(entry["bbx"], dtype=np.float64).reshape(-1)]
+        except (TypeError, ValueError):
+            box = []
+        if len(box) != 4:
+            raise BadInputError(f"{where}['bbx'] must be 4 numbers [x1, y1, x2, y2]")
+        checked.append({"bbx": box, **{k: _index_array(entry[k], f"{where}[{k!r}]", n_db)
+                                        for k in ("easy", "hard", "junk")}})
+    return imlist, qimlist, checked
+
+
+def protocol_sets(gnd: list, level: str) -> list:
+    """Per query {'ok': int64 array, 'junk': int64 array} of database indices for one protocol:
+    easy: ok = easy, junk = junk ∪ hard; medium: ok = easy ∪ hard, junk = junk;
+    hard: ok = hard, junk = junk ∪ easy."""
+    if level not in PROTOCOLS:
+        raise ValueError(f"protocol level must be one of {PROTOCOLS}, got {level!r}")
+    out = []
+    for g in gnd:
+        easy, hard, junk = (np.asarray(g[k], dtype=np.int64) for k in ("easy", "hard", "junk"))
+        if level == "easy":
+            ok, bad = easy, np.concatenate([junk, hard])
+        elif level == "medium":
+            ok, bad = np.concatenate([easy, hard]), junk
+        else:
+            ok, bad = hard, np.concatenate([junk, easy])
+        out.append({"ok": ok, "junk": bad})
+    return out
+
+
+@dataclass
+class RevisitedDataset:
+    """One revisited-format dataset: absolute database / query image paths, query boxes
+    ([x1, y1, x2, y2] floats), ``gnd`` the per-query dicts exactly as the pickle holds them, and
+    the protocols (computed from a validated copy with int64 arrays)."""
+
+    name: str
+    root: str
+    db_paths: list
+    query_paths: list
+    query_boxes: list
+    gnd: list = field(repr=False)
+    checked_gnd: list = field(repr=False)
+
+    def protocol(self, level: str) -> list:
+        """Per query {'ok': int64 array, 'junk': int64 array} for level easy / medium / hard."""
+        return protocol_sets(self.checked_gnd, level)
+
+
+def gnd_path(name: str, root: str) -> str:
+    """Where the ground truth of ``name`` is: ``<root>/<name>/gnd_<name>.pkl``, or the reference's
+    ``<root>/gnd_<name>.pkl`` when only that exists."""
+    primary = os.path.join(root, name, f"gnd_{name}.pkl")
+    fallback = os.path.join(root, f"gnd_{name}.pkl")
+    return fallback if not os.path.isfile(primary) and os.path.isfile(fallback) else primary
+
+
+def load_revisited(name: str, root: str) -> RevisitedDataset:
+    """Load dataset ``name`` (roxford5k, rparis6k, or any revisited-format set) from ``root``."""
+    if not os.path.isdir(root):
+        raise BadInputError(f"dataset root {root} is not a folder; set EVAL.ROOT to the folder holding {name}/")
+    path = gnd_path(name, root)
+    raw = load_gnd(path)
+    imlist, qimlist, checked = _validate(raw, path)
+    image_dir = os.path.join(os.path.abspath(root), name, "jpg")
+    if not os.path.isdir(image_dir):
+        raise BadInputError(f"image folder {image_dir} does not exist; put the {name} images there as <name>.jpg")
+    return RevisitedDataset(
+        name=name,
+        root=root,
+        db_paths=[os.path.join(image_dir, f"{n}.jpg") for n in imlist],
+        query_paths=[os.path.join(image_dir, f"{n}.jpg") for n in qimlist],
+        query_boxes=[g["bbx"] for g in checked],
+        gnd=list(raw["gnd"]),
+        checked_gnd=checked,
+    )

@@ -1,0 +1,50 @@
+"""Write the GLDv2 training lists, class / data splits and retrieval lists (SPEC.md §7).
+
+    python -m bct.tools.prepare_gldv2 --root ./data/GLDv2 [--ratio 0.3] [--seed 666] [--label-file PATH]
+
+Reads train_clean.csv (or --label-file), and index.csv + retrieval_solution_v2.1.csv when present,
+from --root; writes the lists and manifest.json there. See Dataset.md.
+"""
+import argparse
+import sys
+
+from bct.data.prepare import prepare_gldv2
+from bct.utils.errors import BadInputError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bct.tools.prepare_gldv2", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="GLDv2 folder holding train_clean.csv (and index.csv, "
+                        "retrieval_solution_v2.1.csv); the lists are written there")
+    parser.add_argument("--ratio", type=float, default=0.3,
+                        help="fraction of the classes (class split) and of each class's images (data split) "
+                             "given to the old model")
+    parser.add_argument("--seed", type=int, default=666,
+                        help="seed of the class shuffle; class i of the data split uses seed + i")
+    parser.add_argument("--label-file", default=None,
+                        help="existing `train/a/b/c/<id>.jpg label` list (e.g. the community label_81313.txt) "
+                             "used instead of train_clean.csv")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file)
+    except BadInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    counts = manifest["counts"]
+    print(f"GLDv2 lists written to {args.root} (source {manifest['source']}, ratio {args.ratio}, seed {args.seed})")
+    print(f"  classes {counts['classes']} (old {counts['old_classes']}, new {counts['new_classes']}), "
+          f"training images {counts['train_images']}")
+    for name, record in manifest["files"].items():
+        print(f"  {name:42s} {record['lines']:>9d} lines")
+    if "gallery_images" not in counts:
+        print("  retrieval lists skipped: put index.csv and retrieval_solution_v2.1.csv in the root to get them")
+    print("  line counts and sha256 of every file: manifest.json")
+    return manifest
+
+
+if __name__ == "__main__":
+    main()
