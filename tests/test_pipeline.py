@@ -1,0 +1,113 @@
+"""The whole pipeline on the tiny synthetic benchmark: the bash scripts, every compatibility method,
+extract_feat's files, and scripts/test.sh's self/cross-test JSON (with backfill endpoints)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYN = os.path.join(REPO, "configs", "synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    from bct.tools import make_synthetic
+    make_synthetic.main(["--out", str(root), "--size", "tiny"])
+    return root
+
+
+def _run(cmd, env=None):
+    full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="2", **(env or {}))
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _common(tiny, out):
+    return ["TRAIN.ROOT", f"{tiny}/GLDv2", "OUTPUT", str(out), "TRAIN.BATCH_SIZE", "4", "TRAIN.EPOCHS", "1",
+            "TRAIN.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "TRAIN.MAX_ITERS", "2", "EVAL.INPUT_SIZE", "32",
+            "EVAL.NUM_WORKERS", "0", "VAL.ROOT", f"{tiny}/ROxfordParis", "DEVICE", "cpu",
+            "OLD_MODEL.NUM_CLASSES", "3", "NEW_MODEL.NUM_CLASSES", "10",
+            "EVAL.OLD_SAVE_FILE", f"{out}/stats/radius.json", "EVAL.OLD_ANGLE_FILE", f"{out}/stats/angle.json",
+            "EXTRACT.SAVE_DIR", f"{out}/stats", "EVAL.CACHE_DIR", f"{out}/cache"]
+
+
+def _lists(tiny):
+    return (f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt", f"{tiny}/GLDv2/gldv2_train_new_100percent_class.txt")
+
+
+def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
+    old_list, new_list = _lists(tiny)
+    common = _common(tiny, tmp_path)
+    old_ckpt = f"{tmp_path}/resnet18/old_30class/model_final.pth"
+    _run(["bash", "scripts/train_old.sh", *common, "TRAIN.FILE_DIR", old_list],
+         {"CONFIG": f"{SYN}/old_model.yml", "GPUS": "0"})
+    assert os.path.isfile(old_ckpt)
+    _run(["bash", "scripts/extract_feat.sh", *common, "TRAIN.FILE_DIR", old_list, "OLD_MODEL.MODEL_PATH", old_ckpt],
+         {"CONFIG": f"{SYN}/extract_feat.yml", "GPUS": "0"})
+    radius = json.load(open(f"{tmp_path}/stats/radius.json"))
+    angle = json.load(open(f"{tmp_path}/stats/angle.json"))
+    assert set(radius) == set(angle) == {"0", "1", "2"}
+    assert all(len(v["center"]) == 256 and v["radius"] == sorted(v["radius"]) for v in radius.values())
+    assert np.load(f"{tmp_path}/stats/feats.npy").shape[1] == 256
+    _run(["bash", "scripts/train_new.sh", *common, "TRAIN.FILE_DIR", new_list, "OLD_MODEL.MODEL_PATH", old_ckpt,
+          "TRAIN.VAL_FREQ", "1"], {"CONFIG_DIR": SYN, "GPUS": "0"})
+    new_ckpt = f"{tmp_path}/resnet18/new_advbct/model_final.pth"
+    log = open(f"{tmp_path}/resnet18/new_advbct/log.txt").read()
+    for term in ("loss_ce", "loss_boundary", "loss_adv", "alpha", "epoch_weight", "stat_violator_frac",
+                 "stat_mean_radius", "val_self_mAP_M", "val_cross_mAP_M"):
+        assert term in log, term
+    out = _run(["bash", "scripts/test.sh", "landmark", "roxford5k", f"{tiny}/ROxfordParis", "EVAL.INPUT_SIZE", "32",
+                "EVAL.NUM_WORKERS", "0", "EVAL.HOT_REFRESH", "True", "EVAL.CACHE_DIR", f"{tmp_path}/cache"],
+               {"NEW_MODEL_PATH": new_ckpt, "OLD_MODEL_PATH": old_ckpt, "SAVE_DIR": f"{tmp_path}/eval", "GPUS": "0"})
+    assert "cross-test M(new, old): E:" in out
+    res = json.load(open(f"{tmp_path}/eval/roxford5k.json"))
+    for key in ("self", "cross", "old_self"):
+        assert set(res[key]) >= {"easy", "medium", "hard"} and 0 <= res[key]["medium"]["map"] <= 1
+        assert set(res[key]["medium"]["mp"]) == {"1", "5", "10"}
+    curve = res["backfill"]
+    assert [p["ratio"] for p in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert curve[0]["medium"] == pytest.approx(res["cross"]["medium"]["map"])
+    assert curve[-1]["medium"] == pytest.approx(res["self"]["medium"]["map"])
+
+
+@pytest.mark.parametrize("method", ["bct", "lce", "unibct", "hot_refresh", "oracle"])
+def test_every_method_trains(tiny, tmp_path, method):
+    """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint."""
+    from bct.engine.checkpoint import load_checkpoint, save_checkpoint
+    from bct.models.build import build_model
+    from bct.config import load_cfg
+    from bct.tools import extract_feat, train
+    old_list, new_list = _lists(tiny)
+    common = _common(tiny, tmp_path)
+    old_cfg = load_cfg(f"{SYN}/old_model.yml", common)
+    old = build_model(old_cfg, "old")
+    save_checkpoint(f"{tmp_path}/old.pth", {"model": old.state_dict(), "meta": old.meta})
+    extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common, "TRAIN.FILE_DIR", old_list,
+                       "OLD_MODEL.MODEL_PATH", f"{tmp_path}/old.pth"])
+    train.main(["--cfg", f"{SYN}/new_{method}.yml", *common, "TRAIN.FILE_DIR", new_list,
+                "OLD_MODEL.MODEL_PATH", f"{tmp_path}/old.pth"])
+    ckpt = load_checkpoint(f"{tmp_path}/resnet18/new_{method}/model_final.pth")
+    assert ckpt["meta"]["role"] == "new" and ckpt["meta"]["num_classes"] == 10
+    assert not any(k.startswith("old_model") for k in ckpt["model"])  # the frozen old model is never saved
+    if method != "oracle":
+        assert ckpt["meta"]["old_model_path"] == f"{tmp_path}/old.pth"
+
+
+def test_test_tool_refuses_wrong_arch(tiny, tmp_path):
+    from bct.config import load_cfg
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models.build import build_model
+    cfg = load_cfg("", ["NEW_MODEL.PRETRAINED", "False"])
+    m = build_model(cfg, "new")
+    save_checkpoint(f"{tmp_path}/m.pth", {"model": m.state_dict(), "meta": m.meta})
+    proc = subprocess.run([sys.executable, "-m", "bct.tools.test", "NEW_MODEL.MODEL_PATH", f"{tmp_path}/m.pth",
+                           "NEW_MODEL.ARCH", "resnet50", "EVAL.ROOT", f"{tiny}/ROxfordParis"],
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: checkpoint") and "NEW_MODEL.ARCH='resnet50'" in proc.stderr
+    assert "Traceback" not in proc.stderr
