@@ -27,7 +27,10 @@ def test_every_comp_loss_in_configs_is_registered():
 def test_new_configs_point_at_extract_feat_outputs():
     """The statistics files of the new-model configs are exactly what the matching extract_feat writes."""
     pairs = [("configs/extract_feat.yml", "configs/new_advbct.yml"),
-             ("configs/data_split/extract_feat.yml", "configs/data_split/new_advbct.yml")]
+             ("configs/data_split/extract_feat.yml", "configs/data_split/new_advbct.yml"),
+             ("configs/synthetic/extract_feat.yml", "configs/synthetic/new_advbct.yml"),
+             ("configs/synthetic/data_split/extract_feat.yml", "configs/synthetic/data_split/new_lce.yml"),
+             ("configs/synthetic/r50/extract_feat.yml", "configs/synthetic/r50/new_unibct.yml")]
     for ext, new in pairs:
         e, n = load_cfg(os.path.join(REPO, ext)), load_cfg(os.path.join(REPO, new))
         assert os.path.normpath(n.EVAL.OLD_SAVE_FILE) == os.path.normpath(os.path.join(e.EXTRACT.SAVE_DIR, "radius.json"))
