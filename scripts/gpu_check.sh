@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One short check of the CUDA paths on one GPU (a few minutes): generates a small synthetic JPEG set
+# for 224 px input, runs base (old-model style) and AdvBCT / baseline training steps on CUDA in fp32,
+# AMP and AMP + channels_last, then times data loading, extraction and faiss vs torch search.
+# Writes speed_cuda.json into $OUT when set, else output/benchmarks/. See docs/benchmarks.md.
+#   bash scripts/gpu_check.sh [extra benchmark_speed flags, e.g. --batch 64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PYTHON=${PYTHON:-python3}
+REPORT_DIR=${OUT:-output/benchmarks}
+if [[ -z "${DATA_DIR:-}" ]]; then
+    SCRATCH=$(mktemp -d)
+    trap 'rm -rf "$SCRATCH"' EXIT
+    DATA_DIR=$SCRATCH/bench_images
+fi
+
+if ! $PYTHON -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "error: gpu_check.sh needs a CUDA device and none is visible to torch" >&2
+    exit 1
+fi
+$PYTHON -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+
+mkdir -p "$REPORT_DIR"
+# The timeout keeps the check under five minutes; finished sections are already in the JSON.
+timeout "${GPU_CHECK_TIMEOUT:-280}" $PYTHON -m bct.tools.benchmark_speed \
+    --device cuda --data "$DATA_DIR" --images 1024 --size 224 --batch 128 \
+    --iters 15 --warmup 5 --repeats 3 --workers "${WORKERS:-8}" \
+    --modes fp32 amp amp_cl --gallery 100000 --queries 1000 --topk 100 \
+    --out "$REPORT_DIR/speed_cuda.json" "$@"
