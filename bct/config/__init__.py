@@ -95,7 +95,7 @@ def _coerce(key: str, value, default, source: str):
     elif default is None:
         return value
     raise BadInputError(
-        f"{source}: key {key} expects {type(default).__name__} (default {default!r}) "
+        f"{source}: key {key} expects {type(default).__name__} (currently {default!r}) "
         f"but got {type(value).__name__} {value!r}"
     )
 

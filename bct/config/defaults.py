@@ -21,6 +21,8 @@ _C.DETERMINISTIC = False
 _C.USE_AMP = True
 # Keep activations in channels_last memory format (faster convolutions on recent GPUs).
 _C.CHANNELS_LAST = False
+# CPU threads of torch per process (0 = torch's default, one per core); 1 is often faster on a busy CPU.
+_C.NUM_THREADS = 0
 # torch.distributed backend: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo".
 _C.DIST_BACKEND = "auto"
 # Log every PRINT_FREQ iterations.

@@ -297,7 +297,9 @@ class Trainer:
                 if it >= self.iters_per_epoch:
                     break
                 skipped += n_bad
-                if images.numel() == 0:
+                if not self._batch_usable(images):
+                    # BatchNorm needs two samples; every rank skips together so no collective waits.
+                    skipped += images.shape[0] if images.numel() else 0
                     continue
                 out = self.step(images, labels, epoch, it, params)
                 stopped = out.pop("stop")
@@ -383,6 +385,15 @@ class Trainer:
             log["alpha"], log["epoch_weight"] = alpha, w_e
         return log
 
+    def _batch_usable(self, images) -> bool:
+        """At least two readable images on every rank (only SKIP_BAD_IMAGES can leave fewer)."""
+        if not self.cfg.TRAIN.SKIP_BAD_IMAGES:
+            return True
+        ok = torch.tensor([1.0 if images.numel() and images.shape[0] >= 2 else 0.0], device=self.device)
+        if is_dist():
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item() > 0)
+
     def _sync_flags(self, loss, out, epoch, it) -> bool:
         """Agree on (loss finite, stop signal) across ranks; returns whether to stop after this step."""
         flags = torch.tensor([float(torch.isfinite(loss.detach()).item()),
@@ -393,7 +404,7 @@ class Trainer:
             dist.all_reduce(flags, op=dist.ReduceOp.MIN)
             flags[1] = -flags[1]
         if flags[0].item() < 1:
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+            terms = ", ".join(f"{k}={float(v.detach()) if torch.is_tensor(v) else float(v):.4g}" for k, v in out.items())
             raise TrainingError(
                 f"non-finite loss at epoch {epoch + 1} iteration {it + 1} ({terms or 'on another rank'}); "
                 f"lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data; "

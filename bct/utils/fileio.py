@@ -9,6 +9,16 @@ import tempfile
 from contextlib import contextmanager
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any worker thread exists.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."""
@@ -16,6 +26,8 @@ def atomic_path(path: str):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
+    # mkstemp creates the file private (0600); results and checkpoints get the usual umask mode.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         with open(tmp, "rb") as f:
