@@ -1,0 +1,37 @@
+"""Entry point: write the embedded synthetic landmark benchmark (GLDv2-format training and retrieval
+files, revisitop-format test sets, SPEC.md §6-§7) and, unless --no-prepare, its GLDv2 lists.
+
+    python -m bct.tools.make_synthetic --out data/synthetic [--seed 0] [--size small|tiny]
+                                       [--no-prepare] [--force] [--workers 2]
+"""
+import argparse
+import os
+
+from bct.data.synthetic import SIZES, generate_synthetic
+from bct.tools.common import run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bct.tools.make_synthetic",
+        description="Write the synthetic landmark benchmark (GLDv2 and revisitop formats); see data/README.md.")
+    p.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed; the same seed gives identical files")
+    p.add_argument("--size", default="small", choices=sorted(SIZES),
+                   help="small: the demo benchmark (default); tiny: a few landmarks, for tests")
+    p.add_argument("--no-prepare", action="store_true",
+                   help="do not run the GLDv2 preparation (split and retrieval lists) at the end")
+    p.add_argument("--force", action="store_true", help="regenerate even if OUT already holds the benchmark")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="rendering processes (default: min(2, CPU count)); the files do not depend on it")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    return generate_synthetic(args.out, seed=args.seed, size=args.size, prepare=not args.no_prepare,
+                              force=args.force, workers=max(1, args.workers))
+
+
+if __name__ == "__main__":
+    run(main)
