@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # one thread: subprocess and DDP tests run beside the main process
 
 
 def make_image_list(root, n_classes=4, per_class=6, size=32, seed=0, name="train.txt", first_label=0):

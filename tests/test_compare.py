@@ -38,6 +38,10 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     compare.main(argv)
     assert os.path.getmtime(out / "seed1234" / "resnet18" / "new_advbct" / "model_final.pth") == mtime
     assert "reusing" in (out / "log.txt").read_text()
+    # Statistics and cached features belong to the run, not to the configs' shared folders.
+    assert (out / "seed1234" / "old_stats" / "radius.json").is_file()
+    assert any((out / "seed1234" / "feature_cache").iterdir())
+    assert not (tmp_path / "output").exists()
 
 
 def test_multi_seed_aggregate():

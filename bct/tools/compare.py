@@ -100,10 +100,14 @@ def _curve(result: dict) -> list:
 
 def run_seed(args, seed: int, out: str, logger, device) -> dict:
     d = args.config_dir
-    opts = ["SEED", str(seed), "OUTPUT", out, *args.opts]
+    # Everything a seed writes stays under its folder: models, statistics and the feature cache.
+    stats = os.path.join(out, "old_stats")
+    opts = ["SEED", str(seed), "OUTPUT", out, "EVAL.CACHE_DIR", os.path.join(out, "feature_cache"), *args.opts]
     old_path, old_time = train_step(os.path.join(d, "old_model.yml"), opts, logger, "old")
-    extract_step(os.path.join(d, "extract_feat.yml"), opts + ["OLD_MODEL.MODEL_PATH", old_path], logger)
-    new_opts = opts + ["OLD_MODEL.MODEL_PATH", old_path]
+    extract_step(os.path.join(d, "extract_feat.yml"),
+                 opts + ["OLD_MODEL.MODEL_PATH", old_path, "EXTRACT.SAVE_DIR", stats], logger)
+    new_opts = opts + ["OLD_MODEL.MODEL_PATH", old_path, "EVAL.OLD_SAVE_FILE", os.path.join(stats, "radius.json"),
+                       "EVAL.OLD_ANGLE_FILE", os.path.join(stats, "angle.json")]
     paths, times = {}, {"old": old_time}
     for m in ["oracle", *args.methods]:
         paths[m], times[m] = train_step(os.path.join(d, f"new_{m}.yml"), new_opts, logger, m)
