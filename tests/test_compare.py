@@ -31,6 +31,7 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
         for ds in ("roxford5k", "gldv2"):
             curve = res["curves"][m][ds]
             assert curve[0][1] == pytest.approx(e["cross"][ds]) and curve[-1][1] == pytest.approx(e["self"][ds])
+    assert set(res["oracle_cross"]) == {"roxford5k", "gldv2"}
     md = (out / "results.md").read_text()
     assert "| AdvBCT |" in md and "P_comp" in md and "Partial backfill on ROxford" in md
     # A second run reuses every finished step.

@@ -36,9 +36,23 @@ METHODS = ("bct", "lce", "unibct", "hot_refresh", "advbct")
 TITLES = {"bct": "BCT", "lce": "LCE", "unibct": "UniBCT", "hot_refresh": "Hot-refresh", "advbct": "AdvBCT"}
 
 
+# Keys that change how a run is evaluated, logged or scheduled on the CPU, not what it learns.
+_NOT_TRAINING = ("EVAL", "VAL", "PRINT_FREQ", "NUM_THREADS")
+
+
+def _training_settings(cfg) -> str:
+    c = cfg.clone()
+    c.defrost()
+    for key in _NOT_TRAINING:
+        c.pop(key)
+    c.TRAIN.pop("NUM_WORKERS")
+    return cfg_to_yaml(c)
+
+
 def _same_config(ckpt_path: str, cfg) -> bool:
+    """Whether a finished run was trained with the same settings (evaluation settings aside)."""
     stored = cfg_from_yaml_text(load_checkpoint(ckpt_path)["config"])
-    return cfg_to_yaml(stored) == cfg_to_yaml(cfg)
+    return _training_settings(stored) == _training_settings(cfg)
 
 
 def train_step(cfg_path: str, opts: list, logger, name: str) -> tuple:
@@ -112,10 +126,13 @@ def run_seed(args, seed: int, out: str, logger, device) -> dict:
     for m in ["oracle", *args.methods]:
         paths[m], times[m] = train_step(os.path.join(d, f"new_{m}.yml"), new_opts, logger, m)
     cfg = load_cfg(os.path.join(d, "test_model.yml"), opts)
-    res = {"seed": seed, "train_seconds": times, "old_self": {}, "oracle_self": {}, "methods": {}, "curves": {}}
+    res = {"seed": seed, "train_seconds": times, "old_self": {}, "oracle_self": {}, "oracle_cross": {},
+           "methods": {}, "curves": {}}
     for ds in args.datasets:
         res["old_self"][ds] = headline(evaluate(cfg, ds, old_path, "", device, False), "self")
-        res["oracle_self"][ds] = headline(evaluate(cfg, ds, paths["oracle"], "", device, False), "self")
+        # The oracle's cross-test is the no-compatibility reference: about chance.
+        oracle = evaluate(cfg, ds, paths["oracle"], old_path, device, False)
+        res["oracle_self"][ds], res["oracle_cross"][ds] = headline(oracle, "self"), headline(oracle, "cross")
         for m in args.methods:
             r = evaluate(cfg, ds, paths[m], old_path, device, True)
             entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
@@ -231,6 +248,9 @@ def write_report(per_seed, args, out: str) -> dict:
         md.append(markdown_table(rows, datasets, r["old_self"], r["oracle_self"]))
     else:
         md.append(seeds_table(agg, methods, datasets))
+    md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
+           ", ".join(f"{DATASET_TITLES.get(d, d)} {_pm(_mean_std([r['oracle_cross'][d] for r in per_seed]))}"
+                     for d in datasets)]
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset:", ""]
     for m in methods:
         ok = {ds: all(r["methods"][m]["bct_criterion"][ds] for r in per_seed) for ds in datasets}
