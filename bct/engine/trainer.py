@@ -377,7 +377,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        log = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+        log = {k: _scalar(v) for k, v in out.items()}
         log["loss"] = float(loss.detach())
         log["grad_norm"] = float(grad_norm)
         log["stop"] = stop
@@ -404,7 +404,7 @@ class Trainer:
             dist.all_reduce(flags, op=dist.ReduceOp.MIN)
             flags[1] = -flags[1]
         if flags[0].item() < 1:
-            terms = ", ".join(f"{k}={float(v.detach()) if torch.is_tensor(v) else float(v):.4g}" for k, v in out.items())
+            terms = ", ".join(f"{k}={_scalar(v):.4g}" for k, v in out.items())
             raise TrainingError(
                 f"non-finite loss at epoch {epoch + 1} iteration {it + 1} ({terms or 'on another rank'}); "
                 f"lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data; "
@@ -423,6 +423,11 @@ class Trainer:
         if "cross" in res:
             out["val_cross_mAP_M"] = res["cross"]["medium"]["map"] * 100
         return out
+
+
+def _scalar(v) -> float:
+    """A logged value as a float, without autograd warnings for tensors that need grad."""
+    return float(v.detach()) if torch.is_tensor(v) else float(v)
 
 
 def _progress(total: int, desc: str):

@@ -126,8 +126,8 @@ def run_seed(args, seed: int, out: str, logger, device) -> dict:
     for m in ["oracle", *args.methods]:
         paths[m], times[m] = train_step(os.path.join(d, f"new_{m}.yml"), new_opts, logger, m)
     cfg = load_cfg(os.path.join(d, "test_model.yml"), opts)
-    res = {"seed": seed, "train_seconds": times, "old_self": {}, "oracle_self": {}, "oracle_cross": {},
-           "methods": {}, "curves": {}}
+    res = {"seed": seed, "train_seconds": times, "backfill_seed": cfg.EVAL.BACKFILL_SEED, "old_self": {},
+           "oracle_self": {}, "oracle_cross": {}, "methods": {}, "curves": {}}
     for ds in args.datasets:
         res["old_self"][ds] = headline(evaluate(cfg, ds, old_path, "", device, False), "self")
         # The oracle's cross-test is the no-compatibility reference: about chance.
@@ -257,7 +257,7 @@ def write_report(per_seed, args, out: str) -> dict:
         md.append(f"- {TITLES.get(m, m)}: " + ", ".join(f"{DATASET_TITLES.get(d, d)} {'yes' if v else 'no'}" for d, v in ok.items()))
     for ds in datasets:
         md += ["", f"Partial backfill on {DATASET_TITLES.get(ds, ds)} (mAP of new queries; per-image refresh, "
-               f"seed {load_cfg('', []).EVAL.BACKFILL_SEED}; mean over seeds):", ""]
+               f"seed {per_seed[0]['backfill_seed']}; mean over seeds):", ""]
         md.append(backfill_curve_table({TITLES.get(m, m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
                                         for m in methods}))
     times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}
