@@ -40,6 +40,22 @@ def test_loss_falls_and_checkpoints_are_complete(tiny_list):
     assert [n for n in names if n.endswith(".tmp")] == []
 
 
+def test_max_iters_caps_steps_and_epoch_means_are_over_steps_taken(tiny_list):
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 2})
+    seen, step = [], t.step
+
+    def recording_step(*args):
+        out = step(*args)
+        seen.append(out["loss"])
+        return out
+
+    t.step = recording_step
+    hist = t.train()
+    assert len(seen) == 2
+    assert hist[1]["loss"] == pytest.approx(sum(seen) / 2, rel=1e-6)
+
+
 def test_resume_at_epoch_boundary_is_exact(tmp_path):
     lst = make_image_list(str(tmp_path))
     common = {"DETERMINISTIC": True, "TRAIN.LR_SCHEDULER.MILESTONES": "[1]"}

@@ -459,3 +459,40 @@ def test_build_adversarial_loss_reads_the_config():
     cfg.COMP_LOSS.DISC_MODE = "both"
     with pytest.raises(BadInputError, match="COMP_LOSS.DISC_MODE 'both'"):
         build_adversarial_loss(cfg)
+
+
+class _CountingOld(nn.Module):
+    """A frozen "old model" that counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x.flatten(1)[:, :D]
+
+
+class _TinyNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = _Linear(C_NEW, 7)
+
+    def forward(self, x, labels=None, with_logits=False):
+        f = x.flatten(1)[:, :D] * 2.0
+        return f, self.classifier(f)
+
+
+@pytest.mark.parametrize("loss_type,adv,runs_old", [
+    ("bct", False, False), ("lce", False, False), ("uni_bct", False, False), ("bct_limit", False, False),
+    ("hot_refresh", False, True), ("bct", True, True),
+])
+def test_old_model_runs_only_when_a_term_reads_its_features(stats, loss_type, adv, runs_old):
+    from bct.engine.tasks import CompatTask
+
+    old = _CountingOld()
+    comp = build_comp_loss(_cfg(loss_type), old_classifier=_Linear(C_OLD, 5).requires_grad_(False), stats=stats)
+    task = CompatTask(_TinyNew(), old, comp, AdversarialLoss(D, 4) if adv else None)
+    out = task(torch.randn(len(LABELS), D), LABELS, alpha=0.5)
+    assert old.calls == int(runs_old)
+    assert all(torch.isfinite(v) for k, v in out.items() if k.startswith("loss_"))

@@ -30,10 +30,15 @@ class CompatTask(BaseTask):
         self.adv_loss = adv_loss
         # Stored outside _modules: not a parameter owner, not in state_dict, not seen by DDP.
         object.__setattr__(self, "old_model", old_model)
+        # BCT, LCE, UniBCT and the boundary read only the old classifier or old-class statistics:
+        # the old forward pass (about a fifth of a resnet18 step on CPU) runs only when needed.
+        self.needs_old_features = bool(getattr(comp_loss, "NEEDS_OLD_FEATURES", True)) or adv_loss is not None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0):
-        with torch.no_grad():
-            feat_old = self.old_model(images).float()
+        feat_old = None
+        if self.needs_old_features:
+            with torch.no_grad():
+                feat_old = self.old_model(images).float()
         feat_new, logits = self.model(images, labels, with_logits=True)
         out = {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
         feat_new = feat_new.float()

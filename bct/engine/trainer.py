@@ -289,7 +289,7 @@ class Trainer:
             self.loader.generator.manual_seed(cfg.SEED + self.rank + 1000003 * epoch)
             first = self.start_iter if epoch == self.start_epoch else 0
             self.sampler.skip = first * cfg.TRAIN.BATCH_SIZE
-            t0, seen, skipped = time.time(), 0, 0
+            t0, seen, skipped, steps = time.time(), 0, 0, 0
             sums = {}
             bar = _progress(self.iters_per_epoch, f"epoch {epoch + 1}/{cfg.TRAIN.EPOCHS}")
             it, stopped = first - 1, False
@@ -304,6 +304,7 @@ class Trainer:
                 out = self.step(images, labels, epoch, it, params)
                 stopped = out.pop("stop")
                 seen += images.shape[0]
+                steps += 1
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
@@ -320,7 +321,7 @@ class Trainer:
                         for k, v in out.items():
                             tb.add_scalar(f"train/{k}", v, gstep)
                         tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], gstep)
-                if stopped:
+                if stopped or it + 1 >= self.iters_per_epoch:
                     break
             if bar is not None:
                 bar.close()
@@ -329,8 +330,8 @@ class Trainer:
                 self.logger.warning(f"stopped by a signal at epoch {epoch + 1} iteration {it + 1}; "
                                     f"checkpoint saved, continue with --resume")
                 raise KeyboardInterrupt
-            n = max(1, it + 1 - first)
-            epoch_log = {k: v / n for k, v in sums.items()}
+            # Averages over the optimiser steps taken (skipped batches and an early stop excluded).
+            epoch_log = {k: v / max(1, steps) for k, v in sums.items()}
             epoch_log["images_per_s"] = seen * self.world / max(1e-9, time.time() - t0)
             epoch_log["epoch_time_s"] = time.time() - t0
             if skipped:

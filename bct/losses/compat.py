@@ -2,7 +2,8 @@
 
 All share one call shape, ``forward(feat_new, feat_old, labels, new_classifier) -> dict``:
 feat_new (B, D) un-normalised new embeddings (with grad), feat_old (B, D) un-normalised old
-embeddings (no grad), labels (B,) int64 in the new label space, where "old class" means
+embeddings (no grad; None unless the loss sets NEEDS_OLD_FEATURES, so that the frozen old model
+only runs when a term reads its output), labels (B,) int64 in the new label space, where "old class" means
 label < C_old. The dict holds already weighted (COMP_LOSS.WEIGHT) 0-dim ``loss_*`` terms and
 detached ``stat_*`` diagnostics. A batch without any usable sample gives a finite zero that
 stays attached to the graph, so backward still runs.
@@ -32,6 +33,7 @@ __all__ = ["NoCompLoss", "BCTLoss", "LCELoss", "UniBCTLoss", "HotRefreshLoss", "
 
 
 class _CompLoss(nn.Module):
+    NEEDS_OLD_FEATURES = False
     NEEDS_OLD_CLASSIFIER = False
     NEEDS_STATS = False
     NEEDS_ANGLES = False
@@ -168,6 +170,7 @@ class HotRefreshLoss(_CompLoss):
     Gathered copies carry no gradient, so one process on the concatenated batch gives the same
     per-anchor losses and anchor gradients as the ranks together.
     """
+    NEEDS_OLD_FEATURES = True
 
     def __init__(self, temperature: float = 0.01, topk_neg: int = 10, weight: float = 1.0):
         super().__init__(weight)
