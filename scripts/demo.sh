@@ -26,6 +26,7 @@ OLD=${OUT}/resnet18/${OLD_TAG}/model_final.pth
 NEW=${OUT}/resnet18/${NEW_TAG}/model_final.pth
 STATS=${OUT}/old_stats/${OLD_TAG}
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
+export GPUS=${GPUS:-1}
 start=$(date +%s)
 step() { echo; echo "==> [$1/6] $2 ($(( $(date +%s) - start ))s)"; }
 
@@ -47,27 +48,23 @@ $PYTHON -m bct.tools.make_synthetic --out data/synthetic
 
 step 3 "old model: resnet18 from scratch on the 30% old classes"
 if [ -f "${OLD}" ]; then echo "reusing ${OLD}"; else
-  CONFIG=${CFG}/old_model.yml GPUS=${GPUS:-1} bash scripts/train_old.sh --resume "${OLD_OPTS[@]}"; fi
+  CONFIG=${CFG}/old_model.yml bash scripts/train_old.sh --resume "${OLD_OPTS[@]}"; fi
 
 step 4 "old-class centres and radii"
 if [ -f "${STATS}/radius.json" ] && [ "${STATS}/radius.json" -nt "${OLD}" ]; then
   echo "reusing ${STATS}/{radius,angle}.json"; else
-  CONFIG=${CFG}/extract_feat.yml GPUS=${GPUS:-1} bash scripts/extract_feat.sh OLD_MODEL.MODEL_PATH "${OLD}" \
+  CONFIG=${CFG}/extract_feat.yml bash scripts/extract_feat.sh OLD_MODEL.MODEL_PATH "${OLD}" \
     EXTRACT.SAVE_DIR "${STATS}"; fi
 
 step 5 "new model: ${METHOD} on all classes"
 if [ -f "${NEW}" ] && [ "${NEW}" -nt "${OLD}" ]; then echo "reusing ${NEW}"; else
   rm -rf "$(dirname "${NEW}")"
-  METHOD=${METHOD} CONFIG_DIR=${CFG} GPUS=${GPUS:-1} bash scripts/train_new.sh "${NEW_OPTS[@]}" \
+  METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh "${NEW_OPTS[@]}" \
     OLD_MODEL.MODEL_PATH "${OLD}" EVAL.OLD_SAVE_FILE "${STATS}/radius.json" EVAL.OLD_ANGLE_FILE "${STATS}/angle.json"; fi
 
-step 6 "self-test and cross-test"
-for ds in rparis6k roxford5k gldv2; do
-  root=data/synthetic/ROxfordParis
-  [ "$ds" = gldv2 ] && root=data/synthetic/GLDv2
-  CONFIG=${CFG}/test_model.yml NEW_MODEL_PATH=${NEW} OLD_MODEL_PATH=${OLD} SAVE_DIR=${EVAL_DIR} GPUS=${GPUS:-1} \
-    bash scripts/test.sh landmark "$ds" "$root"
-done
-echo
-$PYTHON -m bct.tools.summarize "${EVAL_DIR}" --out "${EVAL_DIR}/summary.md"
+step 6 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (one process)"
+# scripts/test.sh evaluates one set per call; the demo loads the models once for all three.
+(source scripts/launch.sh
+ launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets rparis6k,roxford5k,gldv2 --summary \
+   NEW_MODEL.MODEL_PATH "${NEW}" OLD_MODEL.MODEL_PATH "${OLD}" EVAL.SAVE_DIR "${EVAL_DIR}")
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"

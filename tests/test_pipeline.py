@@ -112,3 +112,38 @@ def test_test_tool_refuses_wrong_arch(tiny, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: checkpoint") and "NEW_MODEL.ARCH='resnet50'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_test_tool_evaluates_several_sets_in_one_process(tiny, tmp_path):
+    """--datasets loads the models once and writes the same per-set JSON as one call per set;
+    --summary writes the old/new/cross table."""
+    from bct.config import load_cfg
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models.build import build_model
+    from bct.tools import test as test_tool
+    from bct.utils.errors import BadInputError
+    for role, seed in (("new", 0), ("old", 1)):
+        import torch
+        torch.manual_seed(seed)
+        m = build_model(load_cfg("", [f"{role.upper()}_MODEL.PRETRAINED", "False"]), role)
+        save_checkpoint(f"{tmp_path}/{role}.pth", {"model": m.state_dict(), "meta": m.meta})
+    opts = ["NEW_MODEL.MODEL_PATH", f"{tmp_path}/new.pth", "OLD_MODEL.MODEL_PATH", f"{tmp_path}/old.pth",
+            "EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0", "EVAL.ROOT", f"{tiny}/ROxfordParis",
+            "EVAL.GLDV2_ROOT", f"{tiny}/GLDv2", "EVAL.CACHE_DIR", f"{tmp_path}/cache", "DEVICE", "cpu"]
+    many = test_tool.main(["--datasets", "rparis6k,roxford5k,gldv2", "--summary", *opts,
+                           "EVAL.SAVE_DIR", f"{tmp_path}/many"])
+    assert list(many) == ["rparis6k", "roxford5k", "gldv2"]
+    for name in many:
+        assert os.path.isfile(f"{tmp_path}/many/{name}.json")
+    summary = open(f"{tmp_path}/many/summary.md").read()
+    assert summary.count("\n") == 5 and "ROxford" in summary and "GLDv2" in summary
+    one = test_tool.main([*opts, "EVAL.DATASET", "roxford5k", "EVAL.SAVE_DIR", f"{tmp_path}/one"])
+    assert one["headline"] == pytest.approx(many["roxford5k"]["headline"])
+    with pytest.raises(BadInputError, match="NAME or NAME=ROOT"):
+        test_tool.main(["--datasets", "roxford5k,EVAL.ROOT", *opts])
+
+
+def test_data_generation_does_not_import_torch():
+    """make_synthetic and summarize start in well under a second: neither pulls in torch."""
+    code = "import sys, bct.tools.make_synthetic, bct.tools.summarize; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO)).returncode == 0

@@ -199,7 +199,8 @@ _C.EVAL.DATASET = "roxford5k"
 _C.EVAL.DATASET_NAME = "roxford5k"
 # Root holding <dataset>/ (revisited) or the GLDv2 lists (gldv2).
 _C.EVAL.ROOT = "./data/ROxfordParis/"
-# Folder holding the GLDv2 retrieval lists (gldv2_gallery_list.txt, ...) when EVAL.DATASET is gldv2.
+# Folder holding the GLDv2 retrieval lists (gldv2_gallery_list.txt, ...) for bct.tools.compare and for
+# bct.tools.test --datasets (scripts/test.sh passes its root as EVAL.ROOT instead).
 _C.EVAL.GLDV2_ROOT = "./data/GLDv2"
 # Folder receiving the result JSON files.
 _C.EVAL.SAVE_DIR = "./logs/eval/tmp_eval"

@@ -7,7 +7,6 @@ import re
 import sys
 
 from bct.config import cfg_to_yaml, load_cfg
-from bct.engine.distributed import cleanup_distributed, init_distributed
 from bct.utils.comm import get_rank, is_dist, is_main_process
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_text_atomic
@@ -29,6 +28,7 @@ def setup(args, out_dir_fn=None):
     if cfg.NUM_THREADS > 0:
         import torch
         torch.set_num_threads(cfg.NUM_THREADS)
+    from bct.engine.distributed import init_distributed
     device = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND)
     out_dir = out_dir_fn(cfg) if out_dir_fn else ""
     logger = setup_logger(out_dir)
@@ -80,6 +80,8 @@ def run(main, argv=None):
               f"(waits are bounded by BCT_DIST_TIMEOUT={timeout} s)", file=sys.stderr)
         code = 1
     finally:
-        cleanup_distributed()
+        if "torch.distributed" in sys.modules:  # tools that never imported torch have nothing to clean
+            from bct.engine.distributed import cleanup_distributed
+            cleanup_distributed()
     if code:
         sys.exit(code)

@@ -16,6 +16,7 @@ from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_text_atomic
 
 ORDER = ("rparis6k", "roxford5k", "gldv2")
+SUMMARY_TITLE = "Headline mAP x100 (Medium for revisited sets, private mAP@100 for GLDv2):"
 
 
 def summary_table(results: dict) -> str:
@@ -54,7 +55,7 @@ def main(argv=None):
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     table = summary_table(load_results(args.folder))
-    print("Headline mAP x100 (Medium for revisited sets, private mAP@100 for GLDv2):\n")
+    print(f"{SUMMARY_TITLE}\n")
     print(table)
     if args.out:
         write_text_atomic(args.out, table)

@@ -3,20 +3,26 @@
 Every function degrades to the single-process identity when no process group is initialised,
 so losses and evaluation never branch on the world size themselves.
 """
-import torch
-import torch.distributed as dist
+import sys
+
+
+def _dist():
+    """torch.distributed when something has imported it, else None: a process group cannot exist
+    before that, so tools that never touch torch (data generation, summaries) do not import it."""
+    return sys.modules.get("torch.distributed")
 
 
 def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    dist = _dist()
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def get_rank() -> int:
-    return dist.get_rank() if is_dist() else 0
+    return _dist().get_rank() if is_dist() else 0
 
 
 def get_world_size() -> int:
-    return dist.get_world_size() if is_dist() else 1
+    return _dist().get_world_size() if is_dist() else 1
 
 
 def is_main_process() -> bool:
@@ -25,11 +31,10 @@ def is_main_process() -> bool:
 
 def barrier() -> None:
     if is_dist():
-        dist.barrier()
+        _dist().barrier()
 
 
-@torch.no_grad()
-def all_gather_nograd(tensor: torch.Tensor) -> torch.Tensor:
+def all_gather_nograd(tensor: "torch.Tensor") -> "torch.Tensor":
     """Concatenate ``tensor`` (N, ...) from every rank along dim 0, in rank order, detached.
 
     Ranks may hold different N (the last batch of an epoch); shapes are exchanged first.
@@ -37,6 +42,8 @@ def all_gather_nograd(tensor: torch.Tensor) -> torch.Tensor:
     tensor = tensor.detach()
     if not is_dist():
         return tensor
+    import torch
+    dist = _dist()
     world = get_world_size()
     n = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(world)]
@@ -51,10 +58,10 @@ def all_gather_nograd(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([o[:s] for o, s in zip(out, sizes)], 0)
 
 
-def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+def all_reduce_mean(tensor: "torch.Tensor") -> "torch.Tensor":
     """Mean of a tensor over ranks (returns a new tensor; identity on one process)."""
     if not is_dist():
         return tensor
     t = tensor.detach().clone()
-    dist.all_reduce(t)
+    _dist().all_reduce(t)
     return t / get_world_size()
