@@ -26,15 +26,11 @@ from bct.engine.optim import build_optimizer, build_scheduler
 from bct.engine.tasks import BaseTask, CompatTask
 from bct.models.build import ROLE_KEYS, build_model
 from bct.utils.comm import get_rank, get_world_size, is_dist, is_main_process
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, TrainingError  # noqa: F401  (TrainingError re-exported)
 from bct.utils.fileio import write_text_atomic
 from bct.utils.logger import get_logger
 
 LAST_POINTER = "last_checkpoint"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, a stopped peer); the message says why."""
 
 
 def trained_role(cfg) -> str:

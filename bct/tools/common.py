@@ -8,7 +8,7 @@ import sys
 
 from bct.config import cfg_to_yaml, load_cfg
 from bct.utils.comm import get_rank, is_dist, is_main_process
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, TrainingError
 from bct.utils.fileio import write_text_atomic
 from bct.utils.logger import setup_logger
 
@@ -57,7 +57,6 @@ def _peer_failure(err: BaseException) -> bool:
 
 def run(main, argv=None):
     """Run `main(argv)` and map failures to one line and an exit code."""
-    from bct.engine.trainer import TrainingError
     code = 0
     try:
         main(argv)

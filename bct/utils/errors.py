@@ -1,4 +1,4 @@
-"""The one exception type for bad input: its message is shown to the user as a single line."""
+"""The user-facing exception types: their messages are shown as a single line, without a traceback."""
 
 
 class BadInputError(Exception):
@@ -6,3 +6,7 @@ class BadInputError(Exception):
 
     The entry points catch it and print ``error: <message>`` without a traceback (exit code 2).
     """
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, a stopped peer); the message says why (exit code 1)."""
