@@ -82,3 +82,8 @@ step 6 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (on
  launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets rparis6k,roxford5k,gldv2 --summary \
    NEW_MODEL.MODEL_PATH "${NEW}" OLD_MODEL.MODEL_PATH "${OLD}" EVAL.SAVE_DIR "${EVAL_DIR}")
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"
+if [ "${FULL}" != 1 ]; then
+  echo "Smoke-run numbers: the demo trains about two minutes in all, too little for either model to learn"
+  echo "much (the new model is near chance). FULL=1 bash scripts/demo.sh (about 7 minutes) or"
+  echo "bash scripts/benchmark.sh (all methods, about 23 minutes) train long enough for compatibility to show."
+fi
