@@ -140,7 +140,7 @@ def test_test_tool_evaluates_several_sets_in_one_process(tiny, tmp_path):
     one = test_tool.main([*opts, "EVAL.DATASET", "roxford5k", "EVAL.SAVE_DIR", f"{tmp_path}/one"])
     assert one["headline"] == pytest.approx(many["roxford5k"]["headline"])
     with pytest.raises(BadInputError, match="NAME or NAME=ROOT"):
-        test_tool.main(["--datasets", "roxford5k,EVAL.ROOT", *opts])
+        test_tool.main(["--datasets", "roxford5k,EVAL.ROOT", *opts, "NEW_MODEL.MODEL_PATH", f"{tmp_path}/none.pth"])
 
 
 def test_data_generation_runs_without_torch(tmp_path):

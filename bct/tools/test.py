@@ -91,6 +91,7 @@ def dataset_roots(spec: str, cfg) -> list:
 def main(argv=None):
     args = parse_args(argv)
     cfg, device, logger = setup(args)
+    sets = dataset_roots(args.datasets, cfg)  # a bad --datasets fails before any model loads
     check = ("arch", "emb_dim")
     new_model, _ = load_trained_model(cfg, "new", device=device, check=check)
     old_model = None
@@ -101,7 +102,7 @@ def main(argv=None):
     common = dict(device=device, with_old_self=cfg.EVAL.OLD_SELF, use_cache=cfg.EVAL.USE_CACHE,
                   digests=digests, backfill=cfg.EVAL.HOT_REFRESH)
     results = {}
-    for name, root in dataset_roots(args.datasets, cfg):
+    for name, root in sets:
         if name == "gldv2":
             result = evaluate_gldv2_models(cfg, root, new_model, old_model, **common)
         else:
