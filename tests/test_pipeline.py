@@ -117,13 +117,13 @@ def test_test_tool_refuses_wrong_arch(tiny, tmp_path):
 def test_test_tool_evaluates_several_sets_in_one_process(tiny, tmp_path):
     """--datasets loads the models once and writes the same per-set JSON as one call per set;
     --summary writes the old/new/cross table."""
+    import torch
     from bct.config import load_cfg
     from bct.engine.checkpoint import save_checkpoint
     from bct.models.build import build_model
     from bct.tools import test as test_tool
     from bct.utils.errors import BadInputError
     for role, seed in (("new", 0), ("old", 1)):
-        import torch
         torch.manual_seed(seed)
         m = build_model(load_cfg("", [f"{role.upper()}_MODEL.PRETRAINED", "False"]), role)
         save_checkpoint(f"{tmp_path}/{role}.pth", {"model": m.state_dict(), "meta": m.meta})

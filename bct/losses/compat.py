@@ -2,9 +2,9 @@
 
 All share one call shape, ``forward(feat_new, feat_old, labels, new_classifier) -> dict``:
 feat_new (B, D) un-normalised new embeddings (with grad), feat_old (B, D) un-normalised old
-embeddings (no grad; None unless the loss sets NEEDS_OLD_FEATURES, so that the frozen old model
-only runs when a term reads its output), labels (B,) int64 in the new label space, where "old class" means
-label < C_old. The dict holds already weighted (COMP_LOSS.WEIGHT) 0-dim ``loss_*`` terms and
+embeddings (no grad; may be None for a loss that does not set NEEDS_OLD_FEATURES, since the
+frozen old model only runs when some term reads its output), labels (B,) int64 in the new label
+space, where "old class" means label < C_old. The dict holds already weighted (COMP_LOSS.WEIGHT) 0-dim ``loss_*`` terms and
 detached ``stat_*`` diagnostics. A batch without any usable sample gives a finite zero that
 stays attached to the graph, so backward still runs.
 
