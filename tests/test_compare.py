@@ -42,7 +42,13 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     # Statistics and cached features belong to the run, not to the configs' shared folders.
     assert (out / "seed1234" / "old_stats" / "radius.json").is_file()
     assert any((out / "seed1234" / "feature_cache").iterdir())
-    assert not (tmp_path / "output").exists()
+    # Outside the run's folder there is only the shared pretrained start (the demo uses it too), made
+    # once by the configs' pretrain.yml on the generator's pretraining pool and loaded by every model.
+    start = tmp_path / "output" / "synthetic" / "pretrained" / "resnet18_pool.pth"
+    assert start.is_file() and (tmp_path / "output" / "synthetic" / "pretrained" / "resnet18_pool.pth.json").is_file()
+    assert {p.name for p in (tmp_path / "output" / "synthetic").iterdir()} == {"pretrained", "resnet18"}
+    assert all(p.name.startswith("pretrain_") for p in (tmp_path / "output" / "synthetic" / "resnet18").iterdir())
+    assert "[pretrain] training" in (out / "log.txt").read_text()
 
 
 def test_multi_seed_aggregate():

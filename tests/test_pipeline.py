@@ -32,6 +32,7 @@ def _common(tiny, out):
             "TRAIN.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "TRAIN.MAX_ITERS", "2", "EVAL.INPUT_SIZE", "32",
             "EVAL.NUM_WORKERS", "0", "VAL.ROOT", f"{tiny}/ROxfordParis", "DEVICE", "cpu",
             "OLD_MODEL.NUM_CLASSES", "3", "NEW_MODEL.NUM_CLASSES", "10",
+            "OLD_MODEL.PRETRAINED", "False", "NEW_MODEL.PRETRAINED", "False",
             "EVAL.OLD_SAVE_FILE", f"{out}/stats/radius.json", "EVAL.OLD_ANGLE_FILE", f"{out}/stats/angle.json",
             "EXTRACT.SAVE_DIR", f"{out}/stats", "EVAL.CACHE_DIR", f"{out}/cache"]
 

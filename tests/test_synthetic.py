@@ -126,7 +126,7 @@ def test_revisited_ground_truth(tiny, name):
 def test_no_test_landmark_is_a_training_landmark(tiny):
     out, meta = tiny
     parts = meta["landmarks"]
-    assert set(parts) == {"train", "gldv2_retrieval", *REVISITED_SETS}
+    assert set(parts) == {"pretrain", "train", "gldv2_retrieval", *REVISITED_SETS}
     seen = set()
     for lids in parts.values():
         assert not seen & set(lids)
@@ -211,3 +211,33 @@ def test_prepare_writes_the_gldv2_lists(tmp_path):
     assert labels == set(range(int(classes * 0.3)))
     with open(out / META_NAME) as f:
         assert json.load(f)["prepared"] is True
+
+
+def test_pretraining_pool_is_a_training_list_of_its_own(tiny):
+    """The pool is a plain 'path label' list (labels 0.. in landmark-id order) whose every image exists,
+    disjoint from the benchmark's training landmarks (checked above) and of the size the metadata says."""
+    out, meta = tiny
+    root = out / synthetic.POOL_DIR
+    lines = [line.split() for line in open(root / synthetic.POOL_LIST)]
+    assert len(lines) == meta["counts"]["pretrain_images"]
+    labels = [int(c) for _, c in lines]
+    assert labels == sorted(labels) and set(labels) == set(range(meta["counts"]["pretrain_landmarks"]))
+    assert all((root / p).is_file() for p, _ in lines)
+
+
+def test_training_size_does_not_move_the_test_sets(tmp_path):
+    """The benchmark's training set has a stream of its own: another training size leaves the
+    pretraining pool, the test sets and the validation set byte-identical."""
+    import dataclasses
+    a = tmp_path / "a"
+    generate_synthetic(str(a), size="tiny", prepare=False, workers=1, log=_quiet)
+    bigger = dataclasses.replace(synthetic.SIZES["tiny"], train_landmarks=9, train_images=(2, 3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.SIZES, "tiny", bigger)
+        b = tmp_path / "b"
+        generate_synthetic(str(b), size="tiny", prepare=False, workers=1, log=_quiet)
+    def files(root, sub):
+        return {p.relative_to(root): p.read_bytes() for p in (root / sub).rglob("*") if p.is_file()}
+    for sub in ("ROxfordParis", "GLDv2/index", "GLDv2/test", synthetic.POOL_DIR):
+        assert files(a, sub) == files(b, sub), sub
+    assert files(a, "GLDv2/train") != files(b, "GLDv2/train")

@@ -232,3 +232,18 @@ def cfg_from_yaml_text(text: str) -> CN:
 
     merge_known(cfg, data)
     return cfg
+
+
+# Keys that change how a run is evaluated, logged or scheduled on the CPU, not what it learns.
+_NOT_TRAINING = ("EVAL", "VAL", "PRINT_FREQ", "NUM_THREADS")
+
+
+def training_settings(cfg: CN, drop_tag: bool = False) -> str:
+    """The part of a config that decides what a training run learns, as yaml text (equal text, same
+    training). ``drop_tag`` also leaves out where the run is written (OUTPUT, TAG)."""
+    c = cfg.clone()
+    c.defrost()
+    for key in _NOT_TRAINING + (("OUTPUT", "TAG") if drop_tag else ()):
+        c.pop(key)
+    c.TRAIN.pop("NUM_WORKERS")
+    return cfg_to_yaml(c)

@@ -41,7 +41,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from bct.utils.errors import BadInputError
 
 # Bump whenever a change alters the generated files; a folder of another version is not reused.
-GENERATOR_VERSION = 1
+# Version 2 added the pretraining pool (the landmarks that version 1 used for training, moved) and a
+# benchmark training set of many landmarks with few images each; the test and validation sets are
+# byte-identical to version 1's.
+GENERATOR_VERSION = 2
 META_NAME = "synthetic_meta.json"
 REVISITED_SETS = ("roxford5k", "rparis6k", "synval")
 
@@ -55,8 +58,13 @@ _JPEG_QUALITY = 90
 # Unusual file formats placed in the data on purpose (PIL opens images by content).
 ODD_FORMATS = ("grey", "png_rgba", "png_p", "cmyk")
 
-# Stream tags of the seed sequences, so plan, scene and view draws never share a stream.
-_PLAN, _SCENE_STREAM, _VIEW_STREAM = 0, 1, 2
+# Stream tags of the seed sequences, so plan, scene and view draws never share a stream. The
+# benchmark's training set has a stream of its own, so its size can change without moving one draw
+# of the pretraining pool or of the test and validation sets.
+_PLAN, _SCENE_STREAM, _VIEW_STREAM, _TRAIN_STREAM = 0, 1, 2, 3
+# Landmark ids of the main plan lie in [100000, 1000000), those of the training set above, so the
+# two can never meet.
+_MAIN_IDS, _TRAIN_IDS = (100_000, 900_000), (1_000_000, 900_000)
 
 
 @dataclass(frozen=True)
@@ -77,11 +85,16 @@ class RevisitedSize:
 class SizePreset:
     """How many landmarks and images each part of the benchmark holds."""
 
-    # Training landmarks with a typical number of images, and that number's range.
+    # Pretraining pool (the synthetic counterpart of ImageNet, shared start of every model):
+    # landmarks with a typical number of images, that number's range, and a few smaller ones.
+    pool_landmarks: int
+    pool_images: tuple
+    pool_small: tuple
+    # Benchmark training set (GLDv2 counterpart): many landmarks with few images each, as in GLDv2,
+    # plus deliberately small landmarks (1, 2-3 and >= 4 images exercise every branch of the data
+    # split).
     train_landmarks: int
     train_images: tuple
-    # Image counts of deliberately small training landmarks (1, 2-3 and >= 4 images exercise
-    # every branch of the data split, SPEC.md §7).
     train_small: tuple
     # GLDv2 retrieval: landmarks with queries, their index and query image ranges, index-only
     # distractor landmarks and their image range, and Ignored (non-landmark) queries.
@@ -98,7 +111,8 @@ class SizePreset:
 
 SIZES = {
     "small": SizePreset(
-        train_landmarks=188, train_images=(15, 30), train_small=(1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 5, 7),
+        pool_landmarks=188, pool_images=(15, 30), pool_small=(1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 5, 7),
+        train_landmarks=888, train_images=(4, 6), train_small=(1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 5, 7),
         gld_landmarks=30, gld_index=(4, 10), gld_queries=(1, 3), gld_distractors=50,
         gld_distractor_images=(1, 4), gld_ignored=12,
         roxford5k=RevisitedSize(20, (2, 5), (7, 11), (3, 6), (3, 5), 200, 1.2),
@@ -106,7 +120,8 @@ SIZES = {
         synval=RevisitedSize(8, (2, 3), (5, 8), (3, 5), (2, 3), 80, 1.0),
     ),
     "tiny": SizePreset(
-        train_landmarks=4, train_images=(4, 5), train_small=(1, 2, 3, 4),
+        pool_landmarks=4, pool_images=(4, 5), pool_small=(1, 2, 3, 4),
+        train_landmarks=6, train_images=(4, 5), train_small=(1, 2, 3, 4),
         gld_landmarks=2, gld_index=(2, 3), gld_queries=(1, 2), gld_distractors=2,
         gld_distractor_images=(1, 2), gld_ignored=1,
         roxford5k=RevisitedSize(2, (2, 2), (1, 2), (1, 1), (1, 1), 3, 1.2),
@@ -525,6 +540,13 @@ def _gld_path(sub: str, image_id: str) -> str:
     return f"GLDv2/{sub}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
 
 
+POOL_DIR, POOL_LIST = "Pretrain", "pretrain_list.txt"
+
+
+def _pool_path(image_id: str) -> str:
+    return f"{POOL_DIR}/train/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
+
+
 def _between(rng, lo_hi) -> int:
     return int(rng.integers(lo_hi[0], lo_hi[1] + 1))
 
@@ -539,7 +561,7 @@ class _Plan:
         n_lids = self._count_landmarks(size)
         # Arbitrary, non-contiguous landmark ids; one namespace for every part, so a landmark
         # (which is its scene) can never be in two parts.
-        self.lids = iter(int(v) for v in self.rng.choice(900_000, n_lids, replace=False) + 100_000)
+        self.lids = iter(int(v) for v in self.rng.choice(_MAIN_IDS[1], n_lids, replace=False) + _MAIN_IDS[0])
         self.tasks = {}          # lid -> [difficulty, [(relpath, view, kind), ...]]
         self.groups = {}         # group name -> [relpath, ...] (for odd-format placement)
         self.landmarks = {}      # part -> [lid, ...]
@@ -547,7 +569,7 @@ class _Plan:
     @staticmethod
     def _count_landmarks(size: SizePreset) -> int:
         rev = sum(r.landmarks + r.distractors for r in (size.roxford5k, size.rparis6k, size.synval))
-        return (size.train_landmarks + len(size.train_small) + size.gld_landmarks + size.gld_distractors
+        return (size.pool_landmarks + len(size.pool_small) + size.gld_landmarks + size.gld_distractors
                 + size.gld_ignored + rev)
 
     def add(self, lid: int, relpath: str, kind: str, group: str, difficulty: float = 1.0) -> str:
@@ -556,20 +578,33 @@ class _Plan:
         self.groups.setdefault(group, []).append(relpath)
         return relpath
 
-    def train(self):
-        s = self.size
-        counts = [_between(self.rng, s.train_images) for _ in range(s.train_landmarks)] + list(s.train_small)
+    def _landmark_rows(self, rng, lids, counts, path, group) -> list:
         rows = []
         for n in counts:
-            lid = next(self.lids)
+            lid = next(lids)
             ids = [_image_id(self.seed, lid, v) for v in range(n)]
             for i in ids:
-                self.add(lid, _gld_path("train", i), "mixed", "train")
+                self.add(lid, path(i), "mixed", group)
             rows.append((lid, ids))
         # File order is not landmark-id order, so the preparation's sorting is exercised.
-        order = self.rng.permutation(len(rows))
-        self.train_rows = [rows[i] for i in order]
-        self.landmarks["train"] = sorted(r[0] for r in rows)
+        order = rng.permutation(len(rows))
+        self.landmarks[group] = sorted(r[0] for r in rows)
+        return [rows[i] for i in order]
+
+    def pool(self):
+        """The pretraining pool: drawn first from the main stream."""
+        s = self.size
+        counts = [_between(self.rng, s.pool_images) for _ in range(s.pool_landmarks)] + list(s.pool_small)
+        self.pool_rows = self._landmark_rows(self.rng, self.lids, counts, _pool_path, "pretrain")
+
+    def train(self):
+        """The benchmark's training set, from its own stream and id range."""
+        s = self.size
+        rng = _rng(self.seed, _TRAIN_STREAM)
+        n = s.train_landmarks + len(s.train_small)
+        lids = iter(int(v) for v in rng.choice(_TRAIN_IDS[1], n, replace=False) + _TRAIN_IDS[0])
+        counts = [_between(rng, s.train_images) for _ in range(s.train_landmarks)] + list(s.train_small)
+        self.train_rows = self._landmark_rows(rng, lids, counts, lambda i: _gld_path("train", i), "train")
 
     def gld_retrieval(self):
         s = self.size
@@ -648,14 +683,16 @@ class _Plan:
 
     def formats(self) -> dict:
         """Storage format per relpath: JPEG, except a few greyscale JPEGs in every group, and one
-        RGBA PNG, one palette PNG and one CMYK JPEG (all named .jpg) in the training set and in
-        each revisited database."""
+        RGBA PNG, one palette PNG and one CMYK JPEG (all named .jpg) in the training sets and in
+        each revisited database. The training set draws its formats from its own stream."""
         fmt = {}
         odd = {f: [] for f in ODD_FORMATS}
-        for group, paths in self.groups.items():
-            extra = ["png_rgba", "png_p", "cmyk"] if group == "train" or group.endswith("_db") else []
+        groups = [(g, p, self.rng) for g, p in self.groups.items() if g != "train"]
+        groups.append(("train", self.groups["train"], _rng(self.seed, _TRAIN_STREAM, 1)))
+        for group, paths, rng in groups:
+            extra = ["png_rgba", "png_p", "cmyk"] if group in ("pretrain", "train") or group.endswith("_db") else []
             wanted = ["grey"] * max(1, len(paths) // 60) + extra
-            for relpath, f in zip(self.rng.choice(paths, len(wanted), replace=False), wanted):
+            for relpath, f in zip(rng.choice(paths, len(wanted), replace=False), wanted):
                 fmt[str(relpath)] = f
                 odd[f].append(str(relpath))
         self.odd = {f: sorted(v) for f, v in odd.items()}
@@ -678,6 +715,10 @@ def _write_tables(plan: _Plan, root: str, boxes: dict):
     os.makedirs(gld, exist_ok=True)
     _write_csv(os.path.join(gld, "train_clean.csv"), ["landmark_id", "images"],
                [(lid, " ".join(ids)) for lid, ids in plan.train_rows])
+    # The pretraining pool is a plain training list, labels 0.. in ascending landmark id.
+    with open(os.path.join(root, POOL_DIR, POOL_LIST), "w") as f:
+        for label, (_, ids) in enumerate(sorted(plan.pool_rows)):
+            f.writelines(_pool_path(i)[len(POOL_DIR) + 1:] + f" {label}\n" for i in ids)
     _write_csv(os.path.join(gld, "index.csv"), ["id"], [(i,) for i in plan.index_ids])
     _write_csv(os.path.join(gld, "retrieval_solution_v2.1.csv"), ["id", "images", "Usage"],
                [(q, "None" if imgs is None else " ".join(imgs), usage) for q, imgs, usage in plan.solution])
@@ -746,6 +787,7 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
 
     start = time.time()
     plan = _Plan(seed, SIZES[size])
+    plan.pool()
     plan.train()
     plan.gld_retrieval()
     for name in REVISITED_SETS:
@@ -787,6 +829,8 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
     if prepare:
         _prepare(os.path.join(out, "GLDv2"))
     counts = {
+        "pretrain_landmarks": len(plan.pool_rows),
+        "pretrain_images": sum(len(ids) for _, ids in plan.pool_rows),
         "train_landmarks": len(plan.train_rows),
         "train_images": sum(len(ids) for _, ids in plan.train_rows),
         "gldv2_index_images": len(plan.index_ids),

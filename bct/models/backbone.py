@@ -16,7 +16,7 @@ from bct.utils.errors import BadInputError
 
 
 def _last_linear(model: nn.Module):
-    """(parent module, attribute name, Linear) of the final classification layer."""
+    """(qualified name, parent module, attribute name, Linear) of the final classification layer."""
     found = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
@@ -25,7 +25,7 @@ def _last_linear(model: nn.Module):
         raise BadInputError(f"{type(model).__name__} has no Linear classifier to remove")
     parent_name, _, attr = found.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
-    return parent, attr, getattr(parent, attr)
+    return found, parent, attr, getattr(parent, attr)
 
 
 def available_archs():
@@ -48,7 +48,9 @@ def _imagenet_state_dict(arch: str, role_key: str):
 
 
 def load_weight_file(path: str, what: str) -> dict:
-    """A state dict from a local file (plain state dict or one nested under 'state_dict'/'model')."""
+    """A backbone state dict from a local file: a plain (torchvision-named) state dict, one nested
+    under 'state_dict' or 'model', or a bct checkpoint, whose ``backbone.*`` weights are taken (so a
+    model trained by bct, e.g. the synthetic benchmark's pretraining run, is a valid start)."""
     if not os.path.isfile(path):
         raise BadInputError(f"{what}: weight file {path} does not exist")
     try:
@@ -60,7 +62,10 @@ def load_weight_file(path: str, what: str) -> dict:
             obj = obj[key]
     if not isinstance(obj, dict):
         raise BadInputError(f"{what}: {path} does not hold a state dict")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    obj = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    if any(k.startswith("backbone.") for k in obj):
+        obj = {k[9:]: v for k, v in obj.items() if k.startswith("backbone.")}
+    return obj
 
 
 def build_backbone(arch: str, pretrained: bool, pretrained_path: str = "", role_key: str = "MODEL"):
@@ -71,17 +76,21 @@ def build_backbone(arch: str, pretrained: bool, pretrained_path: str = "", role_
             f"(e.g. resnet18, resnet34, resnet50, resnet101)"
         )
     model = torchvision.models.get_model(arch, weights=None)
+    cls_name, parent, attr, linear = _last_linear(model)
     state = None
     if pretrained:
         state = load_weight_file(pretrained_path, f"{role_key}.PRETRAINED_PATH") if pretrained_path \
             else _imagenet_state_dict(arch, role_key)
+    # The classification layer is dropped below, so a weight file without it (or with another
+    # number of classes) fits as well as an ImageNet file.
+    setattr(parent, attr, nn.Identity())
     if state is not None:
+        state = {k: v for k, v in state.items() if not k.startswith(cls_name + ".")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
+            source = pretrained_path or "ImageNet weights"
             raise BadInputError(
-                f"{role_key}: ImageNet weights do not fit {arch}: missing {list(missing)[:3]}, "
+                f"{role_key}: {source} do not fit {arch}: missing {list(missing)[:3]}, "
                 f"unexpected {list(unexpected)[:3]}"
             )
-    parent, attr, linear = _last_linear(model)
-    setattr(parent, attr, nn.Identity())
     return model, linear.in_features

@@ -29,7 +29,9 @@ class LinearClassifier(nn.Module):
     def __init__(self, emb_dim: int, num_classes: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, emb_dim))
-        nn.init.normal_(self.weight, std=0.01)
+        # nn.Linear's own initialisation, as the reference's bias-free classifier gets it
+        # (uniform in +-1/sqrt(emb_dim): std about 0.036 for 256 inputs).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor = None) -> torch.Tensor:
         return F.linear(emb, self.weight)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bct.config import cfg_from_yaml_text, cfg_to_yaml, load_cfg
+from bct.config import cfg_from_yaml_text, load_cfg, training_settings
 from bct.engine.checkpoint import load_checkpoint, load_trained_model
 from bct.engine.distributed import init_distributed
 from bct.engine.trainer import LAST_POINTER, output_dir
@@ -36,23 +36,13 @@ METHODS = ("bct", "lce", "unibct", "hot_refresh", "advbct")
 TITLES = {"bct": "BCT", "lce": "LCE", "unibct": "UniBCT", "hot_refresh": "Hot-refresh", "advbct": "AdvBCT"}
 
 
-# Keys that change how a run is evaluated, logged or scheduled on the CPU, not what it learns.
-_NOT_TRAINING = ("EVAL", "VAL", "PRINT_FREQ", "NUM_THREADS")
-
-
-def _training_settings(cfg) -> str:
-    c = cfg.clone()
-    c.defrost()
-    for key in _NOT_TRAINING:
-        c.pop(key)
-    c.TRAIN.pop("NUM_WORKERS")
-    return cfg_to_yaml(c)
-
-
 def _same_config(ckpt_path: str, cfg) -> bool:
-    """Whether a finished run was trained with the same settings (evaluation settings aside)."""
+    """Whether a finished run was trained with the same settings (evaluation settings aside) and
+    from the pretrained weights that its config names now (not an older file under that name)."""
     stored = cfg_from_yaml_text(load_checkpoint(ckpt_path)["config"])
-    return _training_settings(stored) == _training_settings(cfg)
+    starts = [s.PRETRAINED_PATH for s in (cfg.OLD_MODEL, cfg.NEW_MODEL) if s.PRETRAINED and s.PRETRAINED_PATH]
+    newer_start = any(os.path.isfile(p) and os.path.getmtime(p) > os.path.getmtime(ckpt_path) for p in starts)
+    return training_settings(stored) == training_settings(cfg) and not newer_start
 
 
 def train_step(cfg_path: str, opts: list, logger, name: str) -> tuple:
@@ -110,6 +100,31 @@ def _curve(result: dict) -> list:
     if result["dataset"] == "gldv2":
         return [(p["ratio"], 100.0 * p["map"]) for p in result["backfill"]["private"]]
     return [(p["ratio"], 100.0 * p["medium"]) for p in result["backfill"]]
+
+
+def pretrain_step(config_dir: str, opts: list, logger) -> None:
+    """The shared pretrained start (synthetic counterpart of ImageNet), made once for every seed and
+    model when the folder has a pretrain.yml: one run per architecture, published where the models'
+    *.PRETRAINED_PATH names it."""
+    cfg_path = os.path.join(config_dir, "pretrain.yml")
+    if not os.path.isfile(cfg_path):
+        return
+    from bct.tools.pretrain import ensure_pretrained
+
+    starts = {}
+    for name in ("old_model.yml", "new_oracle.yml"):
+        c = load_cfg(os.path.join(config_dir, name), opts)
+        for sec in (c.OLD_MODEL, c.NEW_MODEL):
+            if sec.PRETRAINED and sec.PRETRAINED_PATH:
+                if starts.setdefault(sec.PRETRAINED_PATH, sec.ARCH) != sec.ARCH:
+                    raise BadInputError(f"{config_dir}: {sec.PRETRAINED_PATH} is the pretrained start of both "
+                                        f"{starts[sec.PRETRAINED_PATH]} and {sec.ARCH}; give each its own file")
+    # Overrides of the benchmark's models (OLD_MODEL.*, NEW_MODEL.*: class counts, checkpoints) do not
+    # describe the pretraining run; the shared ones (sizes, batch, device, ...) do.
+    pairs = [opts[i:i + 2] for i in range(0, len(opts) - 1, 2)]
+    shared = [x for k, v in pairs if not k.startswith(("OLD_MODEL.", "NEW_MODEL.")) for x in (k, v)]
+    for path, arch in starts.items():
+        ensure_pretrained(cfg_path, path, [*shared, "OLD_MODEL.ARCH", arch], log=logger.info)
 
 
 def run_seed(args, seed: int, out: str, logger, device) -> dict:
@@ -297,6 +312,7 @@ def main(argv=None):
     logger = setup_logger(out)
     device = init_distributed("auto", "auto")
     start = time.time()
+    pretrain_step(args.config_dir, args.opts, logger)
     per_seed = [run_seed(args, s, os.path.join(out, f"seed{s}"), logger, device) for s in args.seeds]
     report = write_report(per_seed, args, out)
     logger.info("\n" + report["markdown"])
