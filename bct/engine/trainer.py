@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bct.config import cfg_to_yaml
-from bct.data.datasets import ImageListDataset
+from bct.data.datasets import ImageListDataset, loader_workers
 from bct.data.lists import check_labels, read_image_list
 from bct.data.transforms import build_transform
 from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
@@ -94,7 +94,7 @@ def build_train_loader(cfg, seed: int):
         )
     sampler = ResumableSampler(dataset, num_replicas=world, rank=get_rank(), shuffle=True,
                                  seed=cfg.SEED, drop_last=True)
-    workers = cfg.TRAIN.NUM_WORKERS
+    workers = loader_workers(cfg.TRAIN.NUM_WORKERS, "TRAIN.NUM_WORKERS")
     loader = DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=sampler, drop_last=True,
                         num_workers=workers, pin_memory=torch.cuda.is_available(),
                         persistent_workers=workers > 0 and not cfg.DETERMINISTIC, prefetch_factor=4 if workers > 0 else None,
