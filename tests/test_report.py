@@ -28,7 +28,7 @@ def test_markdown_table_layout_and_scores():
     assert _cells(lines[3])[:2] == ["Oracle", "81.15 / —"]
     bct = _cells(lines[4])
     assert bct[:4] == ["BCT", "79.45 / 76.13", "58.94 / 53.43", "14.79 / 12.26"]
-    # SPEC.md §8: P_up 48.33, P_comp 52.79, P_1 50.41.
+    # the paper's table (README.md): P_up 48.33, P_comp 52.79, P_1 50.41.
     assert bct[4:7] == ["48.33", "52.79", "50.41"]
     # Mean gain: (76.13-74.29)/6.86, (53.43-54.34)/9.51, (12.26-11.43)/5.05 -> 11.30 %.
     gain = 100 * np.mean([1.84 / 6.86, -0.91 / 9.51, 0.83 / 5.05])

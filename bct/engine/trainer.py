@@ -1,4 +1,4 @@
-"""The one training loop shared by every trainer (SPEC.md §3, §5; DESIGN.md "Training loop").
+"""The one training loop shared by every trainer (docs/method.md; checkpoints and resuming in docs/configuration.md).
 
 Epochs and iterations, DistributedSampler epochs, the per-iteration LR schedule, AMP on CUDA,
 channels_last, SyncBN, gradient-norm logging, TensorBoard scalars, periodic validation on every
@@ -253,7 +253,7 @@ class Trainer:
         return self.tb or None
 
     def schedules(self, epoch: int, it: int):
-        """(alpha, epoch weight) of SPEC.md §5: DANN alpha per iteration, w_e = (E - e + 1)/E."""
+        """(alpha, epoch weight) of docs/method.md: DANN alpha per iteration, w_e = (E - e + 1)/E."""
         from bct.losses.functional import dann_alpha, epoch_weight
         progress = (epoch * self.iters_per_epoch + it) / max(1, self.total_iters)
         return dann_alpha(progress), epoch_weight(epoch, self.cfg.TRAIN.EPOCHS)

@@ -1,4 +1,4 @@
-"""Self-test, cross-test and partial backfill on a revisited set or GLDv2 (SPEC.md §6).
+"""Self-test, cross-test and partial backfill on a revisited set or GLDv2 (docs/evaluation.md).
 
 One function per benchmark family, shared by the test tool and by validation during training.
 Self-test: M(new, new). Cross-test: M(new, old), new-model queries against the old-model gallery

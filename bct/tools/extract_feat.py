@@ -1,4 +1,4 @@
-"""Old-class statistics (SPEC.md §4): run the old model over the old training list and write
+"""Old-class statistics (docs/method.md): run the old model over the old training list and write
 radius.json (centre + sorted inlier distances), angle.json (centre + sorted inlier angles, for LCE),
 feats.npy and labels.npy into EXTRACT.SAVE_DIR.
 
