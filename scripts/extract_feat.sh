@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 2: old-class centres and radii (SPEC.md §4) from the old model over the old training list.
+# Step 2: old-class centres and radii (docs/method.md) from the old model over the old training list.
 # Writes EXTRACT.SAVE_DIR/{radius,angle}.json, feats.npy, labels.npy.
 set -euo pipefail
 CONFIG=${CONFIG:-configs/extract_feat.yml}   # configs/synthetic/extract_feat.yml for the synthetic benchmark

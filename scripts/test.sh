@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 4: self-test and cross-test (new queries against the old gallery), SPEC.md §6.
+# Step 4: self-test and cross-test (new queries against the old gallery), docs/evaluation.md.
 # Usage: bash scripts/test.sh landmark <roxford5k|rparis6k|gldv2> <root> [KEY VALUE ...]
 # Model paths and architectures are set here as in the reference and can come from the environment.
 set -euo pipefail

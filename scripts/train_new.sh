@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Step 3: train a new model with a compatibility method (SPEC.md §5).
+# Step 3: train a new model with a compatibility method (docs/method.md).
 # METHOD: advbct (default), bct, lce, unibct, hot_refresh, oracle.
-# SPLIT selects the config folder: "" (GLDv2 class split), data_split/, r50/, synthetic/.
+# CONFIG_DIR selects the setting: configs (GLDv2 class split), configs/data_split, configs/r50,
+# configs/synthetic (and its data_split, r50); extra arguments are KEY VALUE overrides.
 set -euo pipefail
 METHOD=${METHOD:-advbct}
 CONFIG_DIR=${CONFIG_DIR:-configs}            # configs/synthetic for the synthetic benchmark

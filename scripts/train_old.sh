@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 1: train the old model (SPEC.md §3). Edit these or set them in the environment; extra
+# Step 1: train the old model (docs/method.md). Edit these or set them in the environment; extra
 # arguments are KEY VALUE config overrides, e.g. `bash scripts/train_old.sh TRAIN.EPOCHS 10`.
 set -euo pipefail
 CONFIG=${CONFIG:-configs/old_model.yml}   # configs/synthetic/old_model.yml for the synthetic benchmark

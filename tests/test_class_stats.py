@@ -1,4 +1,4 @@
-"""Old-class statistics (SPEC.md §4) against an independent per-class loop."""
+"""Old-class statistics (docs/method.md) against an independent per-class loop."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ from bct.evaluation.class_stats import class_statistics, statistics_json
 
 
 def _reference(feats, labels):
-    """Straightforward per-class computation, written from the SPEC text."""
+    """Straightforward per-class computation, written from docs/method.md."""
     out = {}
     for c in sorted(set(labels.tolist())):
         f = feats[labels == c]

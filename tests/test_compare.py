@@ -34,6 +34,7 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     assert set(res["oracle_cross"]) == {"roxford5k", "gldv2"}
     md = (out / "results.md").read_text()
     assert "| AdvBCT |" in md and "P_comp" in md and "Partial backfill on ROxford" in md
+    assert "±" not in md and "mean over seeds" not in md  # one seed: plain numbers
     # A second run reuses every finished step.
     mtime = os.path.getmtime(out / "seed1234" / "resnet18" / "new_advbct" / "model_final.pth")
     compare.main(argv)

@@ -97,3 +97,95 @@ def test_config_is_frozen():
     cfg = load_cfg("")
     with pytest.raises(AttributeError):
         cfg.TRAIN.EPOCHS = 3
+
+
+# The reference's configs, rebuilt here with the key sets of its configs/old_model.yml,
+# new_*.yml and test_model.yml (its distributed flags, MODEL.* of the trained model, EVAL.PRINT_FREQ).
+_REF_COMMON = {"MULTIPROCESSING_DISTRIBUTED": True, "DIST_URL": "tcp://127.0.0.1:23456", "DISTRIBUTED": True}
+_REF_TRAIN = {"DATASET_TYPE": "landmark", "DATASET": "gldv2", "ROOT": "./data/GLDv2", "BATCH_SIZE": 256,
+              "EPOCHS": 30, "VAL_FREQ": 1, "INPUT_SIZE": 224}
+_REF_EVAL = {"DATASET": "rparis6k", "ROOT": "./data/ROxfordParis/", "SAVE_DIR": "./logs/eval/x", "PRINT_FREQ": 10}
+
+
+def _reference_new(comp: dict, train_type: str, arch: str = "resnet18", model_arch: str = "resnet18_resnet18") -> dict:
+    return {**_REF_COMMON, "TAG": "100class_x", "OUTPUT": "output",
+            "MODEL": {"ARCH": model_arch, "NUM_CLASSES": 81313},
+            "OLD_MODEL": {"ARCH": arch, "NUM_CLASSES": 24393, "PRETRAINED": True,
+                          "PRETRAINED_PATH": f"./output/final_model/{arch}_oldmodel_30class_epoch10.pth.tar"},
+            "NEW_MODEL": {"ARCH": arch, "NUM_CLASSES": 81313, "PRETRAINED": True},
+            "LOSS": {"TYPE": "softmax"}, "COMP_LOSS": comp, "UPGRADE_LOSS": {"TYPE": "base", "WEIGHT": 1},
+            "TRAIN": {**_REF_TRAIN, "FILE_DIR": "./data/GLDv2/gldv2_train_new_100percent_class.txt",
+                      "TYPE": train_type},
+            "EVAL": {**_REF_EVAL, "OLD_SAVE_FILE": "./preprocess/center/x_radius.json"}}
+
+
+def _write_yaml(path, data) -> str:
+    import yaml
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def test_reference_old_model_yaml_loads_and_maps_model_keys(tmp_path):
+    ref = {**_REF_COMMON, "TAG": "30class",
+           "MODEL": {"ARCH": "resnet34", "NUM_CLASSES": 24393, "PRETRAINED": False},
+           "TRAIN": {**_REF_TRAIN, "FILE_DIR": "./data/GLDv2/gldv2_train_old_30percent_class.txt"},
+           "EVAL": _REF_EVAL}
+    notes = []
+    cfg = load_cfg(_write_yaml(tmp_path / "old_model.yml", ref), notes=notes)
+    assert (cfg.OLD_MODEL.ARCH, cfg.OLD_MODEL.NUM_CLASSES, cfg.OLD_MODEL.PRETRAINED) == ("resnet34", 24393, False)
+    assert (cfg.TRAIN.TYPE, cfg.TRAIN.ROLE, cfg.TAG) == ("base", "old", "30class")
+    assert len(notes) == 1 and "\n" not in notes[0]
+    for part in ("MODEL.ARCH -> OLD_MODEL.ARCH", "MODEL.NUM_CLASSES -> OLD_MODEL.NUM_CLASSES",
+                 "DIST_URL ignored", "MULTIPROCESSING_DISTRIBUTED ignored", "EVAL.PRINT_FREQ ignored"):
+        assert part in notes[0]
+
+
+@pytest.mark.parametrize("comp,train_type", [
+    ({"TYPE": "bct"}, "compatible"), ({"TYPE": "lce"}, "compatible"), ({"TYPE": "uni_bct"}, "compatible"),
+    ({"TYPE": "hot_refresh"}, "compatible"), ({"TYPE": "bct_limit", "ELASTIC_BOUNDARY": True}, "adv_compatible")])
+def test_reference_new_model_yamls_load(tmp_path, comp, train_type):
+    data = _reference_new(comp, train_type)
+    if train_type == "adv_compatible":
+        data["TRAIN"]["THRESHOLD"] = 1.0
+    notes = []
+    cfg = load_cfg(_write_yaml(tmp_path / "new.yml", data), notes=notes)
+    assert (cfg.TRAIN.TYPE, cfg.COMP_LOSS.TYPE) == (train_type, comp["TYPE"])
+    assert (cfg.OLD_MODEL.ARCH, cfg.NEW_MODEL.ARCH, cfg.NEW_MODEL.NUM_CLASSES) == ("resnet18", "resnet18", 81313)
+    assert "MODEL.ARCH ignored" in notes[0] and "MODEL.NUM_CLASSES ignored" in notes[0]
+    assert "the trained old model goes in OLD_MODEL.MODEL_PATH" in notes[0]
+
+
+def test_reference_test_yaml_and_command_line_load(tmp_path):
+    data = _reference_new({"TYPE": "hot_refresh"}, "compatible", arch="resnet50", model_arch="resnet50_resne50")
+    data["MULTIPROCESSING_DISTRIBUTED"] = False
+    cfg = load_cfg(_write_yaml(tmp_path / "test_model.yml", data), notes=[])
+    assert cfg.NEW_MODEL.ARCH == "resnet50"
+    # The reference's scripts/train_old.sh passes these on the command line.
+    notes = []
+    cfg = load_cfg(os.path.join(REPO, "configs/old_model.yml"),
+                   ["TAG", "30class", "OUTPUT", "output", "MODEL.NUM_CLASSES", "24393", "MODEL.ARCH", "resnet18",
+                    "DIST_URL", "tcp://127.0.0.1:23456"], notes=notes)
+    assert (cfg.OLD_MODEL.ARCH, cfg.OLD_MODEL.NUM_CLASSES, cfg.TAG) == ("resnet18", 24393, "30class")
+    assert notes[0].startswith(os.path.join(REPO, "configs/old_model.yml") + ": reference config keys:")
+
+
+def test_reference_key_against_bct_key(tmp_path):
+    both = _write_yaml(tmp_path / "both.yml", {"MODEL": {"ARCH": "resnet34"}, "OLD_MODEL": {"ARCH": "resnet50"}})
+    with pytest.raises(BadInputError, match=r"MODEL\.ARCH 'resnet34' .* and OLD_MODEL\.ARCH 'resnet50' disagree"):
+        load_cfg(both)
+    # A later level wins: the command line over the file, in either name.
+    assert load_cfg(both, ["OLD_MODEL.ARCH", "resnet101"], notes=[]).OLD_MODEL.ARCH == "resnet101"
+    assert load_cfg(str(tmp_path / "both.yml"), ["MODEL.ARCH", "resnet101"], notes=[]).OLD_MODEL.ARCH == "resnet101"
+    # Keys of the reference that change meaning here are still unknown keys.
+    with pytest.raises(BadInputError, match=r"unknown config key MODEL\.PRETRAINED_PATH"):
+        load_cfg("", ["MODEL.PRETRAINED_PATH", "x.pth.tar"])
+
+
+def test_tools_log_the_reference_note_once(tmp_path, capsys):
+    import argparse
+
+    from bct.tools.common import setup
+    path = _write_yaml(tmp_path / "ref.yml", {"DISTRIBUTED": True, "MODEL": {"ARCH": "resnet18"}})
+    setup(argparse.Namespace(cfg=path, opts=["DEVICE", "cpu"]))
+    out = capsys.readouterr().out
+    assert out.count("reference config keys: DISTRIBUTED ignored") == 1

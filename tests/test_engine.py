@@ -144,3 +144,24 @@ def test_two_process_gloo_training(tmp_path):
     ckpt_dir = out / "resnet18" / "t"
     assert sorted(p.name for p in ckpt_dir.glob("*.pth")) == ["ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "ckpt_epoch_3.pth",
                                                               "model_final.pth"]
+
+
+def test_loader_workers_above_the_usable_cores_are_lowered_with_one_line(tiny_list, capsys):
+    import warnings
+
+    from bct.data import datasets
+    from bct.engine.trainer import build_train_loader
+
+    root, lst = tiny_list
+    cores = len(os.sched_getaffinity(0))
+    setup_logger("")
+    cfg = load_cfg("", train_opts(root, lst, root / "out", 4, **{"TRAIN.NUM_WORKERS": cores + 7}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own "suggested max number of worker" warning would fail here
+        loader, _ = build_train_loader(cfg, 0)
+        build_train_loader(cfg, 0)
+    assert loader.num_workers == cores
+    out = capsys.readouterr().out
+    assert out.count(f"TRAIN.NUM_WORKERS {cores + 7} lowered to {cores}") == 1
+    assert datasets.loader_workers(cores, "EVAL.NUM_WORKERS") == cores
+    assert datasets.loader_workers(0, "EVAL.NUM_WORKERS") == 0

@@ -1,4 +1,4 @@
-"""Feature extraction (SPEC.md §6): one process and a two-process gloo world give the same features in
+"""Feature extraction (docs/evaluation.md): one process and a two-process gloo world give the same features in
 dataset order (uneven last batch included); streaming to .npy and the on-disk cache."""
 import os
 import socket

@@ -1,4 +1,4 @@
-"""Compatibility losses, their maths and the old-class statistics (SPEC.md §4-§5).
+"""Compatibility losses, their maths and the old-class statistics (docs/method.md).
 
 Every loss is checked against an independent per-sample loop on a small batch with 5 old classes
 (one with a single inlier, one absent from the statistics) and 3 new ones, plus its degenerate

@@ -2,7 +2,7 @@
 
 Each rank holds a slice of one fixed batch (5 and 3 samples, so the anchor offsets differ from
 rank * batch size); the per-anchor losses and the gradients of the local embeddings must match
-those of a single process (SPEC.md §5: negatives are gathered, gathered copies carry no grad).
+those of a single process (docs/method.md: negatives are gathered, gathered copies carry no grad).
 """
 import os
 import socket

@@ -1,4 +1,4 @@
-"""Retrieval metrics against hand-worked rankings; compatibility scores against SPEC.md §8."""
+"""Retrieval metrics against hand-worked rankings; compatibility scores against the paper's table (README.md)."""
 from fractions import Fraction as F
 
 import numpy as np
@@ -162,7 +162,7 @@ def test_gldv2_more_ground_truth_than_k():
 
 OLD = {"rparis": 74.29, "roxford": 54.34, "gldv2": 11.43}
 ORACLE = {"rparis": 81.15, "roxford": 63.85, "gldv2": 16.48}
-# SPEC.md §8, extended-class, new R18: (self, cross) per dataset, then P_up, P_comp, P_1.
+# the paper's table (README.md), extended-class, new R18: (self, cross) per dataset, then P_up, P_comp, P_1.
 PAPER_ROWS = {
     "BCT": ((79.45, 76.13), (58.94, 53.43), (14.79, 12.26), (48.33, 52.79, 50.41)),
     "LCE": ((81.26, 76.78), (60.49, 54.29), (16.07, 12.04), (49.37, 53.95, 51.51)),

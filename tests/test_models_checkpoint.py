@@ -1,4 +1,4 @@
-"""Models (SPEC.md §2) and checkpoints (DESIGN.md): shapes, margins, weight files, offline message,
+"""Models (docs/method.md) and checkpoints: shapes, margins, weight files, offline message,
 atomic save, weights_only load, and mismatch errors that name both sides."""
 import os
 

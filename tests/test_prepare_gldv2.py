@@ -1,4 +1,4 @@
-"""GLDv2 preparation (SPEC.md §7) on fabricated CSV files: every output file is compared line by
+"""GLDv2 preparation (Dataset.md) on fabricated CSV files: every output file is compared line by
 line with an independent computation that uses NumPy's legacy global generator the way the
 reference does (np.random.seed / np.arange / np.random.shuffle)."""
 import csv

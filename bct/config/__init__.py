@@ -1,10 +1,13 @@
 """Configuration loading: defaults -> yaml (with _BASE_ inheritance) -> KEY VALUE pairs -> freeze.
 
 Errors name the offending key: an unknown key gets the closest valid key, a type mismatch both
-types. See DESIGN.md "Configuration".
+types. The few keys of the reference implementation that bct does not define are accepted and
+mapped or ignored by the explicit table ``REFERENCE_KEYS`` (docs/reference.md), so that the
+reference's own yaml files and command lines load.
 """
 import ast
 import difflib
+import logging
 import os
 
 import yaml
@@ -13,9 +16,24 @@ from yacs.config import CfgNode as CN
 from bct.config.defaults import get_cfg_defaults
 from bct.utils.errors import BadInputError
 
-__all__ = ["get_cfg_defaults", "load_cfg", "cfg_to_yaml", "cfg_from_yaml_text"]
+__all__ = ["get_cfg_defaults", "load_cfg", "cfg_to_yaml", "cfg_from_yaml_text", "REFERENCE_KEYS"]
 
 _BASE_KEY = "_BASE_"
+
+# Keys of the reference implementation's configs and scripts that bct does not define:
+# key -> (bct key it maps to, or "" when ignored; why). The MODEL.* keys described the trained
+# model: they map to OLD_MODEL.* in a config that trains the old model (TRAIN.TYPE base, TRAIN.ROLE
+# old, as the reference's old_model.yml does); in a new-model config the reference used MODEL.ARCH
+# ('resnet18_resnet18') only to name its output folder and repeated NEW_MODEL.* in the others.
+REFERENCE_KEYS = {
+    "MULTIPROCESSING_DISTRIBUTED": ("", "torchrun starts the processes (scripts/launch.sh)"),
+    "DISTRIBUTED": ("", "torchrun starts the processes (scripts/launch.sh)"),
+    "DIST_URL": ("", "torchrun's env:// rendezvous uses MASTER_ADDR and MASTER_PORT"),
+    "EVAL.PRINT_FREQ": ("", "feature extraction shows a progress bar instead"),
+    "MODEL.ARCH": ("OLD_MODEL.ARCH", "a new-model config reads OLD_MODEL.ARCH and NEW_MODEL.ARCH"),
+    "MODEL.NUM_CLASSES": ("OLD_MODEL.NUM_CLASSES", "a new-model config reads NEW_MODEL.NUM_CLASSES"),
+    "MODEL.PRETRAINED": ("OLD_MODEL.PRETRAINED", "a new-model config reads NEW_MODEL.PRETRAINED"),
+}
 
 
 def _all_keys(node: CN, prefix: str = ""):
@@ -103,6 +121,8 @@ def _coerce(key: str, value, default, source: str):
 def _merge(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
     for k, v in data.items():
         full = f"{prefix}{k}"
+        if k not in cfg and _stash_reference_key(full, v, 0):
+            continue
         if k not in cfg:
             raise BadInputError(
                 f"{source}: unknown config key {full} (closest valid key: {_closest(full, _root(cfg))})"
@@ -113,9 +133,59 @@ def _merge(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
             _merge(cfg[k], v, source, full + ".")
         else:
             cfg[k] = _coerce(full, v, cfg[k], source)
+            _mark_set(full, 0)
 
 
+# State of the load_cfg call in progress: the root config, the reference keys met and the keys set,
+# each with the level it came from (0 the yaml file, 1 the command line).
 _ROOT = {}
+
+
+def _mark_set(key: str, level: int) -> None:
+    if "explicit" in _ROOT:
+        _ROOT["explicit"][key] = level
+
+
+def _stash_reference_key(key: str, value, level: int) -> bool:
+    """Keep a reference-only key for _apply_reference_keys; False when the key is not one of them."""
+    if key not in REFERENCE_KEYS or "reference" not in _ROOT:
+        return False
+    _ROOT["reference"][key] = (value, level)
+    return True
+
+
+def _apply_reference_keys(cfg: CN, reference: dict, explicit: dict) -> str:
+    """Map or ignore the reference-only keys met while loading; returns the info line ("" if none).
+
+    A bct key given at a later level (the command line over the file) wins over the reference's
+    name; both at the same level with different values is an error.
+    """
+    trains_old = cfg.TRAIN.TYPE == "base" and cfg.TRAIN.ROLE == "old"
+    parts = []
+    for key, (value, level) in reference.items():
+        target, why = REFERENCE_KEYS[key]
+        if not (target and trains_old):
+            parts.append(f"{key} ignored ({why})")
+            continue
+        *path, last = target.split(".")
+        node = cfg
+        for p in path:
+            node = node[p]
+        value = _coerce(key, value, node[last], "reference key")
+        if explicit.get(target, -1) > level:
+            parts.append(f"{key} ignored ({target} is given)")
+            continue
+        if explicit.get(target, -1) == level and node[last] != value:
+            raise BadInputError(f"config: {key} {value!r} (the reference's name) and {target} "
+                                f"{node[last]!r} disagree; keep only {target}")
+        node[last] = value
+        parts.append(f"{key} -> {target}")
+    if not parts:
+        return ""
+    if cfg.TRAIN.TYPE != "base" and cfg.OLD_MODEL.PRETRAINED_PATH and not cfg.OLD_MODEL.MODEL_PATH:
+        parts.append("OLD_MODEL.PRETRAINED_PATH is an ImageNet weight file here; "
+                     "the trained old model goes in OLD_MODEL.MODEL_PATH")
+    return "reference config keys: " + "; ".join(parts) + " (docs/reference.md)"
 
 
 def _root(node: CN) -> CN:
@@ -138,6 +208,8 @@ def merge_opts(cfg: CN, opts) -> None:
     if len(opts) % 2:
         raise BadInputError(f"command line: overrides come as KEY VALUE pairs; {opts[-1]} has no value")
     for key, text in zip(opts[0::2], opts[1::2]):
+        if _stash_reference_key(key, _parse_cli_value(text), 1):
+            continue
         node = cfg
         parts = key.split(".")
         for p in parts[:-1]:
@@ -156,18 +228,30 @@ def merge_opts(cfg: CN, opts) -> None:
         if isinstance(node[last], str) and not isinstance(value, str):
             value = text
         node[last] = _coerce(key, value, node[last], "command line")
+        _mark_set(key, 1)
 
 
-def load_cfg(path: str = "", opts=None, freeze: bool = True) -> CN:
-    """defaults -> yaml file (with _BASE_) -> KEY VALUE overrides -> checks -> (frozen) config."""
+def load_cfg(path: str = "", opts=None, freeze: bool = True, notes: list = None) -> CN:
+    """defaults -> yaml file (with _BASE_) -> KEY VALUE overrides -> reference keys -> checks -> (frozen) config.
+
+    A line saying how the reference's keys were mapped or ignored is appended to ``notes`` when
+    given (the tools log it once their logger is set up), else logged on the "bct" logger.
+    """
     cfg = get_cfg_defaults()
-    _ROOT["cfg"] = cfg
+    _ROOT.update(cfg=cfg, reference={}, explicit={})
     try:
         if path:
             _merge(cfg, _read_yaml(path), f"config {path}")
         merge_opts(cfg, opts)
+        note = _apply_reference_keys(cfg, _ROOT["reference"], _ROOT["explicit"])
     finally:
-        _ROOT.pop("cfg", None)
+        _ROOT.clear()
+    if note:
+        note = f"{path or 'command line'}: {note}"
+        if notes is None:
+            logging.getLogger("bct").info(note)
+        else:
+            notes.append(note)
     check_cfg(cfg)
     if freeze:
         cfg.freeze()

@@ -1,7 +1,8 @@
 """Every configuration key of bct, with its default and a one-line meaning.
 
-Key names follow the reference implementation wherever a key means the same thing, so its yaml
-files port line by line. Roles are "old" (OLD_MODEL) and "new" (NEW_MODEL); see SPEC.md §2-§6.
+Key names follow the reference implementation wherever a key means the same thing; the few keys of
+its yaml files that are not defined here are mapped or ignored on loading (docs/reference.md).
+Roles are "old" (OLD_MODEL) and "new" (NEW_MODEL); see docs/method.md and docs/evaluation.md.
 """
 from yacs.config import CfgNode as CN
 
@@ -77,7 +78,7 @@ _C.LOSS.MARGIN = 0.3
 _C.LOSS.LABEL_SMOOTHING = 0.0
 
 # -----------------------------------------------------------------------------
-# Compatibility terms (SPEC.md §5)
+# Compatibility terms (docs/method.md)
 # -----------------------------------------------------------------------------
 _C.COMP_LOSS = CN()
 # Compatibility loss: none, bct, lce, uni_bct, hot_refresh, bct_limit.
@@ -149,7 +150,7 @@ _C.TRAIN.MAX_ITERS = 0
 # Clip the global gradient norm to this value (0 = no clipping; the norm is logged either way).
 _C.TRAIN.CLIP_GRAD = 0.0
 
-# Optimiser (SPEC.md §3: SGD 0.1 / 0.9 / 5e-4).
+# Optimiser (docs/method.md: SGD 0.1 / 0.9 / 5e-4).
 _C.TRAIN.OPTIMIZER = CN()
 # "sgd" or "adamw".
 _C.TRAIN.OPTIMIZER.NAME = "sgd"
@@ -160,7 +161,7 @@ _C.TRAIN.OPTIMIZER.MOMENTUM = 0.9
 # Weight decay.
 _C.TRAIN.OPTIMIZER.WEIGHT_DECAY = 5e-4
 
-# Learning-rate schedule (SPEC.md §3: x0.1 at epochs 5, 10, 20).
+# Learning-rate schedule (docs/method.md: x0.1 at epochs 5, 10, 20).
 _C.TRAIN.LR_SCHEDULER = CN()
 # "multistep" or "cosine".
 _C.TRAIN.LR_SCHEDULER.NAME = "multistep"
@@ -181,14 +182,14 @@ _C.VAL.DATASET = ""
 _C.VAL.ROOT = ""
 
 # -----------------------------------------------------------------------------
-# Old-class statistics (SPEC.md §4)
+# Old-class statistics (docs/method.md)
 # -----------------------------------------------------------------------------
 _C.EXTRACT = CN()
 # Folder receiving radius.json, angle.json, feats.npy and labels.npy.
 _C.EXTRACT.SAVE_DIR = "./output/old_stats/gldv2_class"
 
 # -----------------------------------------------------------------------------
-# Evaluation (SPEC.md §6)
+# Evaluation (docs/evaluation.md)
 # -----------------------------------------------------------------------------
 _C.EVAL = CN()
 # Dataset family (only "landmark").
@@ -203,7 +204,7 @@ _C.EVAL.ROOT = "./data/ROxfordParis/"
 # bct.tools.test --datasets (scripts/test.sh passes its root as EVAL.ROOT instead).
 _C.EVAL.GLDV2_ROOT = "./data/GLDv2"
 # Folder receiving the result JSON files.
-_C.EVAL.SAVE_DIR = "./logs/eval/tmp_eval"
+_C.EVAL.SAVE_DIR = "./output/eval"
 # Images per extraction batch.
 _C.EVAL.BATCH_SIZE = 64
 # Data-loading workers for extraction.

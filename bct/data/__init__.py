@@ -1,2 +1,2 @@
 """Data: image-list readers, image decoding, transforms, datasets (GLDv2 training lists, revisited
-Oxford/Paris, GLDv2 retrieval), the GLDv2 preparation (SPEC.md §7) and the synthetic landmarks."""
+Oxford/Paris, GLDv2 retrieval), the GLDv2 preparation (Dataset.md) and the synthetic landmarks."""

@@ -20,6 +20,22 @@ from torch.utils.data import Dataset
 
 from bct.data.image import BadImageError, load_rgb
 from bct.utils.errors import BadInputError
+from bct.utils.logger import get_logger
+
+_LOWERED = set()
+
+
+def loader_workers(requested: int, key: str) -> int:
+    """DataLoader workers to start: ``requested`` (the config value of ``key``), lowered to the CPU
+    cores this process may use (``os.sched_getaffinity``), with one info line per setting. More
+    workers than cores only compete for them, and torch warns about it on every loader."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested <= cores:
+        return requested
+    if (key, requested, cores) not in _LOWERED:
+        _LOWERED.add((key, requested, cores))
+        get_logger().info(f"{key} {requested} lowered to {cores}: this process may use {cores} CPU core(s)")
+    return cores
 
 
 def crop_box(img: Image.Image, box) -> Image.Image:

@@ -1,4 +1,4 @@
-"""GLDv2 retrieval benchmark (index as gallery, test queries, SPEC.md §6-§7), read from the lists
+"""GLDv2 retrieval benchmark (index as gallery, test queries, docs/evaluation.md, Dataset.md), read from the lists
 that ``python -m bct.tools.prepare_gldv2`` writes into the GLDv2 root:
 
 - ``gldv2_gallery_list.txt``         ``index/a/b/c/<id>.jpg <row>``

@@ -1,4 +1,4 @@
-"""Image decoding to 8-bit RGB, whatever the file's mode (SPEC.md §3: convert every image to RGB).
+"""Image decoding to 8-bit RGB, whatever the file's mode (docs/method.md: convert every image to RGB).
 
 The reference opened images without converting them and crashed on greyscale and CMYK files. Here
 every PIL mode is mapped to RGB: transparency is composited on white, 16-bit and 32-bit integer

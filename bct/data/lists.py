@@ -1,4 +1,4 @@
-"""Readers of the plain-text lists every stage consumes (SPEC.md §7).
+"""Readers of the plain-text lists every stage consumes (Dataset.md).
 
 Three line formats, one item per line, fields separated by white space:
 

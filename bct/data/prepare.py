@@ -1,5 +1,5 @@
 """GLDv2 preparation: the training lists, the class and data splits and the retrieval lists of
-SPEC.md §7, from the official CSV files (no pandas, no mxnet).
+Dataset.md, from the official CSV files (no pandas, no mxnet).
 
 Inputs in ``root`` (only train_clean.csv, or ``label_file``, is required):
 
@@ -319,7 +319,7 @@ def _write_queries(root: str, solution_csv: str, gallery_rows: dict, records: di
 # ---------------------------------------------------------------------------------------------
 
 def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: str = None) -> dict:
-    """Write every list of SPEC.md §7 into ``root`` and return the manifest (also written to
+    """Write every list of Dataset.md into ``root`` and return the manifest (also written to
     ``root/manifest.json``)."""
     if not os.path.isdir(root):
         raise BadInputError(f"GLDv2 root {root} is not a folder; download the GLDv2 files into it (see Dataset.md)")

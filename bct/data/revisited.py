@@ -1,5 +1,5 @@
 """Revisited Oxford / Paris (revisitop format) ground truth and its Easy / Medium / Hard protocols
-(SPEC.md §6).
+(docs/evaluation.md).
 
 A dataset ``<name>`` lives in ``<root>/<name>/``: ``jpg/<image name>.jpg`` and
 ``gnd_<name>.pkl`` (``<root>/gnd_<name>.pkl``, the reference's layout, is accepted too). The pickle

@@ -1,6 +1,6 @@
 """The embedded synthetic landmark benchmark: a seeded generator of procedural "landmarks" written
-in the real on-disk formats (GLDv2 training and retrieval files, SPEC.md §7; revisitop test sets,
-SPEC.md §6), so that every real code path of the pipeline runs on it in minutes on a CPU.
+in the real on-disk formats (GLDv2 training and retrieval files, Dataset.md; revisitop test sets,
+docs/evaluation.md), so that every real code path of the pipeline runs on it in minutes on a CPU.
 
 A landmark is a scene drawn once from its own seed: a row of building blocks with window grids,
 arcades, bands, pilasters, roofs (gable, dome, spire, steps, battlements), towers and rose

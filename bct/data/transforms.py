@@ -1,4 +1,4 @@
-"""Image transforms for training and evaluation (SPEC.md §3 input, §6 test-time preprocessing).
+"""Image transforms for training and evaluation (docs/method.md input, docs/evaluation.md test-time preprocessing).
 
 - "squash" (the paper's, training and default evaluation): resize to size x size ignoring the
   aspect ratio.

@@ -1,1 +1,1 @@
-"""Training loop, trainers, checkpointing and distributed set-up (SPEC.md §3, §5; DESIGN.md)."""
+"""Training loop, trainers, checkpointing and distributed set-up (docs/method.md)."""

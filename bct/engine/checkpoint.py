@@ -1,4 +1,4 @@
-"""Checkpoints in one format (DESIGN.md "Checkpoints").
+"""Checkpoints in one format (docs/configuration.md, "Checkpoints and resuming").
 
 A checkpoint is one dict: model state, optimiser, scheduler, scaler, epoch, the config as yaml text,
 RNG states and a `meta` block (arch, embedding dim, number of classes, role, classifier type,

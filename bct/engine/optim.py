@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule from the config (SPEC.md §3 defaults: SGD 0.1/0.9/5e-4, x0.1 at 5/10/20).
+"""Optimiser and learning-rate schedule from the config (docs/method.md defaults: SGD 0.1/0.9/5e-4, x0.1 at 5/10/20).
 
 The schedule is a per-iteration LambdaLR so that warm-up is smooth and resuming restores it exactly;
 without warm-up the multistep factor changes only at epoch boundaries, as the reference's.

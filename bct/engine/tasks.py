@@ -1,7 +1,7 @@
 """How a batch becomes a dict of named losses: the only part that differs between trainers.
 
 BaseTask: cross-entropy of the trained model (old model, or the oracle). CompatTask: cross-entropy
-of the new model plus the compatibility term(s) of SPEC.md §5 and, for adv_compatible, the
+of the new model plus the compatibility term(s) of docs/method.md and, for adv_compatible, the
 gradient-reversal discriminator. Each task is one nn.Module so that DDP wraps everything that has
 trainable parameters (network, elastic boundary weights, discriminator) in one forward; the frozen
 old model is a dependency held outside the module tree, so it is never trained, wrapped or saved.

@@ -1,4 +1,4 @@
-"""The one training loop shared by every trainer (SPEC.md §3, §5; DESIGN.md "Training loop").
+"""The one training loop shared by every trainer (docs/method.md; checkpoints and resuming in docs/configuration.md).
 
 Epochs and iterations, DistributedSampler epochs, the per-iteration LR schedule, AMP on CUDA,
 channels_last, SyncBN, gradient-norm logging, TensorBoard scalars, periodic validation on every
@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bct.config import cfg_to_yaml
-from bct.data.datasets import ImageListDataset
+from bct.data.datasets import ImageListDataset, loader_workers
 from bct.data.lists import check_labels, read_image_list
 from bct.data.transforms import build_transform
 from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
@@ -98,7 +98,7 @@ def build_train_loader(cfg, seed: int):
         )
     sampler = ResumableSampler(dataset, num_replicas=world, rank=get_rank(), shuffle=True,
                                  seed=cfg.SEED, drop_last=True)
-    workers = cfg.TRAIN.NUM_WORKERS
+    workers = loader_workers(cfg.TRAIN.NUM_WORKERS, "TRAIN.NUM_WORKERS")
     loader = DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=sampler, drop_last=True,
                         num_workers=workers, pin_memory=torch.cuda.is_available(),
                         persistent_workers=workers > 0 and not cfg.DETERMINISTIC, prefetch_factor=4 if workers > 0 else None,
@@ -262,7 +262,7 @@ class Trainer:
         return self.tb or None
 
     def schedules(self, epoch: int, it: int):
-        """(alpha, epoch weight) of SPEC.md §5: DANN alpha per iteration, w_e = (E - e + 1)/E."""
+        """(alpha, epoch weight) of docs/method.md: DANN alpha per iteration, w_e = (E - e + 1)/E."""
         from bct.losses.functional import dann_alpha, epoch_weight
         progress = (epoch * self.iters_per_epoch + it) / max(1, self.total_iters)
         return dann_alpha(progress), epoch_weight(epoch, self.cfg.TRAIN.EPOCHS)

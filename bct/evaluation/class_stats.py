@@ -1,4 +1,4 @@
-"""Old-class statistics of SPEC.md §4: per-class centres and sorted inlier radii (and angles).
+"""Old-class statistics of docs/method.md: per-class centres and sorted inlier radii (and angles).
 
 Pure numpy and vectorised over samples: features are L2-normalised, each class centre is the mean
 of its normalised features (NOT re-normalised, so its norm is at most 1), distances to the centre
@@ -60,5 +60,5 @@ def class_statistics(feats: np.ndarray, labels: np.ndarray):
 
 
 def statistics_json(classes, centers, lists) -> dict:
-    """SPEC.md §4 JSON: {"<class id>": {"center": [D floats], "radius": [sorted inlier values]}}."""
+    """The JSON of docs/method.md ("Old-class statistics"): {"<class id>": {"center": [D floats], "radius": [sorted inlier values]}}."""
     return {str(int(c)): {"center": centers[k].tolist(), "radius": lists[k].tolist()} for k, c in enumerate(classes)}

@@ -1,4 +1,4 @@
-"""Feature extraction: the only part of evaluation that runs a model (SPEC.md §6).
+"""Feature extraction: the only part of evaluation that runs a model (docs/evaluation.md).
 
 Batched, eval mode, no grad, AMP on CUDA, a progress bar. Under torchrun every rank embeds a
 slice of each global batch and the slices are all-gathered, so every rank ends with the features

@@ -1,4 +1,4 @@
-"""Retrieval metrics and compatibility scores, pure numpy (SPEC.md §6).
+"""Retrieval metrics and compatibility scores, pure numpy (docs/evaluation.md).
 
 Conventions used throughout this module:
 
@@ -189,7 +189,7 @@ def compatibility_scores(
     new_self: Mapping[str, float],
     new_cross: Mapping[str, float],
 ) -> dict:
-    """P_up, P_comp, P_1 and the update gain of a new model (SPEC.md §6, paper's table).
+    """P_up, P_comp, P_1 and the update gain of a new model (docs/evaluation.md, paper's table).
 
     Each argument maps dataset name -> mAP x100: the old model's self-test M(old, old), the
     oracle's self-test M(oracle, oracle), the new model's self-test M(new, new) and its

@@ -1,4 +1,4 @@
-"""Self-test, cross-test and partial backfill on a revisited set or GLDv2 (SPEC.md §6).
+"""Self-test, cross-test and partial backfill on a revisited set or GLDv2 (docs/evaluation.md).
 
 One function per benchmark family, shared by the test tool and by validation during training.
 Self-test: M(new, new). Cross-test: M(new, old), new-model queries against the old-model gallery
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from bct.data.datasets import ImageListDataset
+from bct.data.datasets import ImageListDataset, loader_workers
 from bct.data.gldv2 import load_gldv2_retrieval
 from bct.data.revisited import load_revisited
 from bct.data.transforms import build_transform
@@ -34,8 +34,8 @@ def _embed(cfg, model, paths, role: str, device, digest: str = "", boxes=None, l
                                skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=list_name)
     # Aspect-preserving images differ in size: one per batch, so no padding enters the pooling.
     batch = 1 if cfg.EVAL.RESIZE == "aspect" else cfg.EVAL.BATCH_SIZE
-    kwargs = dict(batch_size=batch, num_workers=cfg.EVAL.NUM_WORKERS, device=device,
-                  amp=cfg.USE_AMP, desc=f"{role} features")
+    workers = loader_workers(cfg.EVAL.NUM_WORKERS, "EVAL.NUM_WORKERS")
+    kwargs = dict(batch_size=batch, num_workers=workers, device=device, amp=cfg.USE_AMP, desc=f"{role} features")
     use_cache = bool(cfg.EVAL.USE_CACHE and digest and role == "gallery")
     key = cache_key(digest, zip(paths, boxes or [None] * len(paths)), _settings(cfg, role)) if use_cache else ""
     feats, ok = cached_extract(model, dataset, key, cfg.EVAL.CACHE_DIR, use_cache, **kwargs)

@@ -1,4 +1,4 @@
-"""The paper's presentation of results (SPEC.md §6, §8).
+"""The paper's presentation of results (docs/evaluation.md).
 
 The compatibility table (self / cross per dataset, P_up, P_comp, P_1, gain), the
 partial-backfill curves and the per-image partially backfilled gallery they are measured on.
@@ -31,7 +31,7 @@ def markdown_table(
     old_self: Mapping[str, float],
     oracle_self: Mapping[str, float],
 ) -> str:
-    """Markdown table laid out like SPEC.md §8.
+    """Markdown table laid out like the paper's table (README.md).
 
     ``rows``: one dict per new model, ``{'method': str, 'self': {ds: mAP}, 'cross': {ds: mAP}}``
     (self = M(new, new), cross = M(new, old), x100). ``datasets``: column order (names such as

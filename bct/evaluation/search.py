@@ -1,4 +1,4 @@
-"""Exact inner-product search over L2-normalised features (SPEC.md §6).
+"""Exact inner-product search over L2-normalised features (docs/evaluation.md).
 
 Two backends return the same rankings:
 

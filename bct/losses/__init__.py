@@ -1,4 +1,4 @@
-"""Compatibility losses behind one registry (SPEC.md §4-§5); pure maths in functional.py.
+"""Compatibility losses behind one registry (docs/method.md); pure maths in functional.py.
 
 `build_comp_loss(cfg, old_classifier, stats)` returns the module named by COMP_LOSS.TYPE,
 `build_adversarial_loss(cfg)` the discriminator term of TRAIN.TYPE adv_compatible, and

@@ -1,4 +1,4 @@
-"""The adversarial compatibility term of AdvBCT (SPEC.md §5, "Adversarial").
+"""The adversarial compatibility term of AdvBCT (docs/method.md, "Adversarial").
 
 A discriminator learns to tell new embeddings (label 0) from old ones (label 1); the new
 embeddings reach it through a gradient-reversal layer, so the same optimiser step trains the

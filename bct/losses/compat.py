@@ -1,4 +1,4 @@
-"""The compatibility losses of SPEC.md §5: none, bct, lce, uni_bct, hot_refresh, bct_limit.
+"""The compatibility losses of docs/method.md: none, bct, lce, uni_bct, hot_refresh, bct_limit.
 
 All share one call shape, ``forward(feat_new, feat_old, labels, new_classifier) -> dict``:
 feat_new (B, D) un-normalised new embeddings (with grad), feat_old (B, D) un-normalised old

@@ -1,4 +1,4 @@
-"""Pure tensor maths of the compatibility losses (SPEC.md §5), testable without any module.
+"""Pure tensor maths of the compatibility losses (docs/method.md), testable without any module.
 
 Gradient reversal and the DANN / epoch schedules of the adversarial term, the AdvBCT elastic
 radius and its violators-only hinge, a clamped acos, ArcFace logits, a pairwise label mask and

@@ -1,4 +1,4 @@
-"""The registry of compatibility losses (name -> class) selected by COMP_LOSS.TYPE (SPEC.md §5).
+"""The registry of compatibility losses (name -> class) selected by COMP_LOSS.TYPE (docs/method.md).
 
 Each registered class has a ``from_config(cfg, old_classifier, stats)`` constructor and the class
 attributes NEEDS_OLD_CLASSIFIER, NEEDS_STATS and NEEDS_ANGLES, so a caller can tell what a loss

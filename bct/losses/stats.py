@@ -1,4 +1,4 @@
-"""Old-class statistics of SPEC.md §4, read once from JSON into device tensors for the losses.
+"""Old-class statistics of docs/method.md, read once from JSON into device tensors for the losses.
 
 `bct.tools.extract_feat` writes two files with the same layout,
 ``{"<class id>": {"center": [D floats], "radius": [sorted inlier values]}}``:

@@ -1,4 +1,4 @@
-"""torchvision classification networks as global-average-pooled feature extractors (SPEC.md §2).
+"""torchvision classification networks as global-average-pooled feature extractors (docs/method.md).
 
 Any torchvision classification model works: its last Linear layer is replaced by the identity,
 so the output is the pooled feature (512-d for resnet18/34, 2048-d for resnet50/101).

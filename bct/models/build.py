@@ -1,4 +1,4 @@
-"""The retrieval model (backbone + embedding head + classifier) and its builders (SPEC.md §2).
+"""The retrieval model (backbone + embedding head + classifier) and its builders (docs/method.md).
 
 `build_model(cfg, role)` reads OLD_MODEL.* (role "old") or NEW_MODEL.* (role "new") and the
 shared MODEL.* / LOSS.* keys; `build_model_from_meta(meta)` rebuilds a model from a checkpoint's

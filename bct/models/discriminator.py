@@ -1,4 +1,4 @@
-"""The domain discriminator of AdvBCT (SPEC.md §5, "Adversarial").
+"""The domain discriminator of AdvBCT (docs/method.md, "Adversarial").
 
 It tells new embeddings (class 0) from old ones (class 1):
 Linear(emb_dim, hidden) -> BatchNorm1d(hidden) -> ReLU -> Linear(hidden, 2), returning logits

@@ -1,4 +1,4 @@
-"""Embedding head and classifiers of SPEC.md §2.
+"""Embedding head and classifiers of docs/method.md.
 
 The head is Linear(feat_dim -> emb_dim, no bias) + BatchNorm1d(emb_dim); the BN output is the
 embedding. Classifiers take the un-normalised embedding: a plain linear softmax classifier (no

@@ -1,10 +1,10 @@
 """Speed benchmark of the training, data, extraction and search paths (a script, not a test).
 
 Times the project's own code on this machine: the Trainer's step of plain cross-entropy training
-(TRAIN.TYPE base, SPEC.md §3) and of every compatible method (SPEC.md §5: AdvBCT = bct_limit with
+(TRAIN.TYPE base, docs/method.md) and of every compatible method (docs/method.md: AdvBCT = bct_limit with
 the elastic boundary and the discriminator, and the bct, lce, uni_bct, hot_refresh baselines) on
 one pre-loaded batch, the training DataLoader alone, feature extraction and exact search with both
-backends (SPEC.md §6). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
+backends (docs/evaluation.md). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
 
     python -m bct.tools.benchmark_speed [--data DIR] [--size 64] [--batch 32] [--iters 20]
         [--warmup 3] [--arch resnet18] [--workers N] [--out results.json]

@@ -24,7 +24,8 @@ def default_parser(description: str, resume: bool = False) -> argparse.ArgumentP
 
 def setup(args, out_dir_fn=None):
     """Config (frozen), device and logger; writes config.yaml into the output folder on rank 0."""
-    cfg = load_cfg(args.cfg, args.opts)
+    notes = []
+    cfg = load_cfg(args.cfg, args.opts, notes=notes)
     if cfg.NUM_THREADS > 0:
         import torch
         torch.set_num_threads(cfg.NUM_THREADS)
@@ -32,6 +33,8 @@ def setup(args, out_dir_fn=None):
     device = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND)
     out_dir = out_dir_fn(cfg) if out_dir_fn else ""
     logger = setup_logger(out_dir)
+    for note in notes:
+        logger.info(note)
     if out_dir and is_main_process():
         write_text_atomic(os.path.join(out_dir, "config.yaml"), cfg_to_yaml(cfg))
         logger.info(f"config: {args.cfg or '(defaults)'} -> {os.path.join(out_dir, 'config.yaml')}")

@@ -1,6 +1,10 @@
-"""All-method comparison (SPEC.md §6, §8): train the old model, the oracle and every compatible
-method from one config folder, evaluate them all, and write the paper's table, P-scores, update
-gain, partial-backfill curves and plots.
+"""All-method comparison: train the old model, the oracle and every compatible method from one
+config folder, evaluate them all, and write the paper's table, P-scores, update gain,
+partial-backfill curves and plots (the numbers are defined in docs/evaluation.md).
+
+It runs as one process (one GPU, or the CPU). To make the table from models trained separately,
+for instance with torchrun through the scripts, test each of them and use
+`python -m bct.tools.summarize --oracle ...` instead.
 
 python -m bct.tools.compare --config-dir configs/synthetic [--methods bct lce ...] [--seeds 0 1 2]
     [--datasets rparis6k roxford5k gldv2] [--out DIR] [--fresh] [KEY VALUE ...]
@@ -263,8 +267,13 @@ def write_report(per_seed, args, out: str) -> dict:
         md.append(markdown_table(rows, datasets, r["old_self"], r["oracle_self"]))
     else:
         md.append(seeds_table(agg, methods, datasets))
+    one = len(per_seed) == 1
+
+    def value(values):  # one seed: the number; several: mean ± std
+        return f"{values[0]:.2f}" if one else _pm(_mean_std(values))
+
     md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
-           ", ".join(f"{DATASET_TITLES.get(d, d)} {_pm(_mean_std([r['oracle_cross'][d] for r in per_seed]))}"
+           ", ".join(f"{DATASET_TITLES.get(d, d)} {value([r['oracle_cross'][d] for r in per_seed])}"
                      for d in datasets)]
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset:", ""]
     for m in methods:
@@ -272,7 +281,7 @@ def write_report(per_seed, args, out: str) -> dict:
         md.append(f"- {TITLES.get(m, m)}: " + ", ".join(f"{DATASET_TITLES.get(d, d)} {'yes' if v else 'no'}" for d, v in ok.items()))
     for ds in datasets:
         md += ["", f"Partial backfill on {DATASET_TITLES.get(ds, ds)} (mAP of new queries; per-image refresh, "
-               f"seed {per_seed[0]['backfill_seed']}; mean over seeds):", ""]
+               f"seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
         md.append(backfill_curve_table({TITLES.get(m, m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
                                         for m in methods}))
     times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}

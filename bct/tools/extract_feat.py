@@ -1,4 +1,4 @@
-"""Old-class statistics (SPEC.md §4): run the old model over the old training list and write
+"""Old-class statistics (docs/method.md): run the old model over the old training list and write
 radius.json (centre + sorted inlier distances), angle.json (centre + sorted inlier angles, for LCE),
 feats.npy and labels.npy into EXTRACT.SAVE_DIR.
 
@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from bct.data.datasets import ImageListDataset
+from bct.data.datasets import ImageListDataset, loader_workers
 from bct.data.lists import check_labels, read_image_list
 from bct.data.transforms import build_transform
 from bct.engine.checkpoint import load_trained_model
@@ -30,7 +30,8 @@ def main(argv=None):
     dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels, build_transform(cfg.TRAIN.INPUT_SIZE, "squash"),
                                skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
     logger.info(f"embedding {len(dataset)} images of {cfg.TRAIN.FILE_DIR} with {cfg.OLD_MODEL.MODEL_PATH}")
-    feats, ok = extract_features(model, dataset, cfg.EVAL.BATCH_SIZE, cfg.EVAL.NUM_WORKERS, device,
+    workers = loader_workers(cfg.EVAL.NUM_WORKERS, "EVAL.NUM_WORKERS")
+    feats, ok = extract_features(model, dataset, cfg.EVAL.BATCH_SIZE, workers, device,
                                  cfg.USE_AMP, desc="old-class features")
     if not is_main_process():
         return None

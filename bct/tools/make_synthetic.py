@@ -1,5 +1,5 @@
 """Entry point: write the embedded synthetic landmark benchmark (GLDv2-format training and retrieval
-files, revisitop-format test sets, SPEC.md §6-§7) and, unless --no-prepare, its GLDv2 lists.
+files, revisitop-format test sets, docs/evaluation.md, Dataset.md) and, unless --no-prepare, its GLDv2 lists.
 
     python -m bct.tools.make_synthetic --out data/synthetic [--seed 0] [--size small|tiny]
                                        [--no-prepare] [--force] [--workers 2]

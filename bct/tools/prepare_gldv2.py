@@ -1,4 +1,4 @@
-"""Write the GLDv2 training lists, class / data splits and retrieval lists (SPEC.md §7).
+"""Write the GLDv2 training lists, class / data splits and retrieval lists (Dataset.md).
 
     python -m bct.tools.prepare_gldv2 --root ./data/GLDv2 [--ratio 0.3] [--seed 666] [--label-file PATH]
 

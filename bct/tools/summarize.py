@@ -1,16 +1,22 @@
-"""Print the compatibility summary of test results (the JSON files of bct.tools.test).
+"""Summarise test results (the <dataset>.json files that bct.tools.test writes into EVAL.SAVE_DIR).
 
-python -m bct.tools.summarize output/synthetic/eval/demo [--out summary.md]
+One model:  python -m bct.tools.summarize output/eval/new_advbct [--out summary.md]
+    Per dataset: old self-test M(old, old), new self-test M(new, new), cross-test M(new, old), the
+    BCT criterion (cross > old self and new self > old self) and the gains over the old model.
 
-Per dataset: old self-test M(old, old), new self-test M(new, new), cross-test M(new, old), and the
-BCT criterion (cross > old self and new self > old self). Without an oracle run the P-scores do
-not apply; the relative gains over the old model are shown instead.
+The paper's table from models that already exist (trained by the scripts, with torchrun or not):
+    python -m bct.tools.summarize --oracle output/eval/new_oracle output/eval/new_bct output/eval/new_advbct ...
+    Each folder holds the test results of one new model against the same old model; --oracle names
+    the folder of the oracle (the new model trained without a compatibility term). Prints the
+    paper's table: self / cross per dataset, P_up, P_comp, P_1 and the update gain (Gain %), then
+    the BCT criterion per method. A row is named after its folder, or NAME=FOLDER. The numbers are
+    defined in docs/evaluation.md.
 """
 import argparse
 import json
 import os
 
-from bct.evaluation.report import DATASET_TITLES
+from bct.evaluation.report import DATASET_TITLES, markdown_table
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_text_atomic
@@ -41,25 +47,83 @@ def load_results(folder: str) -> dict:
     for name in sorted(os.listdir(folder), key=lambda n: (ORDER.index(n[:-5]) if n[:-5] in ORDER else 9, n)):
         if name.endswith(".json"):
             with open(os.path.join(folder, name)) as f:
-                data = json.load(f)
-            if "headline" in data:
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise BadInputError(f"{os.path.join(folder, name)}: not valid JSON ({e})") from None
+            if isinstance(data, dict) and "headline" in data:
                 found[data["dataset"]] = data
     if not found:
         raise BadInputError(f"{folder} holds no test results (<dataset>.json from bct.tools.test)")
     return found
 
 
+def _named(spec: str) -> tuple:
+    name, sep, folder = spec.partition("=")
+    return (name, folder) if sep else (os.path.basename(os.path.normpath(spec)), spec)
+
+
+def _same_old_model(r: dict, oracle: dict) -> bool:
+    """Whether a result was measured against the oracle's old model: equal old self-tests when both
+    have one (the same model and settings give the same number), else the same checkpoint path."""
+    a, b = r["headline"].get("old_self"), oracle["headline"].get("old_self")
+    if a is not None and b is not None:
+        return abs(a - b) < 1e-6
+    return os.path.normpath(str(r.get("old_model"))) == os.path.normpath(str(oracle.get("old_model")))
+
+
+def paper_table(oracle_folder: str, method_specs: list) -> str:
+    """The paper's table of the new models in ``method_specs`` (FOLDER or NAME=FOLDER), with the
+    old model's self-test and the oracle's self-test taken from the oracle's results."""
+    oracle = load_results(oracle_folder)
+    datasets = [d for d in oracle if "old_self" in oracle[d]["headline"]]
+    if not datasets:
+        raise BadInputError(f"{oracle_folder}: the oracle's results lack the old model's self-test; test it with "
+                            "OLD_MODEL.MODEL_PATH set and EVAL.OLD_SELF True")
+    old_self = {d: oracle[d]["headline"]["old_self"] for d in datasets}
+    oracle_self = {d: oracle[d]["headline"]["self"] for d in datasets}
+    rows, criterion = [], []
+    for spec in method_specs:
+        name, folder = _named(spec)
+        res = {d: r for d, r in load_results(folder).items() if d in datasets}
+        for d, r in res.items():
+            if not _same_old_model(r, oracle[d]):
+                raise BadInputError(f"{folder}/{d}.json was not tested against the oracle's old model "
+                                    f"({r.get('old_model')!r} vs {oracle[d].get('old_model')!r} in {oracle_folder}, "
+                                    "or other EVAL settings); test every model against the same old model")
+        row = {"method": name, "self": {d: r["headline"]["self"] for d, r in res.items()},
+               "cross": {d: r["headline"]["cross"] for d, r in res.items() if "cross" in r["headline"]}}
+        rows.append(row)
+        met = [f"{DATASET_TITLES.get(d, d)} " + ("yes" if c > old_self[d] and row["self"][d] > old_self[d] else "no")
+               for d, c in row["cross"].items()]
+        criterion.append(f"- {name}: " + (", ".join(met) or "no cross-test (OLD_MODEL.MODEL_PATH was empty)"))
+    try:
+        table = markdown_table(rows, datasets, old_self, oracle_self)
+    except ValueError as e:
+        raise BadInputError(f"{oracle_folder}: {e}") from None
+    return (table + "\nBCT criterion (cross > old self and new self > old self), per dataset:\n\n"
+            + "\n".join(criterion) + "\n")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
-    p.add_argument("--out", default="")
+    p = argparse.ArgumentParser(prog="python -m bct.tools.summarize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", help="EVAL.SAVE_DIR of bct.tools.test (NAME=FOLDER names a row)")
+    p.add_argument("--oracle", default="", help="test results of the oracle: print the paper's table of the folders")
+    p.add_argument("--out", default="", help="also write the table to this markdown file")
     args = p.parse_args(argv)
-    table = summary_table(load_results(args.folder))
-    print(f"{SUMMARY_TITLE}\n")
-    print(table)
+    if args.oracle:
+        text = paper_table(args.oracle, args.folders)
+        print(f"{SUMMARY_TITLE} self / cross; P-scores and Gain % as in docs/evaluation.md\n")
+    else:
+        if len(args.folders) > 1:
+            raise BadInputError("several result folders make the paper's table: name the oracle's folder with --oracle")
+        text = summary_table(load_results(args.folders[0]))
+        print(f"{SUMMARY_TITLE}\n")
+    print(text)
     if args.out:
-        write_text_atomic(args.out, table)
-    return table
+        write_text_atomic(args.out, text)
+    return text
 
 
 if __name__ == "__main__":

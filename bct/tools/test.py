@@ -1,4 +1,4 @@
-"""Self-test and cross-test (new-model queries against the old-model gallery), SPEC.md §6.
+"""Self-test and cross-test (new-model queries against the old-model gallery), docs/evaluation.md.
 
 python -m bct.tools.test --cfg configs/test_model.yml EVAL.DATASET roxford5k EVAL.ROOT ./data/ROxfordParis/ \\
     NEW_MODEL.MODEL_PATH new.pth OLD_MODEL.MODEL_PATH old.pth [NEW_MODEL.ARCH resnet18 OLD_MODEL.ARCH resnet18]
