@@ -279,6 +279,13 @@ def write_report(per_seed, args, out: str) -> dict:
     for m in methods:
         ok = {ds: all(r["methods"][m]["bct_criterion"][ds] for r in per_seed) for ds in datasets}
         md.append(f"- {TITLES.get(m, m)}: " + ", ".join(f"{DATASET_TITLES.get(d, d)} {'yes' if v else 'no'}" for d, v in ok.items()))
+    # How far each cross-test is above the no-compatibility level, and how far the old model is.
+    mean = {k: {d: float(np.mean([r[k][d] for r in per_seed])) for d in datasets} for k in ("old_self", "oracle_cross")}
+    md += ["", "Above the no-compatibility level (smallest ratio over the sets, means over seeds): old self-test / "
+           "oracle cross-test " + f"{min(mean['old_self'][d] / mean['oracle_cross'][d] for d in datasets):.1f}x; "
+           "cross-test / oracle cross-test: " + ", ".join(
+               f"{TITLES.get(m, m)} {min(np.mean([r['methods'][m]['cross'][d] for r in per_seed]) / mean['oracle_cross'][d] for d in datasets):.1f}x"
+               for m in methods)]
     for ds in datasets:
         md += ["", f"Partial backfill on {DATASET_TITLES.get(ds, ds)} (mAP of new queries; per-image refresh, "
                f"seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
