@@ -4,28 +4,19 @@
 #   -> new model (AdvBCT) -> self-test and cross-test on RParis/ROxford/GLDv2-format sets -> table.
 # Finished steps are reused (and said so); FRESH=1 starts over. METHOD picks the new model's method
 # (advbct, bct, lce, unibct, hot_refresh, oracle). Runs unchanged on a GPU machine.
-# The demo keeps the benchmark's regime (every model starts from the same pretrained backbone; old
-# and new models train the same 6 epochs) at 32 px instead of 48 px, which is about twice as fast,
-# so that it fits 5 minutes on 2 CPU cores with the requirements install. FULL=1 trains with the
-# benchmark's settings (48 px). The pretrained start is cached by its settings: FRESH=1 retrains the
-# models, not the start (delete output/synthetic/pretrained/ for that).
+# The demo trains with the benchmark's settings (configs/synthetic): every model starts from the same
+# pretrained backbone, and old and new models train the same 6 epochs. The pretrained start is cached
+# by its settings: FRESH=1 retrains the models, not the start (delete output/synthetic/pretrained/
+# for that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 METHOD=${METHOD:-advbct}
 FRESH=${FRESH:-0}
-FULL=${FULL:-0}
 CFG=configs/synthetic
 OUT=output/synthetic
-PRETRAINED=${OUT}/pretrained/resnet18_pool.pth
-if [ "${FULL}" = 1 ]; then
-  OLD_TAG=old_30class; NEW_TAG=new_${METHOD}; SIZE_OPTS=()
-else
-  OLD_TAG=demo_old; NEW_TAG=demo_new_${METHOD}; PRETRAINED=${OUT}/pretrained/resnet18_pool_32px.pth
-  SIZE_OPTS=(TRAIN.INPUT_SIZE 32 EVAL.INPUT_SIZE 32)
-fi
-# Every model starts from the same pretrained backbone, as the paper's all start from ImageNet.
-START_OPTS=(OLD_MODEL.PRETRAINED_PATH "${PRETRAINED}" NEW_MODEL.PRETRAINED_PATH "${PRETRAINED}")
+PRETRAINED=${OUT}/pretrained/resnet18_pool.pth   # OLD_MODEL/NEW_MODEL.PRETRAINED_PATH of the configs
+OLD_TAG=old_30class; NEW_TAG=new_${METHOD}
 EVAL_DIR=${OUT}/eval/${NEW_TAG}
 OLD=${OUT}/resnet18/${OLD_TAG}/model_final.pth
 NEW=${OUT}/resnet18/${NEW_TAG}/model_final.pth
@@ -65,28 +56,28 @@ if [ -n "${PIP_PID}" ]; then
 fi
 
 step 3 "shared pretrained start: resnet18 on the pretraining pool (cached by its settings)"
-$PYTHON -m bct.tools.pretrain --cfg ${CFG}/pretrain.yml --out "${PRETRAINED}" "${SIZE_OPTS[@]}"
+$PYTHON -m bct.tools.pretrain --cfg ${CFG}/pretrain.yml --out "${PRETRAINED}"
 
 step 4 "old model: resnet18 from the shared start on the 30% old classes"
 if [ -f "${OLD}" ] && [ "${OLD}" -nt "${PRETRAINED}" ]; then echo "reusing ${OLD}"; else
   rm -rf "$(dirname "${OLD}")"
-  CONFIG=${CFG}/old_model.yml bash scripts/train_old.sh TAG "${OLD_TAG}" "${SIZE_OPTS[@]}" "${START_OPTS[@]}"; fi
+  CONFIG=${CFG}/old_model.yml bash scripts/train_old.sh TAG "${OLD_TAG}"; fi
 
 step 5 "old-class centres and radii"
 if [ -f "${STATS}/radius.json" ] && [ "${STATS}/radius.json" -nt "${OLD}" ]; then
   echo "reusing ${STATS}/{radius,angle}.json"; else
   CONFIG=${CFG}/extract_feat.yml bash scripts/extract_feat.sh OLD_MODEL.MODEL_PATH "${OLD}" \
-    EXTRACT.SAVE_DIR "${STATS}" "${SIZE_OPTS[@]}" "${START_OPTS[@]}"; fi
+    EXTRACT.SAVE_DIR "${STATS}"; fi
 
 step 6 "new model: ${METHOD} from the shared start on all classes, as many epochs as the old model"
 if [ -f "${NEW}" ] && [ "${NEW}" -nt "${OLD}" ]; then echo "reusing ${NEW}"; else
   rm -rf "$(dirname "${NEW}")"
-  METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh TAG "${NEW_TAG}" "${SIZE_OPTS[@]}" "${START_OPTS[@]}" \
+  METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh TAG "${NEW_TAG}" \
     OLD_MODEL.MODEL_PATH "${OLD}" EVAL.OLD_SAVE_FILE "${STATS}/radius.json" EVAL.OLD_ANGLE_FILE "${STATS}/angle.json"; fi
 
 step 7 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (one process)"
 # scripts/test.sh evaluates one set per call; the demo loads the models once for all three.
 (source scripts/launch.sh
- launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets rparis6k,roxford5k,gldv2 --summary "${SIZE_OPTS[@]}" \
+ launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets rparis6k,roxford5k,gldv2 --summary \
    NEW_MODEL.MODEL_PATH "${NEW}" OLD_MODEL.MODEL_PATH "${OLD}" EVAL.SAVE_DIR "${EVAL_DIR}")
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"

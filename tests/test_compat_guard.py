@@ -2,19 +2,25 @@
 the images of the old classes where the old model put them, so that its queries find the old
 model's gallery; the same new model trained without the term (the oracle) does not. If the
 compatibility term were switched off, or its gradient lost, the two runs would be alike and the
-test fails. The term is BCT's influence loss, the most direct one; on a dozen images AdvBCT's
-loose boundary (T = 1.0) does not separate from the oracle, so the benchmark, not this test, shows
-AdvBCT's compatibility.
+test fails. The term is BCT's influence loss, the most direct one; the all-method benchmark
+(scripts/benchmark.sh) measures the others.
 
-The tiny synthetic set's own test sets hold two landmarks each, too few for mAP to separate two
-models, so the cross-test here is a leave-one-out search over the tiny set's old-class training
-images: new-model queries against the old-model gallery of the other images, positives the images
-of the same landmark.
+Sized for CI, as in the benchmark's regime but small: old and new runs start from one shared
+backbone (untrained, of a fixed seed) with heads of their own; both new runs learn the old model's
+classes from the same images for the same steps, so the term is the only difference. The tiny
+synthetic set's test sets hold two landmarks each, too few for mAP to separate two models, so the
+cross-test is a leave-one-out search over those images: new-model queries against the old-model
+gallery of the other images, positives the images of the same landmark. The tiny preset's training
+part is widened to 30 landmarks for it (its own random stream: the rest of the tiny set is
+unchanged), so that chance is low and the old model has ten classes.
 """
+import dataclasses
 import os
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN = os.path.join(REPO, "configs", "synthetic")
@@ -47,29 +53,40 @@ def _features(cfg, role, path, root, paths):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    # The suite runs one torch thread per process; this test is alone and uses both cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield _train_and_search(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_search(tmp_path_factory) -> dict:
     from bct.config import load_cfg
-    from bct.tools import extract_feat, make_synthetic, train
+    from bct.tools import make_synthetic, train
     root = tmp_path_factory.mktemp("guard")
     data = root / "synthetic"
-    make_synthetic.main(["--out", str(data), "--size", "tiny"])
+    from bct.data import synthetic
+    wider = dataclasses.replace(synthetic.SIZES["tiny"], train_landmarks=30, train_images=(4, 5))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.SIZES, "tiny", wider)
+        make_synthetic.main(["--out", str(data), "--size", "tiny"])
     gld, out = data / "GLDv2", root / "out"
+    # A shared start, as in the benchmark's regime (there a pretrained backbone; here an untrained
+    # one of a fixed seed): the old and the new runs then differ by their heads and their training.
+    torch.manual_seed(0)
+    start = root / "start.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), start)
     old_list = gld / "gldv2_train_old_30percent_class.txt"
     n_old = len({line.split()[1] for line in open(old_list)})
-    new_list = gld / "gldv2_train_new_100percent_class.txt"
-    n_new = len({line.split()[1] for line in open(new_list)})
     common = ["OUTPUT", str(out), "TRAIN.ROOT", str(gld), "TRAIN.INPUT_SIZE", "32", "EVAL.INPUT_SIZE", "32",
               "TRAIN.BATCH_SIZE", "8", "TRAIN.NUM_WORKERS", "0", "EVAL.NUM_WORKERS", "0", "DEVICE", "cpu",
-              "OLD_MODEL.PRETRAINED", "False", "NEW_MODEL.PRETRAINED", "False", "PRINT_FREQ", "1000",
-              "OLD_MODEL.NUM_CLASSES", str(n_old), "NEW_MODEL.NUM_CLASSES", str(n_new),
-              "EVAL.CACHE_DIR", str(out / "cache"), "EVAL.OLD_SAVE_FILE", str(out / "stats" / "radius.json"),
-              "EVAL.OLD_ANGLE_FILE", str(out / "stats" / "angle.json"), "EXTRACT.SAVE_DIR", str(out / "stats"),
-              "TRAIN.EPOCHS", "20", "TRAIN.LR_SCHEDULER.MILESTONES", "[16]", "TRAIN.OPTIMIZER.BASE_LR", "0.03"]
-    # The old model sees about a dozen images: batches of 4 and more epochs give it the steps to fit them.
-    train.main(["--cfg", f"{SYN}/old_model.yml", *common, "SEED", SEED, "TRAIN.FILE_DIR", str(old_list),
-                "TRAIN.BATCH_SIZE", "4", "TRAIN.EPOCHS", "40", "TRAIN.LR_SCHEDULER.MILESTONES", "[30]"])
+              "OLD_MODEL.PRETRAINED_PATH", str(start), "NEW_MODEL.PRETRAINED_PATH", str(start), "PRINT_FREQ", "1000",
+              "OLD_MODEL.NUM_CLASSES", str(n_old), "NEW_MODEL.NUM_CLASSES", str(n_old),
+              "TRAIN.EPOCHS", "30", "TRAIN.LR_SCHEDULER.MILESTONES", "[24]", "TRAIN.OPTIMIZER.BASE_LR", "0.03"]
+    train.main(["--cfg", f"{SYN}/old_model.yml", *common, "SEED", SEED, "TRAIN.FILE_DIR", str(old_list)])
     old = str(out / "resnet18" / "old_30class" / "model_final.pth")
-    extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common, "OLD_MODEL.MODEL_PATH", old,
-                       "TRAIN.FILE_DIR", str(old_list)])
     lines = [line.split() for line in open(old_list)]
     paths, labels = [p for p, _ in lines], np.array([int(c) for _, c in lines])
     cfg = load_cfg(f"{SYN}/test_model.yml", common)
@@ -77,13 +94,12 @@ def runs(tmp_path_factory):
     cross = {}
     for method in ("oracle", "bct"):
         train.main(["--cfg", f"{SYN}/new_{method}.yml", *common, "SEED", SEED, "OLD_MODEL.MODEL_PATH", old,
-                    "TRAIN.FILE_DIR", str(new_list)])
+                    "TRAIN.FILE_DIR", str(old_list)])
         new = str(out / "resnet18" / f"new_{method}" / "model_final.pth")
         cross[method] = leave_one_out_map(_features(cfg, "new", new, str(gld), paths), gallery, labels)
     return cross
 
 
 def test_compatibility_term_raises_cross_test(runs):
-    print(runs)
-    # Measured: about 72 with the term against 48 without (chance level on these images).
-    assert runs["bct"] > runs["oracle"] + 10.0, runs
+    # Measured over seeds 1 and 3: 45 and 48 with the term, 11 and 19 without it (chance level).
+    assert runs["bct"] > runs["oracle"] + 15.0, runs
