@@ -12,9 +12,10 @@ __all__ = ["Rule", "at_least", "above", "between", "one_of", "each", "FLAG", "FR
 class Rule:
     """``ok(value)`` says whether a value is allowed; ``expected`` says what is allowed, in words."""
 
-    def __init__(self, ok, expected: str):
+    def __init__(self, ok, expected: str, choices: tuple = None):
         self.ok = ok
         self.expected = expected
+        self.choices = choices
 
     def __repr__(self) -> str:
         return f"Rule({self.expected})"
@@ -55,7 +56,7 @@ def between(lo, hi, lo_open: bool = False, hi_open: bool = False) -> Rule:
 
 
 def one_of(*choices) -> Rule:
-    return Rule(lambda v: v in choices, "one of " + ", ".join(str(c) for c in choices))
+    return Rule(lambda v: v in choices, "one of " + ", ".join(str(c) for c in choices), choices)
 
 
 def each(item: Rule, increasing: bool = False) -> Rule:

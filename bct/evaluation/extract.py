@@ -194,6 +194,13 @@ def cached_extract(model, dataset, key: str, cache_dir: str, use_cache: bool, **
             return cached
     barrier()
     feats, ok = extract_features(model, dataset, out_path=feat_path if is_main_process() else "", **kwargs)
+    if not ok.any():
+        # Nothing was read: an all-zero entry is no result to keep (the caller refuses it). The
+        # memory map stays readable after the file is removed.
+        barrier()
+        if is_main_process():
+            os.remove(feat_path)
+        return feats, ok
     if is_main_process():
         with atomic_path(ok_path) as tmp:
             with open(tmp, "wb") as f:

@@ -91,7 +91,8 @@ class AtomicGroup:
                 try:
                     os.replace(tmp, path)
                 except OSError as e:
-                    raise _name_path(e, path)
+                    e.filename, e.filename2 = path, None  # the output, not the hidden temporary file
+                    raise
         finally:
             self._discard()
         return False
