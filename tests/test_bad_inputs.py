@@ -337,8 +337,10 @@ def test_skip_bad_images_survives_a_batch_with_one_good_image(w, tmp_path, capsy
         (w.root / "skip1" / f"e{i}.jpg").write_bytes(b"")
     lst = write_list(tmp_path, [w.lines[0], "skip1/e0.jpg 1", "skip1/e1.jpg 2", "skip1/e2.jpg 3"])
     argv = train_argv(w, lst, tmp_path / "out", **{"TRAIN.SKIP_BAD_IMAGES": True})
-    code, err, _ = invoke(capsys, "train", argv)
-    assert code == 0, err
+    # The only batch is skipped without a BatchNorm crash; an epoch without a single optimiser step
+    # is then refused rather than saved as a trained model.
+    expect_error(invoke(capsys, "train", argv), 2, "epoch 1 took no optimiser step", "4 skipped")
+    assert not os.path.exists(tmp_path / "out" / ARCH / "t" / "model_final.pth")
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,7 +566,7 @@ def test_bad_evaluation_sets(w, tmp_path, capsys, case, words):
 # A run that cannot go on: non-finite loss (exit 1)
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lr", ["1e30", "inf"])
+@pytest.mark.parametrize("lr", ["1e30"])  # an infinite rate is refused by the config check already
 def test_non_finite_loss_stops_with_one_line(w, tmp_path, capsys, lr):
     argv = train_argv(w, w.list, tmp_path / "out", **{"TRAIN.OPTIMIZER.BASE_LR": lr})
     expect_error(invoke(capsys, "train", argv), 1, "non-finite loss at epoch 1 iteration",

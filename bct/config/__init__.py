@@ -1,7 +1,10 @@
 """Configuration loading: defaults -> yaml (with _BASE_ inheritance) -> KEY VALUE pairs -> freeze.
 
 Errors name the offending key: an unknown key gets the closest valid key, a type mismatch both
-types. The few keys of the reference implementation that bct does not define are accepted and
+types, a value outside its rule (declared next to each default in bct/config/defaults.py) what is
+allowed and the file and line, or the command line, that set it. A key given twice in one yaml
+block is refused with both lines.
+The few keys of the reference implementation that bct does not define are accepted and
 mapped or ignored by the explicit table ``REFERENCE_KEYS`` (docs/reference.md), so that the
 reference's own yaml files and command lines load.
 """
@@ -13,8 +16,9 @@ import os
 import yaml
 from yacs.config import CfgNode as CN
 
-from bct.config.defaults import get_cfg_defaults
+from bct.config.defaults import RULES, get_cfg_defaults
 from bct.utils.errors import BadInputError
+from bct.utils.fileio import read_text
 
 __all__ = ["get_cfg_defaults", "load_cfg", "cfg_to_yaml", "cfg_from_yaml_text", "REFERENCE_KEYS"]
 
@@ -50,39 +54,85 @@ def _closest(key: str, cfg: CN) -> str:
     return match[0] if match else ""
 
 
-def _read_yaml(path: str, chain: tuple = ()) -> dict:
-    """Read a yaml file and resolve its _BASE_ chain (paths relative to the including file)."""
+class _DuplicateKey(Exception):
+    def __init__(self, key, line, first):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _LinedDict(dict):
+    """A yaml mapping that remembers the 1-based line of each key (``lines``)."""
+
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml's safe loader, but a key given twice in one mapping is an error (yaml would silently
+    keep the last one: two TRAIN: blocks would lose the first) and each mapping records the line
+    of each key, so that a bad value can be traced to its line."""
+
+    def construct_mapping(self, node, deep=False):
+        first = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise _DuplicateKey(key, line, first[key])
+            first[key] = line
+        out = _LinedDict(super().construct_mapping(node, deep=deep))
+        out.lines = first
+        return out
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+
+
+def _yaml_error(path: str, e: yaml.YAMLError) -> BadInputError:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    hint = "; indent with spaces: yaml does not allow tabs" if "'\\t'" in problem else ""
+    return BadInputError(f"config {path}: not valid yaml{where} ({problem}){hint}")
+
+
+def _read_yaml(path: str, chain: tuple = ()) -> list:
+    """Read a yaml file and its _BASE_ chain (paths relative to the including file).
+
+    Returns [(file, mapping)] in the order they apply: bases first, the file itself last.
+    """
     if not os.path.isfile(path):
         if chain:
             raise BadInputError(f"config {chain[-1]}: _BASE_ file {path} does not exist")
         raise BadInputError(f"config file {path} does not exist")
     if os.path.abspath(path) in chain:
         raise BadInputError(f"config {path}: _BASE_ inheritance loops back on itself")
+    text = read_text(path, f"config {path}")
     try:
-        with open(path, "r") as f:
-            data = yaml.safe_load(f) or {}
+        data = yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as e:
+        raise BadInputError(f"config {path}: key {e.key} appears twice in the same block (lines {e.first} and "
+                            f"{e.line}); yaml would keep only the second: merge the two") from None
     except yaml.YAMLError as e:
-        raise BadInputError(f"config {path}: not valid yaml ({str(e).splitlines()[0]})") from None
+        raise _yaml_error(path, e) from None
+    if data is None:
+        data = _LinedDict()
     if not isinstance(data, dict):
         raise BadInputError(f"config {path}: expected a mapping of KEY: value at the top level")
     base = data.pop(_BASE_KEY, None)
     if base is None:
-        return data
+        return [(path, data)]
     bases = base if isinstance(base, list) else [base]
-    merged: dict = {}
+    bad = [b for b in bases if not isinstance(b, str) or not b]
+    if bad:
+        raise BadInputError(f"config {path}: _BASE_ must be a file name or a list of file names, "
+                            f"got {type(bad[0]).__name__} {bad[0]!r}")
+    layers = []
     for b in bases:
         bpath = b if os.path.isabs(b) else os.path.join(os.path.dirname(path), b)
-        _deep_update(merged, _read_yaml(bpath, chain + (os.path.abspath(path),)))
-    _deep_update(merged, data)
-    return merged
-
-
-def _deep_update(dst: dict, src: dict) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
+        layers += _read_yaml(bpath, chain + (os.path.abspath(path),))
+    return layers + [(path, data)]
 
 
 def _coerce(key: str, value, default, source: str):
@@ -118,7 +168,9 @@ def _coerce(key: str, value, default, source: str):
     )
 
 
-def _merge(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
+def _merge(cfg: CN, data: dict, source: str, origins: dict, prefix: str = "") -> None:
+    """Merge a yaml mapping into cfg; origins[key] records where each value came from."""
+    lines = getattr(data, "lines", {})
     for k, v in data.items():
         full = f"{prefix}{k}"
         if k not in cfg and _stash_reference_key(full, v, 0):
@@ -130,10 +182,11 @@ def _merge(cfg: CN, data: dict, source: str, prefix: str = "") -> None:
         if isinstance(cfg[k], CN):
             if not isinstance(v, dict):
                 raise BadInputError(f"{source}: key {full} is a section; expected a mapping")
-            _merge(cfg[k], v, source, full + ".")
+            _merge(cfg[k], v, source, origins, full + ".")
         else:
             cfg[k] = _coerce(full, v, cfg[k], source)
             _mark_set(full, 0)
+            origins[full] = f"in {source}, line {lines[k]}" if k in lines else f"in {source}"
 
 
 # State of the load_cfg call in progress: the root config, the reference keys met and the keys set,
@@ -202,7 +255,7 @@ def _parse_cli_value(text: str):
             return text
 
 
-def merge_opts(cfg: CN, opts) -> None:
+def merge_opts(cfg: CN, opts, origins: dict = None) -> None:
     """Merge command-line KEY VALUE pairs."""
     opts = list(opts or [])
     if len(opts) % 2:
@@ -229,6 +282,8 @@ def merge_opts(cfg: CN, opts) -> None:
             value = text
         node[last] = _coerce(key, value, node[last], "command line")
         _mark_set(key, 1)
+        if origins is not None:
+            origins[key] = "on the command line"
 
 
 def load_cfg(path: str = "", opts=None, freeze: bool = True, notes: list = None) -> CN:
@@ -238,11 +293,13 @@ def load_cfg(path: str = "", opts=None, freeze: bool = True, notes: list = None)
     given (the tools log it once their logger is set up), else logged on the "bct" logger.
     """
     cfg = get_cfg_defaults()
+    origins = {}
     _ROOT.update(cfg=cfg, reference={}, explicit={})
     try:
         if path:
-            _merge(cfg, _read_yaml(path), f"config {path}")
-        merge_opts(cfg, opts)
+            for file, data in _read_yaml(path):
+                _merge(cfg, data, f"config {file}", origins)
+        merge_opts(cfg, opts, origins)
         note = _apply_reference_keys(cfg, _ROOT["reference"], _ROOT["explicit"])
     finally:
         _ROOT.clear()
@@ -252,26 +309,10 @@ def load_cfg(path: str = "", opts=None, freeze: bool = True, notes: list = None)
             logging.getLogger("bct").info(note)
         else:
             notes.append(note)
-    check_cfg(cfg)
+    check_cfg(cfg, origins)
     if freeze:
         cfg.freeze()
     return cfg
-
-
-_CHOICES = {
-    "TRAIN.TYPE": ("base", "compatible", "adv_compatible"),
-    "TRAIN.ROLE": ("old", "new"),
-    "LOSS.TYPE": ("softmax", "arcface", "cosface"),
-    "COMP_LOSS.RADIUS": ("min", "median", "max"),
-    "COMP_LOSS.DISC_MODE": ("separate", "joint"),
-    "TRAIN.OPTIMIZER.NAME": ("sgd", "adamw"),
-    "TRAIN.LR_SCHEDULER.NAME": ("multistep", "cosine"),
-    "EVAL.RESIZE": ("squash", "aspect"),
-    "EVAL.SEARCH_BACKEND": ("faiss", "torch"),
-    "DEVICE": ("auto", "cuda", "cpu"),
-    "DIST_BACKEND": ("auto", "nccl", "gloo"),
-    "UPGRADE_LOSS.TYPE": ("base",),
-}
 
 
 def _get(cfg: CN, key: str):
@@ -281,16 +322,20 @@ def _get(cfg: CN, key: str):
     return node
 
 
-def check_cfg(cfg: CN) -> None:
+def check_values(cfg: CN, origins: dict = None) -> None:
+    """Every key against its rule in bct/config/defaults.py; the message names the key, the value,
+    what is allowed and where the value was set."""
+    origins = origins or {}
+    for key, rule in RULES.items():
+        value = _get(cfg, key)
+        if not rule.ok(value):
+            where = origins.get(key, "by the defaults")
+            raise BadInputError(f"config: {key} is {value!r}; expected {rule.expected} (set {where})")
+
+
+def check_cfg(cfg: CN, origins: dict = None) -> None:
     """Value checks that yacs' type check cannot express."""
-    for key, choices in _CHOICES.items():
-        v = _get(cfg, key)
-        if v not in choices:
-            raise BadInputError(f"config: {key} is {v!r}; expected one of {', '.join(choices)}")
-    if cfg.TRAIN.BATCH_SIZE < 1 or cfg.EVAL.BATCH_SIZE < 1:
-        raise BadInputError("config: TRAIN.BATCH_SIZE and EVAL.BATCH_SIZE must be at least 1")
-    if cfg.TRAIN.EPOCHS < 1:
-        raise BadInputError("config: TRAIN.EPOCHS must be at least 1")
+    check_values(cfg, origins)
     if cfg.TRAIN.TYPE != "base" and cfg.COMP_LOSS.TYPE == "none" and cfg.TRAIN.TYPE == "compatible":
         raise BadInputError(
             "config: TRAIN.TYPE compatible needs COMP_LOSS.TYPE (bct, lce, uni_bct, hot_refresh, bct_limit)"

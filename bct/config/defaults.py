@@ -2,32 +2,47 @@
 
 Key names follow the reference implementation wherever a key means the same thing; the few keys of
 its yaml files that are not defined here are mapped or ignored on loading (docs/reference.md).
+Every key is followed by its rule (range, choices, FLAG or FREE), checked when a config is loaded.
 Roles are "old" (OLD_MODEL) and "new" (NEW_MODEL); see docs/method.md and docs/evaluation.md.
 """
 from yacs.config import CfgNode as CN
 
+from bct.config.rules import FLAG, FREE, NONEMPTY, above, at_least, between, each, one_of
+
 _C = CN()
+# What each key may be beyond its type, declared on the line after its default (bct/config/rules.py).
+RULES = {}
 
 # Experiment tag; the output folder is OUTPUT/<arch of the trained role>/<TAG>.
 _C.TAG = "default"
+RULES["TAG"] = NONEMPTY
 # Root of every result folder.
 _C.OUTPUT = "output"
+RULES["OUTPUT"] = NONEMPTY
 # Base random seed; each rank adds its rank, each loader worker its worker id.
 _C.SEED = 1234
+RULES["SEED"] = at_least(0)
 # Device: "auto" (cuda when available), "cuda" or "cpu".
 _C.DEVICE = "auto"
+RULES["DEVICE"] = one_of("auto", "cuda", "cpu")
 # Deterministic algorithms and cudnn.benchmark off (bitwise repeatable on CPU).
 _C.DETERMINISTIC = False
+RULES["DETERMINISTIC"] = FLAG
 # Mixed precision (autocast + GradScaler); only ever used on CUDA.
 _C.USE_AMP = True
+RULES["USE_AMP"] = FLAG
 # Keep activations in channels_last memory format (faster convolutions on recent GPUs).
 _C.CHANNELS_LAST = False
+RULES["CHANNELS_LAST"] = FLAG
 # CPU threads of torch per process (0 = torch's default, one per core); 1 is often faster on a busy CPU.
 _C.NUM_THREADS = 0
+RULES["NUM_THREADS"] = at_least(0)
 # torch.distributed backend: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo".
 _C.DIST_BACKEND = "auto"
+RULES["DIST_BACKEND"] = one_of("auto", "nccl", "gloo")
 # Log every PRINT_FREQ iterations.
 _C.PRINT_FREQ = 10
+RULES["PRINT_FREQ"] = at_least(1)
 
 # -----------------------------------------------------------------------------
 # Settings shared by every model
@@ -35,34 +50,46 @@ _C.PRINT_FREQ = 10
 _C.MODEL = CN()
 # Embedding size (output of Linear(feat_dim -> EMB_DIM, no bias) + BatchNorm1d).
 _C.MODEL.EMB_DIM = 256
+RULES["MODEL.EMB_DIM"] = at_least(1)
 # Convert BatchNorm layers to SyncBatchNorm when training with several processes.
 _C.MODEL.SYNC_BN = False
+RULES["MODEL.SYNC_BN"] = FLAG
 
 # The frozen old model (role "old"); TRAIN.TYPE base with TRAIN.ROLE old trains it.
 _C.OLD_MODEL = CN()
 # torchvision classification architecture, e.g. resnet18, resnet50.
 _C.OLD_MODEL.ARCH = "resnet18"
+RULES["OLD_MODEL.ARCH"] = NONEMPTY
 # Initialise the backbone with ImageNet weights (torchvision weights API or PRETRAINED_PATH).
 _C.OLD_MODEL.PRETRAINED = True
+RULES["OLD_MODEL.PRETRAINED"] = FLAG
 # Local ImageNet weight file for the backbone (used instead of torchvision's download).
 _C.OLD_MODEL.PRETRAINED_PATH = ""
+RULES["OLD_MODEL.PRETRAINED_PATH"] = FREE
 # Number of classes of the old classifier.
 _C.OLD_MODEL.NUM_CLASSES = 1000
+RULES["OLD_MODEL.NUM_CLASSES"] = at_least(1)
 # Trained old-model checkpoint (read by train_new, extract_feat and test).
 _C.OLD_MODEL.MODEL_PATH = ""
+RULES["OLD_MODEL.MODEL_PATH"] = FREE
 
 # The new model (role "new").
 _C.NEW_MODEL = CN()
 # torchvision classification architecture of the new model.
 _C.NEW_MODEL.ARCH = "resnet18"
+RULES["NEW_MODEL.ARCH"] = NONEMPTY
 # Initialise the backbone with ImageNet weights (never from the old model).
 _C.NEW_MODEL.PRETRAINED = True
+RULES["NEW_MODEL.PRETRAINED"] = FLAG
 # Local ImageNet weight file for the backbone.
 _C.NEW_MODEL.PRETRAINED_PATH = ""
+RULES["NEW_MODEL.PRETRAINED_PATH"] = FREE
 # Number of classes of the new classifier.
 _C.NEW_MODEL.NUM_CLASSES = 1000
+RULES["NEW_MODEL.NUM_CLASSES"] = at_least(1)
 # Trained new-model checkpoint (read by test).
 _C.NEW_MODEL.MODEL_PATH = ""
+RULES["NEW_MODEL.MODEL_PATH"] = FREE
 
 # -----------------------------------------------------------------------------
 # Classification loss of the trained model
@@ -70,12 +97,16 @@ _C.NEW_MODEL.MODEL_PATH = ""
 _C.LOSS = CN()
 # Classifier head: "softmax" (linear, no bias), "arcface" or "cosface".
 _C.LOSS.TYPE = "softmax"
+RULES["LOSS.TYPE"] = one_of("softmax", "arcface", "cosface")
 # Scale of the cosine classifiers.
 _C.LOSS.SCALE = 30.0
+RULES["LOSS.SCALE"] = above(0.0)
 # Margin of the cosine classifiers.
 _C.LOSS.MARGIN = 0.3
+RULES["LOSS.MARGIN"] = between(0.0, 1.0)
 # Label smoothing of the cross-entropy (0 = none, the paper's setting).
 _C.LOSS.LABEL_SMOOTHING = 0.0
+RULES["LOSS.LABEL_SMOOTHING"] = between(0.0, 1.0, hi_open=True)
 
 # -----------------------------------------------------------------------------
 # Compatibility terms (docs/method.md)
@@ -83,31 +114,43 @@ _C.LOSS.LABEL_SMOOTHING = 0.0
 _C.COMP_LOSS = CN()
 # Compatibility loss: none, bct, lce, uni_bct, hot_refresh, bct_limit.
 _C.COMP_LOSS.TYPE = "none"
+RULES["COMP_LOSS.TYPE"] = one_of("none", "bct", "lce", "uni_bct", "hot_refresh", "bct_limit")
 # bct_limit: learnable per-class radius r = r_max + (T - r_max) * sigmoid(w) (AdvBCT).
 _C.COMP_LOSS.ELASTIC_BOUNDARY = False
+RULES["COMP_LOSS.ELASTIC_BOUNDARY"] = FLAG
 # bct_limit without elastic boundary: fixed radius "min" (radius[0], reference), "median" or "max".
 _C.COMP_LOSS.RADIUS = "min"
+RULES["COMP_LOSS.RADIUS"] = one_of("min", "median", "max")
 # hot_refresh: temperature of the contrastive logits.
 _C.COMP_LOSS.TEMPERATURE = 0.01
+RULES["COMP_LOSS.TEMPERATURE"] = above(0.0)
 # hot_refresh: hardest negatives kept from each negative set.
 _C.COMP_LOSS.TOPK_NEG = 10
+RULES["COMP_LOSS.TOPK_NEG"] = at_least(1)
 # Weight of the compatibility term(s).
 _C.COMP_LOSS.WEIGHT = 1.0
+RULES["COMP_LOSS.WEIGHT"] = at_least(0.0)
 # uni_bct: ArcFace scale against the old class centres.
 _C.COMP_LOSS.ARC_SCALE = 30.0
+RULES["COMP_LOSS.ARC_SCALE"] = above(0.0)
 # uni_bct: ArcFace margin against the old class centres.
 _C.COMP_LOSS.ARC_MARGIN = 0.3
+RULES["COMP_LOSS.ARC_MARGIN"] = between(0.0, 1.0)
 # adv_compatible: discriminator calls, "separate" (one per domain, reference) or "joint".
 _C.COMP_LOSS.DISC_MODE = "separate"
+RULES["COMP_LOSS.DISC_MODE"] = one_of("separate", "joint")
 # adv_compatible: hidden width of the discriminator.
 _C.COMP_LOSS.DISC_HIDDEN = 100
+RULES["COMP_LOSS.DISC_HIDDEN"] = at_least(1)
 
 # Upgrade loss of the reference; only "base" (no extra term) is defined.
 _C.UPGRADE_LOSS = CN()
 # Upgrade loss type ("base").
 _C.UPGRADE_LOSS.TYPE = "base"
+RULES["UPGRADE_LOSS.TYPE"] = one_of("base")
 # Upgrade loss weight.
 _C.UPGRADE_LOSS.WEIGHT = 1.0
+RULES["UPGRADE_LOSS.WEIGHT"] = at_least(0.0)
 
 # -----------------------------------------------------------------------------
 # Training
@@ -115,62 +158,88 @@ _C.UPGRADE_LOSS.WEIGHT = 1.0
 _C.TRAIN = CN()
 # base (cross-entropy only), compatible (+ COMP_LOSS) or adv_compatible (+ discriminator).
 _C.TRAIN.TYPE = "base"
+RULES["TRAIN.TYPE"] = one_of("base", "compatible", "adv_compatible")
 # Role of the model trained by TRAIN.TYPE base: "old" (old model) or "new" (oracle).
 _C.TRAIN.ROLE = "old"
+RULES["TRAIN.ROLE"] = one_of("old", "new")
 # Number of epochs.
 _C.TRAIN.EPOCHS = 30
+RULES["TRAIN.EPOCHS"] = at_least(1)
 # Images per process (per GPU) and iteration.
 _C.TRAIN.BATCH_SIZE = 256
+RULES["TRAIN.BATCH_SIZE"] = at_least(2)
 # Data-loading worker processes per training process.
 _C.TRAIN.NUM_WORKERS = 8
+RULES["TRAIN.NUM_WORKERS"] = at_least(0)
 # Square input size (images are squashed to INPUT_SIZE x INPUT_SIZE).
 _C.TRAIN.INPUT_SIZE = 224
+RULES["TRAIN.INPUT_SIZE"] = at_least(1)
 # Random crop / flip / colour jitter; off reproduces the paper.
 _C.TRAIN.AUGMENT = False
+RULES["TRAIN.AUGMENT"] = FLAG
 # Dataset family (only "landmark").
 _C.TRAIN.DATASET_TYPE = "landmark"
+RULES["TRAIN.DATASET_TYPE"] = one_of("landmark")
 # Dataset name (informational: gldv2, synthetic).
 _C.TRAIN.DATASET = "gldv2"
+RULES["TRAIN.DATASET"] = FREE
 # Image root that list paths are relative to.
 _C.TRAIN.ROOT = "./data/GLDv2"
+RULES["TRAIN.ROOT"] = FREE
 # Training list file ("relative/path.jpg label" per line).
 _C.TRAIN.FILE_DIR = "./data/GLDv2/gldv2_train_old_30percent_class.txt"
+RULES["TRAIN.FILE_DIR"] = FREE
 # Skip missing or undecodable images (counted and reported) instead of stopping.
 _C.TRAIN.SKIP_BAD_IMAGES = False
+RULES["TRAIN.SKIP_BAD_IMAGES"] = FLAG
 # AdvBCT boundary target T of the elastic radius.
 _C.TRAIN.THRESHOLD = 0.5
+RULES["TRAIN.THRESHOLD"] = between(0.0, 2.0, lo_open=True)
 # Save a checkpoint every SAVE_FREQ epochs (and always at the end).
 _C.TRAIN.SAVE_FREQ = 1
+RULES["TRAIN.SAVE_FREQ"] = at_least(1)
 # Keep only the newest KEEP_LAST epoch checkpoints (0 = keep all; model_final.pth is always kept).
 _C.TRAIN.KEEP_LAST = 0
+RULES["TRAIN.KEEP_LAST"] = at_least(0)
 # Evaluate on VAL every VAL_FREQ epochs (0 = never).
 _C.TRAIN.VAL_FREQ = 1
+RULES["TRAIN.VAL_FREQ"] = at_least(0)
 # Stop each epoch after this many iterations (0 = full epoch); for smoke runs and benchmarks.
 _C.TRAIN.MAX_ITERS = 0
+RULES["TRAIN.MAX_ITERS"] = at_least(0)
 # Clip the global gradient norm to this value (0 = no clipping; the norm is logged either way).
 _C.TRAIN.CLIP_GRAD = 0.0
+RULES["TRAIN.CLIP_GRAD"] = at_least(0.0)
 
 # Optimiser (docs/method.md: SGD 0.1 / 0.9 / 5e-4).
 _C.TRAIN.OPTIMIZER = CN()
 # "sgd" or "adamw".
 _C.TRAIN.OPTIMIZER.NAME = "sgd"
+RULES["TRAIN.OPTIMIZER.NAME"] = one_of("sgd", "adamw")
 # Learning rate.
 _C.TRAIN.OPTIMIZER.BASE_LR = 0.1
+RULES["TRAIN.OPTIMIZER.BASE_LR"] = above(0.0)
 # SGD momentum.
 _C.TRAIN.OPTIMIZER.MOMENTUM = 0.9
+RULES["TRAIN.OPTIMIZER.MOMENTUM"] = between(0.0, 1.0, hi_open=True)
 # Weight decay.
 _C.TRAIN.OPTIMIZER.WEIGHT_DECAY = 5e-4
+RULES["TRAIN.OPTIMIZER.WEIGHT_DECAY"] = at_least(0.0)
 
 # Learning-rate schedule (docs/method.md: x0.1 at epochs 5, 10, 20).
 _C.TRAIN.LR_SCHEDULER = CN()
 # "multistep" or "cosine".
 _C.TRAIN.LR_SCHEDULER.NAME = "multistep"
+RULES["TRAIN.LR_SCHEDULER.NAME"] = one_of("multistep", "cosine")
 # multistep: epochs at which the rate is multiplied by DECAY_RATE.
 _C.TRAIN.LR_SCHEDULER.MILESTONES = [5, 10, 20]
+RULES["TRAIN.LR_SCHEDULER.MILESTONES"] = each(at_least(1), increasing=True)
 # multistep: multiplicative decay.
 _C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1
+RULES["TRAIN.LR_SCHEDULER.DECAY_RATE"] = between(0.0, 1.0, lo_open=True)
 # Linear warm-up epochs (both schedules; 0 = none).
 _C.TRAIN.LR_SCHEDULER.WARMUP_EPOCHS = 0
+RULES["TRAIN.LR_SCHEDULER.WARMUP_EPOCHS"] = at_least(0)
 
 # -----------------------------------------------------------------------------
 # Validation during training (never a test set by default)
@@ -178,8 +247,10 @@ _C.TRAIN.LR_SCHEDULER.WARMUP_EPOCHS = 0
 _C.VAL = CN()
 # Revisited-format validation set name under VAL.ROOT ("" = no validation).
 _C.VAL.DATASET = ""
+RULES["VAL.DATASET"] = FREE
 # Root holding VAL.DATASET.
 _C.VAL.ROOT = ""
+RULES["VAL.ROOT"] = FREE
 
 # -----------------------------------------------------------------------------
 # Old-class statistics (docs/method.md)
@@ -187,6 +258,7 @@ _C.VAL.ROOT = ""
 _C.EXTRACT = CN()
 # Folder receiving radius.json, angle.json, feats.npy and labels.npy.
 _C.EXTRACT.SAVE_DIR = "./output/old_stats/gldv2_class"
+RULES["EXTRACT.SAVE_DIR"] = NONEMPTY
 
 # -----------------------------------------------------------------------------
 # Evaluation (docs/evaluation.md)
@@ -194,49 +266,71 @@ _C.EXTRACT.SAVE_DIR = "./output/old_stats/gldv2_class"
 _C.EVAL = CN()
 # Dataset family (only "landmark").
 _C.EVAL.DATASET_TYPE = "landmark"
+RULES["EVAL.DATASET_TYPE"] = one_of("landmark")
 # roxford5k, rparis6k or gldv2.
 _C.EVAL.DATASET = "roxford5k"
+RULES["EVAL.DATASET"] = NONEMPTY
 # Name kept from the reference (same meaning as EVAL.DATASET).
 _C.EVAL.DATASET_NAME = "roxford5k"
+RULES["EVAL.DATASET_NAME"] = FREE
 # Root holding <dataset>/ (revisited) or the GLDv2 lists (gldv2).
 _C.EVAL.ROOT = "./data/ROxfordParis/"
+RULES["EVAL.ROOT"] = FREE
 # Folder holding the GLDv2 retrieval lists (gldv2_gallery_list.txt, ...) for bct.tools.compare and for
 # bct.tools.test --datasets (scripts/test.sh passes its root as EVAL.ROOT instead).
 _C.EVAL.GLDV2_ROOT = "./data/GLDv2"
+RULES["EVAL.GLDV2_ROOT"] = FREE
 # Folder receiving the result JSON files.
 _C.EVAL.SAVE_DIR = "./output/eval"
+RULES["EVAL.SAVE_DIR"] = NONEMPTY
 # Images per extraction batch.
 _C.EVAL.BATCH_SIZE = 64
+RULES["EVAL.BATCH_SIZE"] = at_least(1)
 # Data-loading workers for extraction.
 _C.EVAL.NUM_WORKERS = 4
+RULES["EVAL.NUM_WORKERS"] = at_least(0)
 # Test image size; the paper squashes to 224 x 224.
 _C.EVAL.INPUT_SIZE = 224
+RULES["EVAL.INPUT_SIZE"] = at_least(1)
 # "squash" (paper) or "aspect" (longer side = INPUT_SIZE, aspect kept).
 _C.EVAL.RESIZE = "squash"
+RULES["EVAL.RESIZE"] = one_of("squash", "aspect")
 # Crop revisited queries to their bounding box (standard revisitop protocol; paper: off).
 _C.EVAL.QUERY_CROP = False
+RULES["EVAL.QUERY_CROP"] = FLAG
 # "faiss" (IndexFlatIP on CPU) or "torch" (matmul + topk, on GPU when present).
 _C.EVAL.SEARCH_BACKEND = "faiss"
+RULES["EVAL.SEARCH_BACKEND"] = one_of("faiss", "torch")
 # Rank depth for GLDv2 (mAP@100).
 _C.EVAL.TOPK = 100
+RULES["EVAL.TOPK"] = at_least(1)
 # Cache gallery features on disk, keyed by checkpoint content and image list.
 _C.EVAL.USE_CACHE = True
+RULES["EVAL.USE_CACHE"] = FLAG
 # Folder of the feature cache.
 _C.EVAL.CACHE_DIR = "./output/feature_cache"
+RULES["EVAL.CACHE_DIR"] = NONEMPTY
 # Also report the old model's self-test.
 _C.EVAL.OLD_SELF = True
+RULES["EVAL.OLD_SELF"] = FLAG
 # Skip missing or undecodable images (counted) instead of stopping.
 _C.EVAL.SKIP_BAD_IMAGES = False
+RULES["EVAL.SKIP_BAD_IMAGES"] = FLAG
 # Old-class centres and sorted inlier radii written by extract_feat (radius.json).
 _C.EVAL.OLD_SAVE_FILE = "./output/old_stats/gldv2_class/radius.json"
+RULES["EVAL.OLD_SAVE_FILE"] = FREE
 # Old-class centres and sorted inlier angles written by extract_feat (angle.json; LCE).
 _C.EVAL.OLD_ANGLE_FILE = "./output/old_stats/gldv2_class/angle.json"
+RULES["EVAL.OLD_ANGLE_FILE"] = FREE
 # Partial backfill: report mAP of new queries against a gallery re-embedded at these ratios.
 _C.EVAL.HOT_REFRESH = False
+RULES["EVAL.HOT_REFRESH"] = FLAG
 # Partial-backfill ratios of gallery images re-embedded with the new model.
 _C.EVAL.BACKFILL_RATIOS = [0.0, 0.25, 0.5, 0.75, 1.0]
+RULES["EVAL.BACKFILL_RATIOS"] = each(between(0.0, 1.0))
 # Seed of the per-image backfill order.
 _C.EVAL.BACKFILL_SEED = 0
+RULES["EVAL.BACKFILL_SEED"] = at_least(0)
 
 
 def get_cfg_defaults() -> CN:

@@ -12,6 +12,8 @@ orientation is not applied: the revisited query boxes and the reference's featur
 stored pixel grid.
 """
 import io
+import os
+import stat
 
 import numpy as np
 from PIL import Image
@@ -69,14 +71,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str) -> Image.Image:
-    """Decode the image file at ``path`` in full and return it as a mode-RGB PIL image."""
+    """Decode the image file at ``path`` in full and return it as a mode-RGB PIL image.
+
+    Only regular files are opened: reading a named pipe or a device could block forever."""
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise BadImageError(path, "is a folder, not an image file")
+        if not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise BadImageError(path, f"is {kind}, not a regular image file")
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         raise BadImageError(path, "image file not found") from None
-    except IsADirectoryError:
-        raise BadImageError(path, "is a folder, not an image file") from None
     except OSError as e:
         raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
     if not data:

@@ -9,12 +9,18 @@ Three line formats, one item per line, fields separated by white space:
 Item i of a list is always line i+1 of its file, so errors raised later (a bad image, a label out
 of range) can name the line. Empty lines are therefore refused, except trailing ones at the end of
 the file. Every error is a one-line ``BadInputError`` naming the file and the 1-based line.
+
+Files are read as UTF-8; a byte-order mark at the start is skipped. Paths are normalised
+(``./x/a.jpg`` and ``x//a.jpg`` are ``x/a.jpg``) before duplicates are looked for, and the lists
+hand out the normalised form.
 """
 import os
+import posixpath
 
 import numpy as np
 
 from bct.utils.errors import BadInputError
+from bct.utils.fileio import read_text
 
 _MAKE_HINT = ("the GLDv2 lists are written by `python -m bct.tools.prepare_gldv2 --root {root}`, the synthetic "
               "ones by `python -m bct.tools.make_synthetic`")
@@ -25,11 +31,7 @@ def _read_lines(list_path: str) -> list:
     if not os.path.isfile(list_path):
         root = os.path.dirname(os.path.abspath(list_path))
         raise BadInputError(f"list file {list_path} does not exist ({_MAKE_HINT.format(root=root)})")
-    try:
-        with open(list_path, "r", encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError as e:
-        raise BadInputError(f"{list_path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    lines = read_text(list_path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -71,9 +73,11 @@ def _parse_path_int_lines(list_path: str, n_fields: int, what: str, expected: st
             shown = line if len(line) <= 80 else line[:77] + "..."
             raise BadInputError(f"{list_path}:{i + 1}: expected {n_fields} fields `{expected}`, "
                                 f"got {len(fields)}: {shown!r}")
-        path = fields[0]
+        path = written = fields[0]
         if path[0] in "/\\" or path[1:2] == ":" or ".." in path:
             check_relative_path(path, f"{list_path}:{i + 1}")
+        if "//" in path or "/." in "/" + path or path.endswith("/"):
+            path = posixpath.normpath(path)
         try:
             value = int(fields[1])
         except ValueError:
@@ -81,7 +85,8 @@ def _parse_path_int_lines(list_path: str, n_fields: int, what: str, expected: st
         ints[i] = value if value >= 0 else _parse_int(fields[1], what, f"{list_path}:{i + 1}")
         previous = first_line.setdefault(path, i + 1)
         if previous != i + 1:
-            raise BadInputError(f"{list_path}:{i + 1}: path {path} already listed at line {previous}; "
+            shown = path if written == path else f"{written!r} (that is {path})"
+            raise BadInputError(f"{list_path}:{i + 1}: path {shown} already listed at line {previous}; "
                                 "each image may appear once")
         paths.append(path)
         if n_fields == 3:

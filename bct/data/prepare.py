@@ -27,6 +27,11 @@ Outputs in ``root`` (P = ratio as a percentage, e.g. 30 and 70 for ratio 0.3):
   ``gldv2_{public,private}_query_gt.txt`` when the retrieval CSVs are present (see bct.data.gldv2).
 - ``manifest.json``: for every written file its line count and sha256, plus the counts.
 
+Every input is read and checked before anything is written, and all outputs are committed
+together (bct.utils.fileio.AtomicGroup), the manifest last: a failed or degenerate preparation
+(an empty index.csv, no query of a usage, a ratio that leaves no old class or an empty list)
+stops with one line and leaves the folder's earlier lists and manifest as they were.
+
 The seeded shuffles use a private ``np.random.RandomState``: ``RandomState(s).shuffle`` draws
 exactly what ``np.random.seed(s); np.random.shuffle`` draws from the legacy global generator
 (the reference's calls), without disturbing the caller's global NumPy state.
@@ -36,12 +41,13 @@ import hashlib
 import json
 import os
 import re
-from contextlib import ExitStack
+from contextlib import closing
 
 import numpy as np
 
 from bct.data.lists import read_image_list
 from bct.utils.errors import BadInputError
+from bct.utils.fileio import AtomicGroup, text_lines
 
 TRAIN_CSV = "train_clean.csv"
 INDEX_CSV = "index.csv"
@@ -63,12 +69,11 @@ def percent_tag(fraction: float) -> str:
 
 
 class _ListWriter:
-    """Writes a text file under a temporary name, hashing and counting lines on the way; the file
-    gets its final name only when the ``with`` block succeeds."""
+    """Writes one text file of an AtomicGroup, hashing and counting lines on the way."""
 
-    def __init__(self, path: str):
+    def __init__(self, group: AtomicGroup, path: str):
         self.path = path
-        self.tmp = path + ".tmp"
+        self.tmp = group.tmp(path)
         self.sha = hashlib.sha256()
         self.lines = 0
 
@@ -83,10 +88,9 @@ class _ListWriter:
 
     def __exit__(self, exc_type, exc, tb):
         self.f.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.remove(self.tmp)
+        if exc_type is None and self.lines == 0:
+            raise BadInputError(f"{self.path}: the preparation would write an empty list; nothing written "
+                                "(the inputs or --ratio leave no image for it)")
         return False
 
     def record(self) -> dict:
@@ -102,20 +106,21 @@ def _lines(paths, labels) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _open_csv(path: str, columns: tuple):
-    """Open a CSV file; return (file, reader, {column: index}) after checking the header."""
-    f = open(path, "r", encoding="utf-8", newline="")
-    reader = csv.reader(f)
+    """Open a CSV file; return (closable lines, reader, {column: index}) after checking the header.
+    The lines are decoded as UTF-8 one by one, so a byte in another encoding names its line."""
+    lines = text_lines(path)
+    reader = csv.reader(lines)
     header = next(reader, None)
     if header is None:
-        f.close()
+        lines.close()
         raise BadInputError(f"{path}: the file is empty (expected a header with columns {', '.join(columns)})")
     header = [h.strip().lstrip("\ufeff") for h in header]
     missing = [c for c in columns if c not in header]
     if missing:
-        f.close()
+        lines.close()
         raise BadInputError(f"{path}:1: column {missing[0]!r} is missing from the header {header} "
                             f"(expected {', '.join(columns)})")
-    return f, reader, {c: header.index(c) for c in columns}
+    return closing(lines), reader, {c: header.index(c) for c in columns}
 
 
 def _field(row: list, col: int, path: str, line: int) -> str:
@@ -245,13 +250,11 @@ def data_split(counts: np.ndarray, ratio: float, seed: int) -> np.ndarray:
 # Retrieval lists
 # ---------------------------------------------------------------------------------------------
 
-def _write_gallery(root: str, index_csv: str, records: dict) -> dict:
-    """Write gldv2_gallery_list.txt; return {index image id: gallery row}."""
+def _read_index(index_csv: str) -> dict:
+    """{index image id: gallery row} in index.csv order."""
     f, reader, cols = _open_csv(index_csv, ("id",))
     rows = {}
-    out = os.path.join(root, "gldv2_gallery_list.txt")
-    with f, _ListWriter(out) as w:
-        chunk = []
+    with f:
         for row in reader:
             if not row:
                 continue
@@ -263,25 +266,16 @@ def _write_gallery(root: str, index_csv: str, records: dict) -> dict:
             if image_id in rows:
                 raise BadInputError(f"{index_csv}:{line}: image id {image_id} is listed twice")
             rows[image_id] = len(rows)
-            chunk.append(f"{image_path('index', image_id)} {rows[image_id]}\n")
-            if len(chunk) >= 65536:
-                w.write("".join(chunk))
-                chunk = []
-        w.write("".join(chunk))
     if not rows:
-        raise BadInputError(f"{index_csv}: no data rows under the header")
-    records[os.path.basename(out)] = w.record()
+        raise BadInputError(f"{index_csv}: no data rows under the header; nothing written")
     return rows
 
 
-def _write_queries(root: str, solution_csv: str, gallery_rows: dict, records: dict) -> dict:
-    """Write the query list and ground truth of each usage; return {usage: number of queries}."""
+def _read_solution(solution_csv: str, gallery_rows: dict) -> dict:
+    """{usage: [(query image path, [gallery rows])]} in file order; Ignored rows dropped."""
     f, reader, cols = _open_csv(solution_csv, ("id", "images", "Usage"))
-    names = {u: (f"gldv2_{u}_query_list.txt", f"gldv2_{u}_query_gt.txt") for u in USAGES}
-    counts = {u: 0 for u in USAGES}
-    with f, ExitStack() as stack:
-        writers = {u: tuple(stack.enter_context(_ListWriter(os.path.join(root, n))) for n in pair)
-                   for u, pair in names.items()}
+    queries = {u: [] for u in USAGES}
+    with f:
         for row in reader:
             if not row:
                 continue
@@ -302,16 +296,38 @@ def _write_queries(root: str, solution_csv: str, gallery_rows: dict, records: di
                 if g not in gallery_rows:
                     raise BadInputError(f"{solution_csv}:{line}: image {g} is not in {INDEX_CSV}; "
                                         "use the index.csv of the same GLDv2 release")
-                gt.append(str(gallery_rows[g]))
-            path, i = image_path("test", ids[0]), counts[usage]
-            query_w, gt_w = writers[usage]
-            query_w.write(f"{path} {i}\n")
-            gt_w.write(f"{path} {i} {','.join(gt)}\n")
-            counts[usage] += 1
-    for u, (query_w, gt_w) in writers.items():
-        records[names[u][0]] = query_w.record()
-        records[names[u][1]] = gt_w.record()
-    return counts
+                gt.append(gallery_rows[g])
+            queries[usage].append((image_path("test", ids[0]), gt))
+    empty = [u for u in USAGES if not queries[u]]
+    if empty:
+        raise BadInputError(f"{solution_csv}: no {empty[0].capitalize()} query (every row is Ignored or of the other "
+                            "usage), so its mAP would be undefined; use the complete retrieval_solution_v2.1.csv; "
+                            "nothing written")
+    return queries
+
+
+def _write_gallery(group: AtomicGroup, root: str, gallery_rows: dict, records: dict) -> None:
+    with _ListWriter(group, os.path.join(root, "gldv2_gallery_list.txt")) as w:
+        chunk = []
+        for image_id, row in gallery_rows.items():
+            chunk.append(f"{image_path('index', image_id)} {row}\n")
+            if len(chunk) >= 65536:
+                w.write("".join(chunk))
+                chunk = []
+        w.write("".join(chunk))
+    records[os.path.basename(w.path)] = w.record()
+
+
+def _write_queries(group: AtomicGroup, root: str, queries: dict, records: dict) -> None:
+    """Per usage the query list and its ground truth."""
+    for usage in USAGES:
+        names = (f"gldv2_{usage}_query_list.txt", f"gldv2_{usage}_query_gt.txt")
+        with _ListWriter(group, os.path.join(root, names[0])) as qw, \
+                _ListWriter(group, os.path.join(root, names[1])) as gw:
+            for i, (path, gt) in enumerate(queries[usage]):
+                qw.write(f"{path} {i}\n")
+                gw.write(f"{path} {i} {','.join(map(str, gt))}\n")
+        records[names[0]], records[names[1]] = qw.record(), gw.record()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,70 +364,79 @@ def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: st
         raise BadInputError(f"--seed {seed} is too large: the data split seeds class i with seed + i, "
                             f"which must stay below 2**32 for {num_classes} classes")
     labels = np.repeat(np.arange(num_classes), counts)
+    is_old = class_split(num_classes, ratio, seed)
+    if not is_old.any():
+        raise BadInputError(f"--ratio {ratio} of {num_classes} classes gives no old class (int({num_classes} * {ratio}) "
+                            "= 0); use a larger ratio or more classes; nothing written")
+    # The retrieval inputs are read and checked before any list is written.
+    gallery_rows, queries = None, {}
+    if os.path.isfile(index_csv):
+        gallery_rows = _read_index(index_csv)
+        if os.path.isfile(solution_csv):
+            queries = _read_solution(solution_csv, gallery_rows)
     records = {}
 
-    def write(name: str, text_chunks) -> None:
-        with _ListWriter(os.path.join(root, name)) as w:
-            for chunk in text_chunks:
-                w.write(chunk)
-        records[name] = w.record()
+    with AtomicGroup() as group:
+        def write(name: str, text_chunks) -> None:
+            with _ListWriter(group, os.path.join(root, name)) as w:
+                for chunk in text_chunks:
+                    w.write(chunk)
+            records[name] = w.record()
 
-    def chunks(sel_paths, sel_labels, size: int = 200000):
-        sel_labels = sel_labels.tolist()
-        for s in range(0, len(sel_paths), size):
-            yield _lines(sel_paths[s:s + size], sel_labels[s:s + size])
+        def chunks(sel_paths, sel_labels, size: int = 200000):
+            sel_labels = sel_labels.tolist()
+            for s in range(0, len(sel_paths), size):
+                yield _lines(sel_paths[s:s + size], sel_labels[s:s + size])
 
-    label_name = f"label_{num_classes}.txt"
-    if label_file:
-        write(label_name, chunks(file_paths, file_labels))
-        del file_paths, file_labels
-    else:
-        write(label_name, chunks(paths, labels))
+        label_name = f"label_{num_classes}.txt"
+        if label_file:
+            write(label_name, chunks(file_paths, file_labels))
+            del file_paths, file_labels
+        else:
+            write(label_name, chunks(paths, labels))
 
-    old_pct, new_pct = percent_tag(ratio), percent_tag(1.0 - ratio)
-    is_old = class_split(num_classes, ratio, seed)
-    relabel = class_split_labels(is_old)
-    item_old = np.repeat(is_old, counts)
-    old_class_paths = [p for p, keep in zip(paths, item_old.tolist()) if keep]
-    class_old_name = f"gldv2_train_old_{old_pct}percent_class.txt"
-    class_new_name = "gldv2_train_new_100percent_class.txt"
-    write(class_old_name, chunks(old_class_paths, relabel[labels][item_old]))
-    del old_class_paths
-    write(class_new_name, chunks(paths, relabel[labels]))
+        old_pct, new_pct = percent_tag(ratio), percent_tag(1.0 - ratio)
+        relabel = class_split_labels(is_old)
+        item_old = np.repeat(is_old, counts)
+        old_class_paths = [p for p, keep in zip(paths, item_old.tolist()) if keep]
+        class_old_name = f"gldv2_train_old_{old_pct}percent_class.txt"
+        class_new_name = "gldv2_train_new_100percent_class.txt"
+        write(class_old_name, chunks(old_class_paths, relabel[labels][item_old]))
+        del old_class_paths
+        write(class_new_name, chunks(paths, relabel[labels]))
 
-    to_old, to_new = data_split(counts, ratio, seed)
-    data_old_name = f"gldv2_train_old_{old_pct}percent_data.txt"
-    data_new_name = f"gldv2_train_new_{new_pct}percent_data.txt"
-    write(data_old_name, chunks([p for p, k in zip(paths, to_old.tolist()) if k], labels[to_old]))
-    write(data_new_name, chunks([p for p, k in zip(paths, to_new.tolist()) if k], labels[to_new]))
+        to_old, to_new = data_split(counts, ratio, seed)
+        data_old_name = f"gldv2_train_old_{old_pct}percent_data.txt"
+        data_new_name = f"gldv2_train_new_{new_pct}percent_data.txt"
+        write(data_old_name, chunks([p for p, k in zip(paths, to_old.tolist()) if k], labels[to_old]))
+        write(data_new_name, chunks([p for p, k in zip(paths, to_new.tolist()) if k], labels[to_new]))
 
-    queries, gallery = {}, {}
-    if os.path.isfile(index_csv):
-        gallery_rows = _write_gallery(root, index_csv, records)
-        gallery = {"gallery_images": len(gallery_rows)}
-        if os.path.isfile(solution_csv):
-            queries = _write_queries(root, solution_csv, gallery_rows, records)
+        gallery = {}
+        if gallery_rows is not None:
+            gallery = {"gallery_images": len(gallery_rows)}
+            _write_gallery(group, root, gallery_rows, records)
+        if queries:
+            _write_queries(group, root, queries, records)
 
-    manifest = {
-        "source": source,
-        "ratio": ratio,
-        "seed": seed,
-        "counts": {
-            "classes": num_classes,
-            "old_classes": int(is_old.sum()),
-            "new_classes": num_classes - int(is_old.sum()),
-            "train_images": int(counts.sum()),
-            "class_split_old_images": records[class_old_name]["lines"],
-            "class_split_new_images": records[class_new_name]["lines"],
-            "data_split_old_images": records[data_old_name]["lines"],
-            "data_split_new_images": records[data_new_name]["lines"],
-            **gallery,
-            **{f"{u}_queries": n for u, n in queries.items()},
-        },
-        "files": records,
-    }
-    with open(os.path.join(root, "manifest.json.tmp"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    os.replace(os.path.join(root, "manifest.json.tmp"), os.path.join(root, "manifest.json"))
+        manifest = {
+            "source": source,
+            "ratio": ratio,
+            "seed": seed,
+            "counts": {
+                "classes": num_classes,
+                "old_classes": int(is_old.sum()),
+                "new_classes": num_classes - int(is_old.sum()),
+                "train_images": int(counts.sum()),
+                "class_split_old_images": records[class_old_name]["lines"],
+                "class_split_new_images": records[class_new_name]["lines"],
+                "data_split_old_images": records[data_old_name]["lines"],
+                "data_split_new_images": records[data_new_name]["lines"],
+                **gallery,
+                **{f"{u}_queries": len(q) for u, q in queries.items()},
+            },
+            "files": records,
+        }
+        with open(group.tmp(os.path.join(root, "manifest.json")), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
     return manifest

@@ -10,6 +10,9 @@ indices). Any name is accepted, so the synthetic benchmark uses the same format.
 Pickle files can run arbitrary code when loaded, so ``load_gnd`` uses an unpickler that resolves
 only plain builtin containers and scalars and what NumPy needs to rebuild arrays and scalars;
 every other global is refused before anything is called.
+
+mAP is a mean over the queries that have at least one positive; a ground truth in which no query
+has a positive under some protocol would make that mean undefined, and is refused when read.
 """
 import builtins
 import os
@@ -145,6 +148,19 @@ def protocol_sets(gnd: list, level: str) -> list:
     return out
 
 
+_POSITIVE_LISTS = {"easy": "'easy'", "medium": "'easy' and 'hard'", "hard": "'hard'"}
+
+
+def _check_positives(gnd: list, source: str) -> None:
+    """Refuse a ground truth where no query has a positive under one of the protocols."""
+    for level in PROTOCOLS:
+        if not any(len(p["ok"]) for p in protocol_sets(gnd, level)):
+            raise BadInputError(
+                f"{source}: no query has a positive image under the {level.capitalize()} protocol (the "
+                f"{_POSITIVE_LISTS[level]} lists of all {len(gnd)} queries are empty), so its mAP, a mean over "
+                f"the queries that have a positive, is undefined; use the complete ground truth of the set")
+
+
 @dataclass
 class RevisitedDataset:
     """One revisited-format dataset: absolute database / query image paths, query boxes
@@ -179,6 +195,7 @@ def load_revisited(name: str, root: str) -> RevisitedDataset:
     path = gnd_path(name, root)
     raw = load_gnd(path)
     imlist, qimlist, checked = _validate(raw, path)
+    _check_positives(checked, path)
     image_dir = os.path.join(os.path.abspath(root), name, "jpg")
     if not os.path.isdir(image_dir):
         raise BadInputError(f"image folder {image_dir} does not exist; put the {name} images there as <name>.jpg")

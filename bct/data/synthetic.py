@@ -766,6 +766,9 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
     if seed < 0:
         raise BadInputError(f"--seed {seed} is negative; pass a seed >= 0")
     out = os.path.abspath(out)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise BadInputError(f"--out {out} exists and is not a folder; the benchmark is a folder: choose another "
+                            "--out (nothing was written)")
     meta = _read_meta(out)
     if meta is not None and not force:
         same = (meta.get("seed"), meta.get("size"), meta.get("generator_version")) == (seed, size, GENERATOR_VERSION)

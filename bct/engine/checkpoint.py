@@ -40,11 +40,39 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _KeepWriteError:
+    """A file wrapper that keeps the OSError of a failed write: torch.save reports a failed write
+    (a full disk, a file-size limit) only as an opaque RuntimeError."""
+
+    def __init__(self, f):
+        self.f = f
+        self.error = None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
 def save_checkpoint(path: str, ckpt: dict) -> None:
-    """Write atomically (temporary file + fsync + rename)."""
+    """Write atomically (temporary file + fsync + rename). A failed write raises the OSError that
+    caused it, naming `path`; the file previously at `path` is untouched."""
     ckpt = dict(ckpt, format_version=FORMAT_VERSION)
     with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+        with open(tmp, "wb") as f:
+            out = _KeepWriteError(f)
+            try:
+                torch.save(ckpt, out)
+            except RuntimeError as e:
+                if out.error is None:
+                    raise
+                out.error.filename = path
+                raise out.error from e
 
 
 def load_checkpoint(path: str, what: str = "checkpoint") -> dict:

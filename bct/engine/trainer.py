@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+import yaml
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
@@ -31,6 +32,13 @@ from bct.utils.fileio import write_text_atomic
 from bct.utils.logger import get_logger
 
 LAST_POINTER = "last_checkpoint"
+CONFIG_NAME = "config.yaml"
+# Keys whose values are baked into a checkpoint's optimiser and model state: after a change,
+# loading that state fails (another optimiser, other parameters) or silently undoes the change
+# (the optimiser's saved lr, momentum and weight decay win over the config's).
+_STATE_KEYS = ("TRAIN.TYPE", "TRAIN.ROLE", "MODEL.EMB_DIM", "LOSS.TYPE", "COMP_LOSS.TYPE",
+               "COMP_LOSS.ELASTIC_BOUNDARY", "COMP_LOSS.DISC_HIDDEN", "TRAIN.OPTIMIZER.NAME",
+               "TRAIN.OPTIMIZER.BASE_LR", "TRAIN.OPTIMIZER.MOMENTUM", "TRAIN.OPTIMIZER.WEIGHT_DECAY")
 
 
 def trained_role(cfg) -> str:
@@ -40,6 +48,30 @@ def trained_role(cfg) -> str:
 def output_dir(cfg) -> str:
     """OUTPUT/<arch of the trained model>/<TAG>, as in the reference."""
     return os.path.join(cfg.OUTPUT, cfg[ROLE_KEYS[trained_role(cfg)]].ARCH, cfg.TAG)
+
+
+def state_keys(cfg) -> list:
+    """The config keys a resumed run must share with its checkpoint."""
+    roles = ["old", "new"] if cfg.TRAIN.TYPE != "base" else [trained_role(cfg)]
+    model_keys = [f"{ROLE_KEYS[r]}.{k}" for r in roles for k in ("ARCH", "NUM_CLASSES")]
+    return list(_STATE_KEYS) + model_keys
+
+
+def _flat(cfg, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(stored_yaml: str, cfg) -> list:
+    """[(key, checkpoint value, current value)] for every key of the stored config that differs."""
+    stored = yaml.safe_load(stored_yaml)
+    before, now = _flat(stored if isinstance(stored, dict) else {}), _flat(cfg)
+    return [(k, before[k], v) for k, v in now.items() if k in before and before[k] != v]
 
 
 # Offset of the new model's initialisation seed from the old model's.
@@ -213,6 +245,9 @@ class Trainer:
         ckpt = self.checkpoint_dict(epoch)
         ckpt["iteration"] = iteration
         save_checkpoint(os.path.join(self.out_dir, name), ckpt)
+        # The config goes with the checkpoints: a run that fails before its first save leaves the
+        # config.yaml of the run whose checkpoints are in the folder.
+        write_text_atomic(os.path.join(self.out_dir, CONFIG_NAME), ckpt["config"])
         write_text_atomic(os.path.join(self.out_dir, LAST_POINTER), name + "\n")
         if final:
             save_checkpoint(os.path.join(self.out_dir, "model_final.pth"), ckpt)
@@ -232,6 +267,7 @@ class Trainer:
         with open(pointer) as f:
             path = os.path.join(self.out_dir, f.read().strip())
         ckpt = load_checkpoint(path, "--resume")
+        self._check_resume_config(ckpt, path)
         load_model_weights(self.model, ckpt["model"], path)
         if isinstance(self.task, CompatTask):
             state = dict(ckpt.get("extra", {}), **{f"model.{k}": v for k, v in ckpt["model"].items()})
@@ -239,9 +275,15 @@ class Trainer:
             if missing or unexpected:
                 raise BadInputError(f"--resume: {path} does not match this task: missing {missing[:3]}, "
                                     f"unexpected {unexpected[:3]}")
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as e:
+            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise BadInputError(f"--resume: the optimiser or scheduler state in {path} does not fit this run "
+                                f"({type(e).__name__}: {reason}); resume with the config the checkpoint was "
+                                f"written with, or start a fresh run under another TAG") from None
         self.start_epoch = int(ckpt["epoch"])
         self.start_iter = int(ckpt.get("iteration", 0))
         if ckpt.get("world_size", 1) == self.world:
@@ -250,6 +292,23 @@ class Trainer:
             self.logger.warning(f"{path} was written by {ckpt.get('world_size')} processes, now {self.world}: "
                                 f"random streams restart from the seed")
         self.logger.info(f"resumed from {path} at epoch {self.start_epoch + 1}, iteration {self.start_iter}")
+
+    def _check_resume_config(self, ckpt: dict, path: str) -> None:
+        """Refuse a resume whose config changed a key the saved state depends on; log the others."""
+        if not isinstance(ckpt.get("config"), str):
+            return
+        changes = config_changes(ckpt["config"], self.cfg)
+        keys = set(state_keys(self.cfg))
+        bad = [c for c in changes if c[0] in keys]
+        if bad:
+            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in bad)
+            raise BadInputError(
+                f"--resume: the config differs from the one {path} was written with in {shown}; the saved "
+                f"optimiser and model state depend on these keys: set them back to the checkpoint's values "
+                f"or start a fresh run under another TAG")
+        if changes:
+            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
+            self.logger.info(f"--resume: config keys changed since {path}: {shown}")
 
     # -- the loop ------------------------------------------------------------------------------
     def _tb(self):
@@ -335,6 +394,11 @@ class Trainer:
                 self.logger.warning(f"stopped by a signal at epoch {epoch + 1} iteration {it + 1}; "
                                     f"checkpoint saved, continue with --resume")
                 raise KeyboardInterrupt
+            if steps == 0 and first < self.iters_per_epoch:
+                raise BadInputError(
+                    f"{cfg.TRAIN.FILE_DIR}: epoch {epoch + 1} took no optimiser step: no batch held two readable "
+                    f"images ({skipped} skipped under TRAIN.SKIP_BAD_IMAGES); nothing was saved: fix or remove "
+                    f"the unreadable images")
             # Averages over the optimiser steps taken (skipped batches and an early stop excluded).
             epoch_log = {k: v / max(1, steps) for k, v in sums.items()}
             epoch_log["images_per_s"] = seen * self.world / max(1e-9, time.time() - t0)

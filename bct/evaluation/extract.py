@@ -4,9 +4,12 @@ Batched, eval mode, no grad, AMP on CUDA, a progress bar. Under torchrun every r
 slice of each global batch and the slices are all-gathered, so every rank ends with the features
 in dataset order while memory stays bounded by the batch. With `out_path` the features stream
 into a .npy file (memory-mapped) instead of RAM: a 762k-image gallery needs no more memory than a
-batch. Gallery features can be cached on disk, keyed by the checkpoint's content and the image
-list, so a cross-test reuses the old gallery instead of re-extracting it.
+batch. Gallery features can be cached on disk, keyed by the checkpoint's content, the image list
+and each image file's size and modification time, so a cross-test reuses the old gallery instead of
+re-extracting it while a repaired or replaced image gets fresh features. A cache entry that cannot
+be read back whole (truncated, wrong shape) is extracted again, with one info line.
 """
+import errno
 import hashlib
 import json
 import os
@@ -76,6 +79,7 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
                     writer = atomic_path(out_path)
                     tmp = writer.__enter__()
                     feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+                    _reserve(tmp, out_path)
                 else:
                     feats = np.zeros((n, dim), dtype=np.float32)
                 ok = np.zeros(n, dtype=bool)
@@ -100,6 +104,23 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
     return feats, ok
 
 
+def _reserve(tmp: str, final: str) -> None:
+    """Allocate a memory-mapped file's blocks now: a full disk is then an OSError here, naming the
+    file, instead of a SIGBUS when a page is written back later."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # file systems without fallocate
+            return
+        e.filename = final
+        raise
+    finally:
+        os.close(fd)
+
+
 def _abandon(writer):
     """Leave no half-written file: close the atomic writer so that it removes its temporary file."""
     try:
@@ -121,15 +142,43 @@ def file_digest(path: str, _memo={}) -> str:
     return _memo[key]
 
 
+def file_signature(path: str) -> tuple:
+    """(size, modification time in ns) of a file, or ("missing",): what tells a changed file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("missing",)
+    return st.st_size, st.st_mtime_ns
+
+
 def cache_key(model_digest: str, items, settings: dict) -> str:
-    """Key of a feature cache entry: checkpoint content + image list (+ boxes) + transform settings."""
+    """Key of a feature cache entry: checkpoint content + image list (each item a path or a
+    (path, box) pair) + each image file's size and modification time + transform settings."""
     h = hashlib.sha256()
     h.update(model_digest.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     for item in items:
-        h.update(repr(item).encode())
+        path = item[0] if isinstance(item, tuple) else item
+        h.update(repr((item, file_signature(path))).encode())
         h.update(b"\n")
     return h.hexdigest()[:32]
+
+
+def _load_cached(feat_path: str, ok_path: str, n: int):
+    """The cached (features, ok mask) of n items, or None (with an info line) when the entry is
+    damaged: truncated, unreadable, or of the wrong shape or type."""
+    try:
+        feats = np.load(feat_path, mmap_mode="r")
+        ok = np.load(ok_path)
+        if feats.ndim != 2 or feats.shape[0] != n or feats.dtype != np.float32:
+            raise ValueError(f"features of shape {feats.shape} and type {feats.dtype}, expected ({n}, D) float32")
+        if ok.shape != (n,) or ok.dtype != bool:
+            raise ValueError(f"mask of shape {ok.shape} and type {ok.dtype}, expected ({n},) bool")
+    except (OSError, ValueError, EOFError) as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        get_logger().info(f"cache entry {feat_path} is damaged ({reason}); extracting the features again")
+        return None
+    return feats, ok
 
 
 def cached_extract(model, dataset, key: str, cache_dir: str, use_cache: bool, **kwargs):
@@ -139,10 +188,19 @@ def cached_extract(model, dataset, key: str, cache_dir: str, use_cache: bool, **
     feat_path = os.path.join(cache_dir, f"{key}.npy")
     ok_path = os.path.join(cache_dir, f"{key}.ok.npy")
     if os.path.isfile(feat_path) and os.path.isfile(ok_path):
-        get_logger().info(f"reusing cached features {feat_path}")
-        return np.load(feat_path, mmap_mode="r"), np.load(ok_path)
+        cached = _load_cached(feat_path, ok_path, len(dataset))
+        if cached is not None:
+            get_logger().info(f"reusing cached features {feat_path}")
+            return cached
     barrier()
     feats, ok = extract_features(model, dataset, out_path=feat_path if is_main_process() else "", **kwargs)
+    if not ok.any():
+        # Nothing was read: an all-zero entry is no result to keep (the caller refuses it). The
+        # memory map stays readable after the file is removed.
+        barrier()
+        if is_main_process():
+            os.remove(feat_path)
+        return feats, ok
     if is_main_process():
         with atomic_path(ok_path) as tmp:
             with open(tmp, "wb") as f:

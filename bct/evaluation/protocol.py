@@ -17,6 +17,7 @@ from bct.evaluation.extract import cache_key, cached_extract, extract_features
 from bct.evaluation.metrics import compute_map_revisited, gldv2_map_at_k
 from bct.evaluation.report import partial_backfill_gallery
 from bct.evaluation.search import rank_matrix, search
+from bct.utils.errors import BadInputError
 from bct.utils.logger import get_logger
 
 LEVELS = ("easy", "medium", "hard")
@@ -40,6 +41,9 @@ def _embed(cfg, model, paths, role: str, device, digest: str = "", boxes=None, l
     key = cache_key(digest, zip(paths, boxes or [None] * len(paths)), _settings(cfg, role)) if use_cache else ""
     feats, ok = cached_extract(model, dataset, key, cfg.EVAL.CACHE_DIR, use_cache, **kwargs)
     bad = int((~ok).sum())
+    if bad == len(paths):
+        raise BadInputError(f"{list_name}: none of the {len(paths)} {role} images could be read "
+                            f"(EVAL.SKIP_BAD_IMAGES): there is nothing to score; no result written")
     if bad:
         get_logger().warning(f"{list_name}: {bad} of {len(paths)} {role} images could not be read and were "
                              f"given a zero feature (EVAL.SKIP_BAD_IMAGES)")

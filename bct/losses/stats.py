@@ -10,8 +10,12 @@ The centre c_k is the mean of the normalised old features, not re-normalised (||
 A class with at most one inlier is degenerate ("invalid") and the boundary losses skip it; a
 class id absent from the file is invalid too, so statistics may cover fewer classes than
 OLD_MODEL.NUM_CLASSES. The losses index these tensors by label; nothing is parsed per step.
+Every value is checked when the file is read: a centre or radius that is not a finite number
+(Infinity would switch the boundary off for that class, NaN would surface much later as a
+non-finite loss) or a negative radius is refused, naming the file and the class.
 """
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Optional
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from bct.utils.errors import BadInputError
+from bct.utils.fileio import read_text
 
 __all__ = ["OldClassStats", "load_old_stats"]
 
@@ -64,14 +69,23 @@ def _read_json(path: str, key: str) -> dict:
         raise BadInputError(f"{key} = '{path}': old-class statistics file not found; {_MAKE_HINT} "
                             f"and point {key} at the file it writes")
     try:
-        with open(path, "r") as f:
-            data = json.load(f)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise BadInputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); {_MAKE_HINT} again") from None
     if not isinstance(data, dict) or not data:
         raise BadInputError(f"{path}: expected a non-empty object {{\"<class id>\": {{\"center\": [...], "
                             f"\"radius\": [...]}}}}; {_MAKE_HINT}")
     return data
+
+
+def _check_numbers(path: str, cid: int, field: str, values: list) -> None:
+    """Refuse an entry that is not a finite JSON number (strings, null, booleans, NaN, Infinity)."""
+    if {type(v) for v in values} <= {int, float} and all(map(math.isfinite, values)):
+        return
+    bad = next(v for v in values if type(v) not in (int, float) or not math.isfinite(v))
+    what = "not finite" if type(bad) is float else "not a number"
+    raise BadInputError(f"{path}: class {cid}: '{field}' holds {json.dumps(bad)} ({what}); every value must be a "
+                        f"finite number: {_MAKE_HINT} again")
 
 
 def _parse(path: str, data: dict, num_classes: int, emb_dim: int):
@@ -96,6 +110,11 @@ def _parse(path: str, data: dict, num_classes: int, emb_dim: int):
                                 f"{emb_dim}; the statistics come from a model of another embedding size")
         if len(radius) == 0:
             raise BadInputError(f"{path}: class {cid} has an empty 'radius' list; {_MAKE_HINT} again")
+        _check_numbers(path, cid, "center", centre)
+        _check_numbers(path, cid, "radius", radius)
+        if min(radius) < 0:
+            raise BadInputError(f"{path}: class {cid}: 'radius' holds {min(radius)!r}, a negative distance; "
+                                f"{_MAKE_HINT} again")
         ids.append(cid)
         centres.append(centre)
         values.append(sorted(float(r) for r in radius))

@@ -1,13 +1,17 @@
 """Old-class statistics (docs/method.md): run the old model over the old training list and write
 radius.json (centre + sorted inlier distances), angle.json (centre + sorted inlier angles, for LCE),
-feats.npy and labels.npy into EXTRACT.SAVE_DIR.
+feats.npy and labels.npy into EXTRACT.SAVE_DIR, with the config.yaml that made them. The files are
+written together, and only when the statistics are complete: a run that fails (or reads no image)
+leaves the folder's earlier files as they were.
 
 python -m bct.tools.extract_feat --cfg configs/extract_feat.yml KEY VALUE ...
 """
+import json
 import os
 
 import numpy as np
 
+from bct.config import cfg_to_yaml
 from bct.data.datasets import ImageListDataset, loader_workers
 from bct.data.lists import check_labels, read_image_list
 from bct.data.transforms import build_transform
@@ -16,7 +20,8 @@ from bct.evaluation.class_stats import class_statistics, statistics_json
 from bct.evaluation.extract import extract_features
 from bct.tools.common import default_parser, run, setup
 from bct.utils.comm import is_main_process
-from bct.utils.fileio import atomic_path, write_json_atomic
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import AtomicGroup
 
 RADIUS_FILE, ANGLE_FILE = "radius.json", "angle.json"
 
@@ -35,17 +40,27 @@ def main(argv=None):
                                  cfg.USE_AMP, desc="old-class features")
     if not is_main_process():
         return None
+    if not ok.any():
+        raise BadInputError(f"{cfg.TRAIN.FILE_DIR}: none of its {len(ok)} images could be read (EVAL.SKIP_BAD_IMAGES); "
+                            f"nothing written, the files in {cfg.EXTRACT.SAVE_DIR} are unchanged")
     if (~ok).any():
         logger.warning(f"{int((~ok).sum())} unreadable images left out of the statistics (EVAL.SKIP_BAD_IMAGES)")
     feats, labels = np.asarray(feats)[ok], labels[ok]
+    if not np.isfinite(feats).all():
+        raise BadInputError(f"{cfg.OLD_MODEL.MODEL_PATH}: the old model gives non-finite features (NaN or inf); "
+                            f"it diverged: use an earlier checkpoint. Nothing written")
     classes, centers, radii, angles = class_statistics(feats, labels)
     out = cfg.EXTRACT.SAVE_DIR
-    write_json_atomic(os.path.join(out, RADIUS_FILE), statistics_json(classes, centers, radii))
-    write_json_atomic(os.path.join(out, ANGLE_FILE), statistics_json(classes, centers, angles))
-    for name, arr in (("feats.npy", feats.astype(np.float32)), ("labels.npy", labels)):
-        with atomic_path(os.path.join(out, name)) as tmp:
-            with open(tmp, "wb") as f:
+    with AtomicGroup() as group:
+        for name, stats in ((RADIUS_FILE, statistics_json(classes, centers, radii)),
+                            (ANGLE_FILE, statistics_json(classes, centers, angles))):
+            with open(group.tmp(os.path.join(out, name)), "w") as f:
+                json.dump(stats, f)
+        for name, arr in (("feats.npy", feats.astype(np.float32)), ("labels.npy", labels)):
+            with open(group.tmp(os.path.join(out, name)), "wb") as f:
                 np.save(f, arr)
+        with open(group.tmp(os.path.join(out, "config.yaml")), "w") as f:
+            f.write(cfg_to_yaml(cfg))
     degenerate = sum(len(r) <= 1 for r in radii)
     summary = {"classes": len(classes), "images": int(len(labels)), "degenerate_classes": degenerate,
                "mean_r_max": float(np.mean([r[-1] for r in radii])), "files": [RADIUS_FILE, ANGLE_FILE]}

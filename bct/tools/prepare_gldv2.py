@@ -6,10 +6,9 @@ Reads train_clean.csv (or --label-file), and index.csv + retrieval_solution_v2.1
 from --root; writes the lists and manifest.json there. See Dataset.md.
 """
 import argparse
-import sys
 
 from bct.data.prepare import prepare_gldv2
-from bct.utils.errors import BadInputError
+from bct.tools.common import run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,13 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> dict:
+def _main(argv=None) -> dict:
     args = parse_args(argv)
-    try:
-        manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file)
-    except BadInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file)
     counts = manifest["counts"]
     print(f"GLDv2 lists written to {args.root} (source {manifest['source']}, ratio {args.ratio}, seed {args.seed})")
     print(f"  classes {counts['classes']} (old {counts['old_classes']}, new {counts['new_classes']}), "
@@ -44,6 +39,12 @@ def main(argv=None) -> dict:
         print("  retrieval lists skipped: put index.csv and retrieval_solution_v2.1.csv in the root to get them")
     print("  line counts and sha256 of every file: manifest.json")
     return manifest
+
+
+def main(argv=None) -> dict:
+    """The tool as the command line runs it: a refused input or an OS error is one line on stderr
+    and SystemExit(2)."""
+    return run(_main, argv)
 
 
 if __name__ == "__main__":

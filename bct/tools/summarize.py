@@ -14,12 +14,13 @@ The paper's table from models that already exist (trained by the scripts, with t
 """
 import argparse
 import json
+import math
 import os
 
 from bct.evaluation.report import DATASET_TITLES, markdown_table
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import write_text_atomic
+from bct.utils.fileio import read_text, write_text_atomic
 
 ORDER = ("rparis6k", "roxford5k", "gldv2")
 SUMMARY_TITLE = "Headline mAP x100 (Medium for revisited sets, private mAP@100 for GLDv2):"
@@ -40,18 +41,39 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rerun(path: str) -> str:
+    return f"run bct.tools.test again to rewrite {os.path.basename(path)}"
+
+
+def read_result(path: str):
+    """A test result JSON, checked: None for a JSON file that is not a test result (no
+    "headline"); a one-line error for a truncated file or a headline that is not numbers."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise BadInputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); the file is truncated or "
+                            f"edited: {_rerun(path)}") from None
+    if not isinstance(data, dict) or "headline" not in data:
+        return None
+    head = data["headline"]
+    if not isinstance(data.get("dataset"), str) or not isinstance(head, dict) or "self" not in head:
+        raise BadInputError(f"{path}: expected \"dataset\" (a name) and \"headline\" with at least \"self\"; "
+                            f"{_rerun(path)}")
+    for key, value in head.items():
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise BadInputError(f"{path}: headline.{key} is {json.dumps(value)}, expected a number (mAP x100); the "
+                                f"run that wrote it could not score it: {_rerun(path)}")
+    return data
+
+
 def load_results(folder: str) -> dict:
     if not os.path.isdir(folder):
         raise BadInputError(f"{folder} does not exist; run bash scripts/test.sh first")
     found = {}
     for name in sorted(os.listdir(folder), key=lambda n: (ORDER.index(n[:-5]) if n[:-5] in ORDER else 9, n)):
         if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as f:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise BadInputError(f"{os.path.join(folder, name)}: not valid JSON ({e})") from None
-            if isinstance(data, dict) and "headline" in data:
+            data = read_result(os.path.join(folder, name))
+            if data is not None:
                 found[data["dataset"]] = data
     if not found:
         raise BadInputError(f"{folder} holds no test results (<dataset>.json from bct.tools.test)")

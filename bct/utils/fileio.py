@@ -1,12 +1,24 @@
-"""Atomic file writes: write a temporary file in the target folder, fsync, then rename over the target.
+"""Reading text and writing results safely.
 
-A crash or kill at any point leaves either the previous file or the complete new one, never a
-partial file under the final name.
+Writes are atomic: each output is written to a temporary file in the target folder, fsynced,
+then renamed over the target. ``AtomicGroup`` does this for every output of one step together:
+nothing gets its final name unless the whole step succeeded, so a crash or an error at any point
+leaves either all the previous files or all the new ones (a kill during the renames themselves,
+a few microseconds, can leave a mix of whole files, never a partial one). An ``OSError`` raised
+while writing always names the final path.
+
+Reads of text files go through ``read_text`` / ``text_lines``: strict UTF-8, a leading byte-order
+mark skipped, and a file in another encoding refused with one line naming the file, line and
+byte.
 """
 import json
 import os
 import tempfile
 from contextlib import contextmanager
+
+from bct.utils.errors import BadInputError
+
+BOM = "\ufeff"
 
 
 def _read_umask() -> int:
@@ -19,23 +31,79 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _name_path(err: OSError, path: str) -> OSError:
+    if err.filename is None:
+        err.filename = path
+    return err
+
+
+class AtomicGroup:
+    """The outputs of one step, committed together.
+
+    ``tmp(path)`` returns a temporary path next to ``path`` to write into. When the ``with`` block
+    ends without an exception every temporary file is fsynced and renamed to its final name, in
+    the order they were asked for (put the file that marks completion, e.g. a manifest, last);
+    when it raises, every temporary file is removed and no final name is touched.
+    """
+
+    def __init__(self):
+        self.pending = []  # (tmp, final)
+
+    def tmp(self, path: str) -> str:
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise _name_path(e, path)
+        os.close(fd)
+        # mkstemp creates the file private (0600); results and checkpoints get the usual umask mode.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        self.pending.append((tmp, path))
+        return tmp
+
+    def __enter__(self):
+        return self
+
+    def _discard(self):
+        for tmp, _ in self.pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.pending = []
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            if isinstance(exc, OSError) and self.pending:
+                # Name the output, not its hidden temporary file; a buffered write names no file
+                # at all, and then the file being written is the last one asked for.
+                finals = dict(self.pending)
+                exc.filename = finals.get(exc.filename, exc.filename) if exc.filename else self.pending[-1][1]
+            self._discard()
+            return False
+        try:
+            for tmp, path in self.pending:
+                try:
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
+                except OSError as e:
+                    raise _name_path(e, path)
+            for tmp, path in self.pending:
+                try:
+                    os.replace(tmp, path)
+                except OSError as e:
+                    e.filename, e.filename2 = path, None  # the output, not the hidden temporary file
+                    raise
+        finally:
+            self._discard()
+        return False
+
+
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    # mkstemp creates the file private (0600); results and checkpoints get the usual umask mode.
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it.
+    An OSError while writing names `path` when the error itself names no file."""
+    with AtomicGroup() as group:
+        yield group.tmp(path)
 
 
 def write_json_atomic(path: str, obj, indent=None) -> None:
@@ -48,3 +116,41 @@ def write_text_atomic(path: str, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading text
+# ---------------------------------------------------------------------------------------------
+
+def _not_utf8(label: str, data: bytes, err: UnicodeDecodeError, first_line: int = 1) -> BadInputError:
+    """The one-line error for bytes that are not UTF-8: line and column of the first bad byte."""
+    line = first_line + data.count(b"\n", 0, err.start)
+    column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    return BadInputError(f"{label}: not a UTF-8 text file (byte 0x{data[err.start]:02x} at line {line}, "
+                         f"column {column}: {err.reason}); save it as UTF-8")
+
+
+def read_text(path: str, label: str = "") -> str:
+    """The content of a UTF-8 text file, without a leading byte-order mark. ``label`` starts the
+    error message (default: the path)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(label or path, data, e) from None
+    return text[1:] if text.startswith(BOM) else text
+
+
+def text_lines(path: str, label: str = ""):
+    """Yield the lines of a UTF-8 text file one by one (line ends kept, a leading byte-order mark
+    dropped), for files too large to hold twice in memory; ``csv.reader`` accepts the iterator."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(label or path, raw, e, first_line=number) from None
+            if number == 1 and line.startswith(BOM):
+                line = line[1:]
+            yield line
