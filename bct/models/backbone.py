@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from bct.models.reference import reference_state
 from bct.utils.errors import BadInputError
+from bct.utils.safe_pickle import read_torch_file
 
 
 def _last_linear(model: nn.Module):
@@ -48,13 +50,19 @@ def _imagenet_state_dict(arch: str, role_key: str):
 
 
 def load_weight_file(path: str, what: str) -> dict:
-    """A state dict from a local file (plain state dict or one nested under 'state_dict'/'model')."""
+    """A state dict from a local file (plain state dict or one nested under 'state_dict'/'model').
+
+    `what` is the config key, e.g. "OLD_MODEL.PRETRAINED_PATH". A trained model's checkpoint (bct's
+    or the reference's) is refused with a pointer to <ROLE>.MODEL_PATH, where trained models go.
+    """
     if not os.path.isfile(path):
         raise BadInputError(f"{what}: weight file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInputError(f"{what}: cannot read weight file {path} ({type(e).__name__}: {e})") from None
+    obj = read_torch_file(path, what)
+    if reference_state(obj) is not None or (isinstance(obj, dict) and "model" in obj and "meta" in obj):
+        role = what.rpartition(".")[0] or "MODEL"
+        raise BadInputError(
+            f"{what}: {path} is a trained model's checkpoint, not initial backbone weights; give it as "
+            f"{role}.MODEL_PATH (the reference's {role}.PRETRAINED_PATH is {role}.MODEL_PATH here)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
