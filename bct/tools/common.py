@@ -8,7 +8,7 @@ import sys
 
 from bct.config import cfg_to_yaml, load_cfg
 from bct.utils.comm import get_rank, is_dist, is_main_process
-from bct.utils.errors import BadInputError, TrainingError
+from bct.utils.errors import BadInputError, CheckFailedError, TrainingError
 from bct.utils.fileio import write_text_atomic
 from bct.utils.logger import setup_logger
 
@@ -63,7 +63,7 @@ def run(main, argv=None):
     except BadInputError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 2
-    except TrainingError as e:
+    except (TrainingError, CheckFailedError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
