@@ -125,11 +125,19 @@ def read_torch_file(path: str, what: str):
     if not os.path.isfile(path):
         raise BadInputError(f"{what}: checkpoint {path} does not exist")
     try:
+        # A zip-format file names its globals in a small record: skip the weights-only attempt (which
+        # would read the tensors once for nothing) when it names some that weights_only refuses.
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            restricted = bool(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # legacy format or a damaged file: torch.load below decides
+            restricted = False
+        try:
+            if not restricted:
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            obj = torch.load(path, map_location="cpu", pickle_module=_checkpoint_pickle_module(), weights_only=False)
-            return plain(obj)
+            pass
+        obj = torch.load(path, map_location="cpu", pickle_module=_checkpoint_pickle_module(), weights_only=False)
+        return plain(obj)
     except RefusedGlobal as e:
         raise BadInputError(
             f"{what}: cannot read checkpoint {path}: its pickle would call {e.name}, which a checkpoint never "
