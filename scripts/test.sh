@@ -2,6 +2,7 @@
 # Step 4: self-test and cross-test (new queries against the old gallery), docs/evaluation.md.
 # Usage: bash scripts/test.sh landmark <roxford5k|rparis6k|gldv2> <root> [KEY VALUE ...]
 # Model paths and architectures are set here as in the reference and can come from the environment.
+# The paths may name bct checkpoints or the reference's own (e.g. the authors' released models), see docs/models.md.
 set -euo pipefail
 NEW_MODEL_PATH=${NEW_MODEL_PATH:-./output/resnet18/new_advbct/model_final.pth}
 OLD_MODEL_PATH=${OLD_MODEL_PATH:-./output/resnet18/old_30class/model_final.pth}

@@ -448,7 +448,7 @@ def test_statistics_for_fewer_classes_are_accepted(w, tmp_path, capsys):
     ("other_arch", f"has arch='{ARCH}' but the config says OLD_MODEL.ARCH='resnet34'"),
     ("other_classes", "has num_classes=4 but the config says OLD_MODEL.NUM_CLASSES=5"),
     ("truncated", "cannot read checkpoint"),
-    ("not_bct", "is not a bct checkpoint (no 'model'/'meta' entries)"),
+    ("not_bct", "is neither a bct checkpoint (no 'model'/'meta' entries) nor one of the reference"),
     ("missing", "does not exist"),
     ("empty_path", "OLD_MODEL.MODEL_PATH is empty: give the old model's checkpoint"),
 ])

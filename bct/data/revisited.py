@@ -8,63 +8,21 @@ holds a dict with ``imlist`` (database image names), ``qimlist`` (query image na
 indices). Any name is accepted, so the synthetic benchmark uses the same format.
 
 Pickle files can run arbitrary code when loaded, so ``load_gnd`` uses an unpickler that resolves
-only plain builtin containers and scalars and what NumPy needs to rebuild arrays and scalars;
-every other global is refused before anything is called.
+only plain builtin containers and scalars and what NumPy needs to rebuild arrays and scalars
+(bct/utils/safe_pickle.py); every other global is refused before anything is called.
 
 mAP is a mean over the queries that have at least one positive; a ground truth in which no query
 has a positive under some protocol would make that mean undefined, and is refused when read.
 """
-import builtins
 import os
-import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bct.utils.errors import BadInputError
+from bct.utils.safe_pickle import PlainDataUnpickler, RefusedGlobal
 
 PROTOCOLS = ("easy", "medium", "hard")
-
-
-def _numpy_globals() -> dict:
-    """The callables NumPy's pickles name, taken from the installed NumPy so that both the
-    ``numpy.core`` (NumPy 1) and ``numpy._core`` (NumPy 2) spellings resolve without importing
-    deprecated modules."""
-    reconstruct = np.ndarray((0,)).__reduce__()[0]
-    scalar = np.float64(0).__reduce__()[0]
-    frombuffer = np.arange(2).__reduce_ex__(5)[0]
-    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for core in ("numpy.core", "numpy._core"):
-        table[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        table[(f"{core}.multiarray", "scalar")] = scalar
-        table[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return table
-
-
-_BUILTIN_NAMES = ("list", "tuple", "dict", "set", "frozenset", "int", "float", "complex", "bool",
-                  "str", "bytes", "bytearray")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals listed in ``allowed``; anything else is refused."""
-
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")
-        self.source = source
-        self.allowed = _numpy_globals()
-        for mod in ("builtins", "__builtin__"):
-            for name in _BUILTIN_NAMES:
-                self.allowed[(mod, name)] = getattr(builtins, name)
-        # Protocol-2 pickles written by Python 3 store bytes (e.g. array buffers) this way.
-        self.allowed[("_codecs", "encode")] = __import__("_codecs").encode
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise BadInputError(
-                f"{self.source}: refused to unpickle {module}.{name}: gnd files may hold only plain "
-                "containers, numbers, strings and numpy arrays") from None
 
 
 def load_gnd(pkl_path: str) -> dict:
@@ -77,9 +35,10 @@ def load_gnd(pkl_path: str) -> dict:
             f"(http://cmp.felk.cvut.cz/revisitop/data/datasets/{dataset}/{name}) and put it there")
     try:
         with open(pkl_path, "rb") as f:
-            return _RestrictedUnpickler(f, pkl_path).load()
-    except BadInputError:
-        raise
+            return PlainDataUnpickler(f, encoding="latin1").load()
+    except RefusedGlobal as e:
+        raise BadInputError(f"{pkl_path}: refused to unpickle {e.name}: gnd files may hold only plain "
+                            "containers, numbers, strings and numpy arrays") from None
     except Exception as e:
         raise BadInputError(f"{pkl_path}: not a readable pickle ({type(e).__name__}: {e})") from None
 

@@ -1,18 +1,24 @@
-"""Checkpoints in one format (docs/configuration.md, "Checkpoints and resuming").
+"""Checkpoints in one format (docs/models.md; docs/configuration.md, "Checkpoints and resuming"),
+and the one reader for every trained-model file.
 
-A checkpoint is one dict: model state, optimiser, scheduler, scaler, epoch, the config as yaml text,
-RNG states and a `meta` block (arch, embedding dim, number of classes, role, classifier type,
-old-model path) from which the model is rebuilt with no other input. Files are written atomically
-and read with torch.load(weights_only=True): a checkpoint can hold no code.
+A bct checkpoint is one dict: model state, optimiser, scheduler, scaler, epoch, the config as yaml
+text, RNG states and a `meta` block (arch, embedding dim, number of classes, role, classifier type,
+old-model path) from which the model is rebuilt with no other input. Files are written atomically.
+
+`load_checkpoint` also accepts the reference implementation's checkpoints (recognised by their
+tensors, with or without a `module.` prefix) and returns them in bct's layout (see
+bct/models/reference.py). Every file is read without running code from it
+(bct/utils/safe_pickle.py).
 """
-import os
 import random
 
 import numpy as np
 import torch
 
+from bct.models.reference import reference_state, reference_to_bct
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
+from bct.utils.safe_pickle import read_torch_file
 
 FORMAT_VERSION = 1
 
@@ -76,21 +82,16 @@ def save_checkpoint(path: str, ckpt: dict) -> None:
 
 
 def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
-    """Load a checkpoint dict with weights_only=True; every failure is one clear line."""
-    if not path:
-        raise BadInputError(f"{what}: no checkpoint path given")
-    if not os.path.isfile(path):
-        raise BadInputError(f"{what}: checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise BadInputError(
-            f"{what}: cannot read checkpoint {path} (truncated, corrupt or not a bct checkpoint: {reason})"
-        ) from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
-        raise BadInputError(f"{what}: {path} is not a bct checkpoint (no 'model'/'meta' entries)")
-    return ckpt
+    """A checkpoint dict in bct's layout, from a bct or a reference checkpoint; every failure is one
+    clear line. A reference checkpoint comes back with model, meta (meta["source"] == "reference"),
+    extra and epoch only."""
+    obj = read_torch_file(path, what)
+    if isinstance(obj, dict) and "model" in obj and "meta" in obj:
+        return obj
+    if reference_state(obj) is not None:
+        return reference_to_bct(obj, path)
+    raise BadInputError(f"{what}: {path} is neither a bct checkpoint (no 'model'/'meta' entries) nor one "
+                        f"of the reference implementation's (no convnet.*/projection_dim.weight tensors)")
 
 
 def check_meta(meta: dict, expected: dict, path: str, key: str) -> None:
@@ -126,15 +127,33 @@ def load_trained_model(cfg, role: str, path: str = "", device="cpu", check=("arc
 
     Returns (model in eval mode on `device`, checkpoint meta).
     """
-    from bct.models.build import ROLE_KEYS, build_model_from_meta, model_meta
+    from bct.models.build import ROLE_KEYS, model_meta
 
     key = ROLE_KEYS[role]
     path = path or cfg[key].MODEL_PATH
     if not path:
-        raise BadInputError(f"{key}.MODEL_PATH is empty: give the {role} model's checkpoint")
+        hint = (f" ({key}.PRETRAINED_PATH holds initial backbone weights here; the reference's "
+                f"{key}.PRETRAINED_PATH checkpoint goes in {key}.MODEL_PATH)") if cfg[key].PRETRAINED_PATH else ""
+        raise BadInputError(f"{key}.MODEL_PATH is empty: give the {role} model's checkpoint{hint}")
     ckpt = load_checkpoint(path, f"{key}.MODEL_PATH")
     expected = model_meta(cfg, role)
     check_meta(ckpt["meta"], {k: expected[k] for k in check}, path, key)
+    return _eval_model(ckpt, path, device), ckpt["meta"]
+
+
+def _eval_model(ckpt: dict, path: str, device):
+    from bct.models.build import build_model_from_meta
+
     model = build_model_from_meta(ckpt["meta"], pretrained=False)
     load_model_weights(model, ckpt["model"], path)
-    return model.to(device).eval(), ckpt["meta"]
+    return model.to(device).eval()
+
+
+def load_model(path: str, device="cpu"):
+    """The embedding model of a bct or reference checkpoint, in eval mode on `device`.
+
+    model(images) maps a (B, 3, H, W) float batch (ImageNet-normalised) to the (B, emb_dim)
+    un-normalised embedding; model.embed(images) L2-normalises it. model.meta holds arch, emb_dim,
+    num_classes (and, for a reference file, source == "reference").
+    """
+    return _eval_model(load_checkpoint(path, "load_model"), path, device)

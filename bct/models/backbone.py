@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from bct.models.reference import reference_state
 from bct.utils.errors import BadInputError
+from bct.utils.safe_pickle import read_torch_file
 
 
 def _last_linear(model: nn.Module):
@@ -48,24 +50,27 @@ def _imagenet_state_dict(arch: str, role_key: str):
 
 
 def load_weight_file(path: str, what: str) -> dict:
-    """A backbone state dict from a local file: a plain (torchvision-named) state dict, one nested
-    under 'state_dict' or 'model', or a bct checkpoint, whose ``backbone.*`` weights are taken (so a
-    model trained by bct, e.g. the synthetic benchmark's pretraining run, is a valid start)."""
+    """A state dict from a local file (plain state dict or one nested under 'state_dict'/'model').
+
+    `what` is the config key, e.g. "OLD_MODEL.PRETRAINED_PATH". A trained model's checkpoint (bct's
+    or the reference's) is refused with a pointer to <ROLE>.MODEL_PATH, where trained models go.
+    """
     if not os.path.isfile(path):
-        raise BadInputError(f"{what}: weight file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInputError(f"{what}: cannot read weight file {path} ({type(e).__name__}: {e})") from None
+        raise BadInputError(f"{what}: weight file {path} does not exist; put the backbone's weights there "
+                            "(for the synthetic configs: python -m bct.tools.pretrain --cfg "
+                            f"configs/synthetic/pretrain.yml --out {path}), or set PRETRAINED False")
+    obj = read_torch_file(path, what)
+    if reference_state(obj) is not None or (isinstance(obj, dict) and "model" in obj and "meta" in obj):
+        role = what.rpartition(".")[0] or "MODEL"
+        raise BadInputError(
+            f"{what}: {path} is a trained model's checkpoint, not initial backbone weights; give it as "
+            f"{role}.MODEL_PATH (the reference's {role}.PRETRAINED_PATH is {role}.MODEL_PATH here)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise BadInputError(f"{what}: {path} does not hold a state dict")
-    obj = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
-    if any(k.startswith("backbone.") for k in obj):
-        obj = {k[9:]: v for k, v in obj.items() if k.startswith("backbone.")}
-    return obj
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
 def build_backbone(arch: str, pretrained: bool, pretrained_path: str = "", role_key: str = "MODEL"):

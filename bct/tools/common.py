@@ -9,7 +9,7 @@ import sys
 
 from bct.config import load_cfg
 from bct.utils.comm import get_rank, is_dist, is_main_process
-from bct.utils.errors import BadInputError, TrainingError
+from bct.utils.errors import BadInputError, CheckFailedError, TrainingError
 from bct.utils.logger import setup_logger
 
 
@@ -104,7 +104,7 @@ def run(main, argv=None):
     except BadInputError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 2
-    except TrainingError as e:
+    except (TrainingError, CheckFailedError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

@@ -10,3 +10,8 @@ class BadInputError(Exception):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, a stopped peer); the message says why (exit code 1)."""
+
+
+class CheckFailedError(RuntimeError):
+    """A file a tool produced failed the tool's own check (e.g. an exported model disagrees with
+    PyTorch); the message says by how much (exit code 1)."""
