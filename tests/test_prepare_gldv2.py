@@ -229,23 +229,25 @@ def test_command_line(gld, tmp_path, capsys):
     assert "train_clean.csv does not exist" in capsys.readouterr().err
 
 
+def _legacy_shuffle(seed: int, n: int) -> np.ndarray:
+    """np.random.seed(seed); np.random.shuffle(np.arange(n)), the reference's calls, leaving the
+    global state as it was."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        a = np.arange(n)
+        np.random.shuffle(a)
+        return a
+    finally:
+        np.random.set_state(state)
+
+
 def _expected_nested(classes: list, fractions: tuple, seed: int) -> dict:
     """Nested class and data splits computed independently with the legacy global generator:
     {fraction: (class-split text, data-split text)}."""
     num = len(classes)
-    state = np.random.get_state()
-    try:
-        np.random.seed(seed)
-        ids = np.arange(num)
-        np.random.shuffle(ids)
-        picks = []
-        for c, paths in enumerate(classes):
-            np.random.seed(seed + c)
-            a = np.arange(len(paths))
-            np.random.shuffle(a)
-            picks.append(a)
-    finally:
-        np.random.set_state(state)
+    ids = _legacy_shuffle(seed, num)
+    picks = [_legacy_shuffle(seed + c, len(paths)) for c, paths in enumerate(classes)]
     out, label, taken = {}, {}, 0
     for t, f in enumerate(fractions):
         members = ids[:int(num * f)].tolist()
