@@ -4,9 +4,12 @@ A crash or kill at any point leaves either the previous file or the complete new
 partial file under the final name.
 """
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
+
+import numpy as np
 
 
 def _read_umask() -> int:
@@ -36,6 +39,24 @@ def atomic_path(path: str):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def jsonable(obj):
+    """A copy of `obj` that json can write: numpy arrays and scalars become lists and Python numbers,
+    tuples lists, dict keys strings, and NaN None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def write_json_atomic(path: str, obj, indent=None) -> None:
