@@ -91,7 +91,10 @@ def toy(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_tool_reproduces_the_hand_computed_matrix(toy):
+def test_tool_reproduces_the_hand_computed_matrix(toy, monkeypatch):
+    monkeypatch.chdir(toy)
+    for name in FEATURES:
+        (toy / f"{name}.pth").write_bytes(b"")
     out = toy / "out"
     report = compat_matrix.main(["--models", "gen1=m1.pth,gen2=m2.pth,gen3=m3.pth", "--datasets", f"toy={toy}",
                                  "--oracles", "gen2=o2.pth,gen3=o3.pth", "--out", str(out), "DEVICE", "cpu"])
@@ -123,8 +126,12 @@ def test_tool_reproduces_the_hand_computed_matrix(toy):
     (["--models", "a=m1.pth,a=m2.pth"], "given twice"),
     (["--models", "a=m1.pth,b=m2.pth", "--oracles", "c=o2.pth"], "not one of the --models names"),
     (["--models", "a=m1.pth,b=m2.pth", "--datasets", "ROXFORD"], "is not NAME or NAME=ROOT"),
+    (["--models", "a=m1.pth,b=nowhere.pth"], "checkpoint nowhere.pth of 'b' does not exist"),
 ])
-def test_bad_arguments_are_one_line(toy, argv, words):
+def test_bad_arguments_are_one_line(toy, argv, words, monkeypatch):
+    monkeypatch.chdir(toy)
+    for name in ("m1", "m2", "o2"):
+        (toy / f"{name}.pth").write_bytes(b"")
     with pytest.raises(BadInputError, match=words):
         compat_matrix.main(argv + ["--out", str(toy / "out")])
 

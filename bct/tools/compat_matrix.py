@@ -131,6 +131,10 @@ def main(argv=None) -> dict:
     unknown = sorted(set(oracles) - {n for n, _ in models})
     if unknown:
         raise BadInputError(f"--oracles: {unknown[0]!r} is not one of the --models names ({', '.join(n for n, _ in models)})")
+    for flag, pairs in (("--models", models), ("--oracles", oracles.items())):
+        for name, path in pairs:
+            if not os.path.isfile(path):
+                raise BadInputError(f"{flag}: checkpoint {path} of {name!r} does not exist")
     cfg, device, logger = setup(args)
     sets = dataset_roots(args.datasets, cfg)  # a bad --datasets fails before any model loads
     results = evaluate_models(cfg, models, sets, device)
