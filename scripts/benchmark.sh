@@ -6,13 +6,38 @@
 # It runs as ONE process (one GPU, or the CPU) and trains its own models under output/compare/.
 # With several GPUs, train with train_old.sh / extract_feat.sh / train_new.sh (torchrun), test each
 # model with test.sh and make the table with `python -m bct.tools.summarize --oracle ...` (README).
+# GENERATIONS=3 trains chains of model generations instead (30% -> 60% -> 100% of the classes; AdvBCT,
+# BCT and the oracle) and writes their compatibility matrices to output/compare/<folder>/generations/
+# (docs/generations.md); FRACTIONS=0.3,0.5,1.0 chooses other nested splits.
 set -euo pipefail
 CONFIG_DIR=${CONFIG_DIR:-configs/synthetic}    # configs/synthetic/data_split, configs/synthetic/r50
+GENERATIONS=${GENERATIONS:-}
+FRACTIONS=${FRACTIONS:-}
 source "$(dirname "$0")/launch.sh"
 if [ "${GPUS}" -gt 1 ] || [ "${NNODES}" -gt 1 ]; then
   echo "benchmark.sh runs as one process on one device; GPUS=${GPUS} NNODES=${NNODES} are not used" >&2
 fi
-if [ ! -f data/synthetic/synthetic_meta.json ] && [[ "${CONFIG_DIR}" == *synthetic* ]]; then
-  $PYTHON -m bct.tools.make_synthetic --out data/synthetic
+CHAIN=()
+if [ -n "${GENERATIONS}" ]; then
+  if [ -z "${FRACTIONS}" ]; then
+    # The synthetic old models train on 30%: generation t < N gets t x 30%, the last one everything.
+    case "${GENERATIONS}" in
+      2) FRACTIONS=0.3,1.0 ;;
+      3) FRACTIONS=0.3,0.6,1.0 ;;
+      4) FRACTIONS=0.3,0.6,0.9,1.0 ;;
+      *) echo "error: GENERATIONS=${GENERATIONS}: set FRACTIONS (e.g. FRACTIONS=0.3,0.5,0.7,0.85,1.0)" >&2; exit 2 ;;
+    esac
+  fi
+  CHAIN=(--generations "${GENERATIONS}" --fractions "${FRACTIONS}")
 fi
-$PYTHON -m bct.tools.compare --config-dir "${CONFIG_DIR}" "$@"
+if [[ "${CONFIG_DIR}" == *synthetic* ]]; then
+  if [ ! -f data/synthetic/synthetic_meta.json ]; then
+    $PYTHON -m bct.tools.make_synthetic --out data/synthetic ${FRACTIONS:+--fractions "${FRACTIONS}"}
+  elif [ -n "${GENERATIONS}" ] && ! $PYTHON -c "import json, sys; m = json.load(open(sys.argv[1])); \
+      sys.exit(m.get('fractions') != [float(f) for f in sys.argv[2].split(',')])" \
+      data/synthetic/GLDv2/manifest.json "${FRACTIONS}"; then
+    # The chain's nested lists are missing: add them (the other lists do not change).
+    $PYTHON -m bct.tools.prepare_gldv2 --root data/synthetic/GLDv2 --fractions "${FRACTIONS}"
+  fi
+fi
+$PYTHON -m bct.tools.compare --config-dir "${CONFIG_DIR}" "${CHAIN[@]}" "$@"

@@ -227,3 +227,106 @@ def test_command_line(gld, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["--root", str(empty)])
     assert "train_clean.csv does not exist" in capsys.readouterr().err
+
+
+def _legacy_shuffle(seed: int, n: int) -> np.ndarray:
+    """np.random.seed(seed); np.random.shuffle(np.arange(n)), the reference's calls, leaving the
+    global state as it was."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        a = np.arange(n)
+        np.random.shuffle(a)
+        return a
+    finally:
+        np.random.set_state(state)
+
+
+def _expected_nested(classes: list, fractions: tuple, seed: int) -> dict:
+    """Nested class and data splits computed independently with the legacy global generator:
+    {fraction: (class-split text, data-split text)}."""
+    num = len(classes)
+    ids = _legacy_shuffle(seed, num)
+    picks = [_legacy_shuffle(seed + c, len(paths)) for c, paths in enumerate(classes)]
+    out, label, taken = {}, {}, 0
+    for t, f in enumerate(fractions):
+        members = ids[:int(num * f)].tolist()
+        for c in sorted(members[taken:]):
+            label[c] = len(label)
+        taken = len(members)
+        class_text = "".join(f"{p} {label[c]}\n" for c in range(num) if c in label for p in classes[c])
+        data = []
+        for c, paths in enumerate(classes):
+            n = len(paths)
+            if n == 1:
+                keep = {0}
+            elif n < 4:
+                keep = set(range(1 if t == 0 else max(1, int(f * n))))
+            else:
+                keep = set(picks[c][:int(f * n)].tolist())
+            data.extend(f"{p} {c}\n" for j, p in enumerate(paths) if j in keep)
+        out[f] = (class_text, "".join(data))
+    return out
+
+
+def test_nested_fractions_leave_the_other_files_unchanged(gld, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("train_clean.csv", "index.csv", "retrieval_solution_v2.1.csv"):
+        (plain / name).write_bytes((gld["root"] / name).read_bytes())
+    before = prepare_gldv2(str(plain))
+    after = prepare_gldv2(str(gld["root"]), fractions=(0.3, 0.6, 1.0))
+    for name, record in before["files"].items():
+        assert (gld["root"] / name).read_bytes() == (plain / name).read_bytes(), name
+        assert after["files"][name] == record
+    nested = [n for n in after["files"] if n not in before["files"]]
+    assert sorted(nested) == sorted(f"gldv2_train_nested_{p}percent_{s}.txt"
+                                    for p in (30, 60, 100) for s in ("class", "data"))
+    assert after["fractions"] == [0.3, 0.6, 1.0] and after["counts"]["nested"]["60"]["classes"] == int(14 * 0.6)
+    assert {k: v for k, v in after.items() if k not in ("fractions", "files", "counts", "source")} == \
+        {k: v for k, v in before.items() if k not in ("files", "counts", "source")}
+
+
+def test_nested_splits_grow_and_keep_class_ids(gld):
+    root, train = gld["root"], gld["train"]
+    fractions = (0.3, 0.6, 1.0)
+    prepare_gldv2(str(root), fractions=fractions, seed=666)
+    classes = [[_path("train", i) for i in train[lm]] for lm in sorted(train)]
+    expected = _expected_nested(classes, fractions, 666)
+    previous = {"class": {}, "data": {}}
+    for f, tag in zip(fractions, ("30", "60", "100")):
+        for split, text in zip(("class", "data"), expected[f]):
+            assert _read(root, f"gldv2_train_nested_{tag}percent_{split}.txt") == text, (tag, split)
+            lines = dict(line.split() for line in text.splitlines())
+            # Each split holds the previous one, and every image keeps its label.
+            assert all(lines.get(p) == l for p, l in previous[split].items()), (tag, split)
+            previous[split] = lines
+        labels = {int(l) for l in previous["class"].values()}
+        assert labels == set(range(int(len(classes) * f)))
+    # The first split is the old model's list, the full data split is the whole label list.
+    assert _read(root, "gldv2_train_nested_30percent_class.txt") == _read(root, "gldv2_train_old_30percent_class.txt")
+    assert _read(root, "gldv2_train_nested_30percent_data.txt") == _read(root, "gldv2_train_old_30percent_data.txt")
+    assert _read(root, "gldv2_train_nested_100percent_data.txt") == _read(root, f"label_{len(classes)}.txt")
+    # With two fractions the chain is the usual old/new pair.
+    prepare_gldv2(str(root), fractions=(0.3, 1.0))
+    assert _read(root, "gldv2_train_nested_100percent_class.txt") == _read(root, "gldv2_train_new_100percent_class.txt")
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"fractions": (0.3, 0.2, 1.0)}, "must grow strictly"),
+    ({"fractions": (1.0,)}, "the first below 1"),
+    ({"fractions": (0.3, 1.5)}, r"in \(0, 1\]"),
+    ({"fractions": (0.3, 1.0), "ratio": 0.25}, "differs from the first of --fractions"),
+])
+def test_bad_fractions(gld, kwargs, words):
+    with pytest.raises(BadInputError, match=words):
+        prepare_gldv2(str(gld["root"]), **kwargs)
+
+
+def test_fractions_on_the_command_line(gld, capsys):
+    manifest = tool.main(["--root", str(gld["root"]), "--fractions", "0.25,0.5,1"])
+    assert manifest["ratio"] == 0.25 and "nested split 50%: 7 classes" in capsys.readouterr().out
+    assert (gld["root"] / "gldv2_train_old_25percent_class.txt").is_file()
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--root", str(gld["root"]), "--fractions", "0.3,x"])
+    assert e.value.code == 2

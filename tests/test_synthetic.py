@@ -241,3 +241,17 @@ def test_training_size_does_not_move_the_test_sets(tmp_path):
     for sub in ("ROxfordParis", "GLDv2/index", "GLDv2/test", synthetic.POOL_DIR):
         assert files(a, sub) == files(b, sub), sub
     assert files(a, "GLDv2/train") != files(b, "GLDv2/train")
+
+
+def test_fractions_add_the_nested_splits_to_a_prepared_folder(tmp_path):
+    out = tmp_path / "syn"
+    make_synthetic.main(["--out", str(out), "--size", "tiny", "--workers", "1"])
+    gld = out / "GLDv2"
+    before = {p.name: p.read_bytes() for p in gld.glob("*.txt")}
+    meta = make_synthetic.main(["--out", str(out), "--size", "tiny", "--workers", "1", "--fractions", "0.3,0.6,1.0"])
+    assert meta["fractions"] == [0.3, 0.6, 1.0]
+    assert all((gld / name).read_bytes() == data for name, data in before.items())
+    nested = sorted(p.name for p in gld.glob("gldv2_train_nested_*"))
+    assert nested == sorted(f"gldv2_train_nested_{p}percent_{s}.txt" for p in (100, 30, 60) for s in ("class", "data"))
+    with open(gld / "gldv2_train_nested_60percent_class.txt") as f:
+        assert {int(line.split()[1]) for line in f} == set(range(int(meta["counts"]["train_landmarks"] * 0.6)))

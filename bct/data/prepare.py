@@ -97,6 +97,11 @@ class _ListWriter:
         return {"lines": self.lines, "sha256": self.sha.hexdigest()}
 
 
+def _select(paths: list, mask: np.ndarray) -> list:
+    """The paths where the bool mask (N,) is True, in order."""
+    return [p for p, keep in zip(paths, mask.tolist()) if keep]
+
+
 def _lines(paths, labels) -> str:
     return "".join(f"{p} {l}\n" for p, l in zip(paths, labels))
 
@@ -201,49 +206,103 @@ def _read_label_file(label_file: str):
 # Splits
 # ---------------------------------------------------------------------------------------------
 
-def class_split(num_classes: int, ratio: float, seed: int) -> np.ndarray:
-    """Bool (C,): True for the old classes (the first int(C * ratio) of a seeded shuffle of arange(C))."""
+def check_fractions(fractions) -> tuple:
+    """The growing fractions of a generation chain as a tuple of floats: each in (0, 1], strictly
+    increasing, the first below 1 (it is the old model's ratio)."""
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions:
+        raise BadInputError("--fractions is empty; give e.g. 0.3,0.6,1.0")
+    if any(not 0.0 < f <= 1.0 for f in fractions) or fractions[0] >= 1.0:
+        raise BadInputError(f"--fractions {','.join(f'{f:g}' for f in fractions)}: every fraction must be in (0, 1] "
+                            "and the first below 1 (it is the old model's ratio)")
+    if any(b <= a for a, b in zip(fractions, fractions[1:])):
+        raise BadInputError(f"--fractions {','.join(f'{f:g}' for f in fractions)}: the fractions must grow strictly, "
+                            "each generation's split contains the previous one")
+    return fractions
+
+
+def class_generations(num_classes: int, fractions, seed: int) -> np.ndarray:
+    """Int64 (C,): the 0-based index of the first fraction whose split holds each class, len(fractions)
+    for a class that none holds. The classes are the reference's seeded shuffle of arange(C); the split
+    of fraction f is its first int(C * f) entries, so each split contains the previous one."""
     ids = np.arange(num_classes)
     np.random.RandomState(seed).shuffle(ids)
-    is_old = np.zeros(num_classes, dtype=bool)
-    is_old[ids[:int(num_classes * ratio)]] = True
-    return is_old
+    generation = np.full(num_classes, len(fractions), dtype=np.int64)
+    start = 0
+    for t, f in enumerate(fractions):
+        stop = int(num_classes * f)
+        generation[ids[start:stop]] = t
+        start = stop
+    return generation
+
+
+def class_split(num_classes: int, ratio: float, seed: int) -> np.ndarray:
+    """Bool (C,): True for the old classes (the first int(C * ratio) of a seeded shuffle of arange(C))."""
+    return class_generations(num_classes, (ratio,), seed) == 0
+
+
+def nested_labels(generation: np.ndarray) -> np.ndarray:
+    """Int64 (C,) new label of every original label, grouped by generation (first those of generation
+    0, then 1, ...) and in ascending original label inside a group; a class keeps its label in every
+    later generation."""
+    order = np.lexsort((np.arange(generation.size), generation))
+    relabel = np.empty(generation.size, dtype=np.int64)
+    relabel[order] = np.arange(generation.size)
+    return relabel
 
 
 def class_split_labels(is_old: np.ndarray) -> np.ndarray:
     """Int64 (C,) new label of every original label: old classes 0..N_old-1, then new classes
     N_old.., each group in ascending original label."""
-    relabel = np.empty(is_old.size, dtype=np.int64)
-    n_old = int(is_old.sum())
-    relabel[is_old] = np.arange(n_old)
-    relabel[~is_old] = n_old + np.arange(is_old.size - n_old)
-    return relabel
+    return nested_labels(np.where(is_old, 0, 1))
+
+
+def data_generations(counts: np.ndarray, fractions, seed: int) -> np.ndarray:
+    """Int64 (N,) over the images grouped class by class (counts (C,)): the 0-based index of the
+    first fraction whose data split holds each image (len(fractions) for none).
+
+    Per class i with n images: one image is in every split; with two or three, the first fraction
+    takes the first image (the reference's rule) and fraction f > first takes the first
+    max(1, int(f * n)); with four or more, ``a = arange(n)`` shuffled by a generator seeded with
+    ``seed + i`` and fraction f takes positions ``a[:int(f * n)]``. Each split contains the previous one.
+    """
+    total = int(counts.sum())
+    generation = np.full(total, len(fractions), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rng = np.random.RandomState()
+    for label in range(counts.size):
+        n, s = int(counts[label]), int(starts[label])
+        if n == 1:
+            generation[s] = 0
+            continue
+        if n < 4:
+            order = np.arange(n)
+            takes = [1] + [max(1, int(f * n)) for f in fractions[1:]]
+        else:
+            rng.seed(seed + label)
+            order = np.arange(n)
+            rng.shuffle(order)
+            takes = [int(f * n) for f in fractions]
+        cls = generation[s:s + n]
+        done = 0
+        for t, take in enumerate(takes):
+            if take > done:
+                cls[order[done:take]] = t
+                done = take
+    return generation
 
 
 def data_split(counts: np.ndarray, ratio: float, seed: int) -> np.ndarray:
     """Bool pair (2, N) over the images grouped class by class (counts (C,)): row 0 marks the old
     list, row 1 the new list (an image of a one-image class is in both)."""
-    total = int(counts.sum())
-    to_old = np.zeros(total, dtype=bool)
-    to_new = np.zeros(total, dtype=bool)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rng = np.random.RandomState()
-    for label in range(counts.size):
-        n, s = int(counts[label]), int(starts[label])
-        if n == 1:
-            to_old[s] = to_new[s] = True
-        elif n < 4:
-            to_old[s] = True
-            to_new[s + 1:s + n] = True
-        else:
-            rng.seed(seed + label)
-            a = np.arange(n)
-            rng.shuffle(a)
-            mask = np.zeros(n, dtype=bool)
-            mask[a[:int(n * ratio)]] = True
-            to_old[s:s + n] = mask
-            to_new[s:s + n] = ~mask
-    return np.stack([to_old, to_new])
+    generation = data_generations(counts, (ratio, 1.0), seed)
+    single = np.repeat(counts == 1, counts)
+    return np.stack([generation == 0, (generation == 1) | single])
+
+
+def nested_list_name(fraction: float, split: str) -> str:
+    """File name of the nested split of ``fraction`` (split "class" or "data")."""
+    return f"gldv2_train_nested_{percent_tag(fraction)}percent_{split}.txt"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,11 +393,26 @@ def _write_queries(group: AtomicGroup, root: str, queries: dict, records: dict) 
 # Entry
 # ---------------------------------------------------------------------------------------------
 
-def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: str = None) -> dict:
+def prepare_gldv2(root: str, ratio: float = None, seed: int = 666, label_file: str = None,
+                  fractions=None) -> dict:
     """Write every list of Dataset.md into ``root`` and return the manifest (also written to
-    ``root/manifest.json``)."""
+    ``root/manifest.json``).
+
+    ``ratio`` defaults to 0.3, or to the first of ``fractions``. With ``fractions`` (growing, e.g.
+    (0.3, 0.6, 1.0)) the nested splits of a generation chain are written too, for both splits:
+    ``gldv2_train_nested_<P>percent_class.txt`` (the classes of every fraction up to P; a class keeps
+    its label in every later file) and ``gldv2_train_nested_<P>percent_data.txt`` (labels unchanged);
+    the other files do not change.
+    """
     if not os.path.isdir(root):
         raise BadInputError(f"GLDv2 root {root} is not a folder; download the GLDv2 files into it (see Dataset.md)")
+    if fractions:
+        fractions = check_fractions(fractions)
+        if ratio is not None and ratio != fractions[0]:
+            raise BadInputError(f"--ratio {ratio} differs from the first of --fractions ({fractions[0]}); "
+                                "the first fraction is the old model's ratio: give one of the two")
+        ratio = fractions[0]
+    ratio = 0.3 if ratio is None else ratio
     if not 0.0 < ratio < 1.0:
         raise BadInputError(f"--ratio must be strictly between 0 and 1, got {ratio}")
     if not 0 <= seed < 2 ** 32:
@@ -398,7 +472,7 @@ def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: st
         old_pct, new_pct = percent_tag(ratio), percent_tag(1.0 - ratio)
         relabel = class_split_labels(is_old)
         item_old = np.repeat(is_old, counts)
-        old_class_paths = [p for p, keep in zip(paths, item_old.tolist()) if keep]
+        old_class_paths = _select(paths, item_old)
         class_old_name = f"gldv2_train_old_{old_pct}percent_class.txt"
         class_new_name = "gldv2_train_new_100percent_class.txt"
         write(class_old_name, chunks(old_class_paths, relabel[labels][item_old]))
@@ -408,8 +482,21 @@ def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: st
         to_old, to_new = data_split(counts, ratio, seed)
         data_old_name = f"gldv2_train_old_{old_pct}percent_data.txt"
         data_new_name = f"gldv2_train_new_{new_pct}percent_data.txt"
-        write(data_old_name, chunks([p for p, k in zip(paths, to_old.tolist()) if k], labels[to_old]))
-        write(data_new_name, chunks([p for p, k in zip(paths, to_new.tolist()) if k], labels[to_new]))
+        write(data_old_name, chunks(_select(paths, to_old), labels[to_old]))
+        write(data_new_name, chunks(_select(paths, to_new), labels[to_new]))
+
+        nested = {}
+        if fractions:
+            class_gen = class_generations(num_classes, fractions, seed)
+            item_gen, image_gen = class_gen[labels], data_generations(counts, fractions, seed)
+            split_labels = {"class": nested_labels(class_gen)[labels], "data": labels}
+            for t, f in enumerate(fractions):
+                for split, gen in (("class", item_gen), ("data", image_gen)):
+                    keep = gen <= t
+                    write(nested_list_name(f, split), chunks(_select(paths, keep), split_labels[split][keep]))
+                nested[percent_tag(f)] = {"fraction": f, "classes": int((class_gen <= t).sum()),
+                                          "class_images": records[nested_list_name(f, "class")]["lines"],
+                                          "data_images": records[nested_list_name(f, "data")]["lines"]}
 
         gallery = {}
         if gallery_rows is not None:
@@ -436,6 +523,9 @@ def prepare_gldv2(root: str, ratio: float = 0.3, seed: int = 666, label_file: st
             },
             "files": records,
         }
+        if fractions:
+            manifest["fractions"] = list(fractions)
+            manifest["counts"]["nested"] = nested
         with open(group.tmp(os.path.join(root, "manifest.json")), "w") as f:
             json.dump(manifest, f, indent=2)
             f.write("\n")

@@ -747,20 +747,23 @@ def _write_meta(out: str, meta: dict):
     os.replace(tmp, os.path.join(out, META_NAME))
 
 
-def _prepare(gld_root: str):
+def _prepare(gld_root: str, fractions=None):
     from bct.data.prepare import prepare_gldv2
-    prepare_gldv2(gld_root)
+    prepare_gldv2(gld_root, fractions=fractions)
 
 
 def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bool = True,
-                       force: bool = False, workers: int = 2, log=print) -> dict:
+                       force: bool = False, workers: int = 2, log=print, fractions=None) -> dict:
     """Write the synthetic benchmark into folder ``out`` and return its metadata dict.
 
     An existing complete folder (``synthetic_meta.json`` present) with the same seed, size and
     generator version is reused unless ``force``; the data are rendered into a temporary sibling
     folder that replaces ``out`` only once complete. ``prepare`` runs
-    ``bct.data.prepare.prepare_gldv2`` on ``out/GLDv2`` so the GLDv2 split and retrieval lists exist.
+    ``bct.data.prepare.prepare_gldv2`` on ``out/GLDv2`` so the GLDv2 split and retrieval lists exist;
+    ``fractions`` (e.g. (0.3, 0.6, 1.0)) adds the nested splits of a chain of model generations,
+    also to a reused folder that lacks them.
     """
+    fractions = list(fractions) if fractions else None
     if size not in SIZES:
         raise BadInputError(f"--size {size!r} is not a synthetic size; choose one of {', '.join(SIZES)}")
     if seed < 0:
@@ -779,9 +782,11 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
                 f"{GENERATOR_VERSION}; pass --force to regenerate it or choose another --out")
         log(f"{out} already holds the synthetic benchmark (seed {seed}, size {size}); reusing it "
             "(pass --force to regenerate)")
-        if prepare and not meta.get("prepared"):
-            _prepare(os.path.join(out, "GLDv2"))
+        if prepare and (not meta.get("prepared") or (fractions and meta.get("fractions") != fractions)):
+            _prepare(os.path.join(out, "GLDv2"), fractions)
             meta["prepared"] = True
+            if fractions:
+                meta["fractions"] = fractions
             _write_meta(out, meta)
         return meta
     if meta is None and os.path.isdir(out) and os.listdir(out) and not force:
@@ -830,7 +835,7 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
     # The lists are prepared in place (their manifest names the final folder); the metadata file,
     # written last, is what marks the folder complete.
     if prepare:
-        _prepare(os.path.join(out, "GLDv2"))
+        _prepare(os.path.join(out, "GLDv2"), fractions)
     counts = {
         "pretrain_landmarks": len(plan.pool_rows),
         "pretrain_images": sum(len(ids) for _, ids in plan.pool_rows),
@@ -849,6 +854,7 @@ def generate_synthetic(out: str, seed: int = 0, size: str = "small", prepare: bo
         "seed": seed,
         "size": size,
         "prepared": bool(prepare),
+        **({"fractions": fractions} if prepare and fractions else {}),
         "image_sizes": [list(s) for s in _OUT_SIZES],
         "jpeg_quality": _JPEG_QUALITY,
         "counts": counts,

@@ -194,6 +194,7 @@ class Trainer:
             return BaseTask(self.model, cfg.LOSS.LABEL_SMOOTHING)
         from bct.engine.checkpoint import load_trained_model
         from bct.losses import build_comp_loss, load_old_stats
+        from bct.losses.stats import STATS_LOSSES
         from bct.losses.adversarial import AdversarialLoss
 
         old_model, meta = load_trained_model(cfg, "old", device=self.device)
@@ -206,7 +207,7 @@ class Trainer:
             p.requires_grad_(False)
         self.old_model = old_model
         stats = None
-        if cfg.COMP_LOSS.TYPE in ("lce", "uni_bct", "bct_limit"):
+        if cfg.COMP_LOSS.TYPE in STATS_LOSSES:
             stats = load_old_stats(cfg.EVAL.OLD_SAVE_FILE,
                                    cfg.EVAL.OLD_ANGLE_FILE if cfg.COMP_LOSS.TYPE == "lce" else None,
                                    num_classes=cfg.OLD_MODEL.NUM_CLASSES, emb_dim=cfg.MODEL.EMB_DIM,

@@ -226,3 +226,56 @@ def compatibility_scores(
     summary["datasets"] = names
     summary["per_dataset"] = per_dataset
     return summary
+
+
+def matrix_compatibility(matrix) -> dict:
+    """Multi-model compatibility of a compatibility matrix (CoReS, Biondi et al., TPAMI 2023).
+
+    ``matrix`` (n, n), x100: M[i][j] is the retrieval mAP with the queries embedded by model i and
+    the gallery by model j, models in training order (oldest first); only the lower triangle
+    j <= i is read (entries above the diagonal may be NaN). With n >= 2:
+
+    - criterion of pair (i, j), j < i: M[i][j] > M[j][j] (model i searches model j's gallery
+      better than model j itself);
+    - AC (Average Compatibility) = the fraction of the n(n-1)/2 pairs j < i that meet it;
+    - AMA (Average Multi-model Accuracy) = the mean of the n(n+1)/2 entries j <= i.
+
+    Returns ``{'criterion': [{'query': i, 'gallery': j, 'value': M[i][j], 'reference': M[j][j],
+    'met': bool}, ...] (row by row), 'n_met', 'n_pairs', 'AC', 'AMA'}``.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"matrix_compatibility needs an (n, n) matrix with n >= 2, got shape {m.shape}")
+    n = m.shape[0]
+    lower = m[np.tril_indices(n)]
+    if np.isnan(lower).any():
+        raise ValueError("matrix_compatibility: the lower triangle (j <= i) must hold no NaN")
+    criterion = [{"query": i, "gallery": j, "value": float(m[i, j]), "reference": float(m[j, j]),
+                  "met": bool(m[i, j] > m[j, j])} for i in range(n) for j in range(i)]
+    met = sum(c["met"] for c in criterion)
+    return {"criterion": criterion, "n_met": met, "n_pairs": len(criterion), "AC": met / len(criterion),
+            "AMA": float(lower.mean())}
+
+
+def consecutive_scores(matrices: Mapping[str, np.ndarray], oracle_self: Mapping[str, Sequence]) -> list:
+    """P_up, P_comp, P_1 and gain of every consecutive pair (t - 1 -> t) of a model chain.
+
+    ``matrices``: dataset -> (n, n) compatibility matrix x100 (see :func:`matrix_compatibility`);
+    ``oracle_self``: dataset -> n values, the self-test x100 of the oracle of each generation
+    (None where there is none; index 0 is never read). Pair (t - 1, t) is scored by
+    :func:`compatibility_scores` with old self M[t-1][t-1], new self M[t][t], cross M[t][t-1] and the
+    oracle of generation t, over the datasets that have that oracle; a pair no dataset can score is
+    left out. Returns ``[{'old': t - 1, 'new': t, **compatibility_scores(...)}, ...]``.
+    """
+    out = []
+    n = min(np.asarray(m).shape[0] for m in matrices.values())
+    for t in range(1, n):
+        have = [d for d in matrices if d in oracle_self and oracle_self[d][t] is not None]
+        if not have:
+            continue
+        m = {d: np.asarray(matrices[d], dtype=np.float64) for d in have}
+        scores = compatibility_scores({d: float(m[d][t - 1, t - 1]) for d in have},
+                                      {d: float(oracle_self[d][t]) for d in have},
+                                      {d: float(m[d][t, t]) for d in have}, {d: float(m[d][t, t - 1]) for d in have})
+        out.append({"old": t - 1, "new": t, **scores})
+    return out

@@ -132,12 +132,59 @@ def evaluate_gldv2_models(cfg, root: str, new_model, old_model=None, device="cpu
     return out
 
 
-def headline(result: dict, which: str) -> float:
-    """The number the paper's table reports, x100: Medium mAP (revisited) or private mAP@100 (GLDv2)."""
-    part = result[which]
-    if result["dataset"] == "gldv2":
+def compatibility_matrix(cfg, name: str, root: str, models: list, device="cpu", digests: list = None) -> dict:
+    """Every (query model i, gallery model j <= i) pair on revisited set ``name`` or on "gldv2" at ``root``.
+
+    ``models``: the models oldest first; ``digests``: their checkpoint digests (keys of the gallery
+    feature cache; EVAL.USE_CACHE). Each model embeds the queries and the gallery once; every pair is
+    then a search. Returns ``{'dataset', 'pairs': {(i, j): scores as in evaluate_*_models' 'self'},
+    'matrix': (n, n) headline numbers x100, NaN above the diagonal}``.
+    """
+    digests = digests if cfg.EVAL.USE_CACHE and digests else [""] * len(models)
+    backend = cfg.EVAL.SEARCH_BACKEND
+    if name == "gldv2":
+        splits = {u: load_gldv2_retrieval(root, u) for u in ("public", "private")}
+        qlists = {u: os.path.join(root, f"gldv2_{u}_query_list.txt") for u in splits}
+        gallery = [_embed(cfg, m, splits["public"].gallery_paths, "gallery", device, d,
+                          list_name=os.path.join(root, "gldv2_gallery_list.txt"))[0] for m, d in zip(models, digests)]
+        queries = [{u: _embed(cfg, m, s.query_paths, "query", device, list_name=qlists[u])[0] for u, s in splits.items()}
+                   for m in models]
+
+        def score(i, j):
+            return {u: _gldv2_scores(queries[i][u], gallery[j], s.solution, cfg.EVAL.TOPK, backend)
+                    for u, s in splits.items()}
+    else:
+        data = load_revisited(name, root)
+        protocols = {level: data.protocol(level) for level in LEVELS}
+        boxes = data.query_boxes if cfg.EVAL.QUERY_CROP else None
+        label = os.path.join(root, name)
+        gallery = [_embed(cfg, m, data.db_paths, "gallery", device, d, list_name=f"{label} database")[0]
+                   for m, d in zip(models, digests)]
+        queries = [_embed(cfg, m, data.query_paths, "query", device, boxes=boxes, list_name=f"{label} queries")[0]
+                   for m in models]
+
+        def score(i, j):
+            return _revisited_scores(queries[i], gallery[j], protocols, backend)
+    n = len(models)
+    pairs = {(i, j): score(i, j) for i in range(n) for j in range(i + 1)}
+    matrix = np.full((n, n), np.nan)
+    for (i, j), part in pairs.items():
+        matrix[i, j] = headline_value(name, part)
+    return {"dataset": name, "pairs": pairs, "matrix": matrix}
+
+
+def headline_value(dataset: str, part: dict) -> float:
+    """The number the paper's table reports, x100, from one self/cross entry of `dataset`:
+    Medium mAP (revisited) or private mAP@100 (GLDv2)."""
+    if dataset == "gldv2":
         return 100.0 * part["private"]
     return 100.0 * part["medium"]["map"]
 
 
-__all__ = ["evaluate_revisited_models", "evaluate_gldv2_models", "headline", "extract_features"]
+def headline(result: dict, which: str) -> float:
+    """headline_value of result[which] ("self", "cross" or "old_self")."""
+    return headline_value(result["dataset"], result[which])
+
+
+__all__ = ["evaluate_revisited_models", "evaluate_gldv2_models", "compatibility_matrix", "headline",
+           "headline_value", "extract_features"]

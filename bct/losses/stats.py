@@ -26,7 +26,10 @@ import torch
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import read_text
 
-__all__ = ["OldClassStats", "load_old_stats"]
+__all__ = ["OldClassStats", "load_old_stats", "STATS_LOSSES"]
+
+# COMP_LOSS.TYPE values whose loss reads these statistics.
+STATS_LOSSES = ("lce", "uni_bct", "bct_limit")
 
 _MAKE_HINT = ("make it with `bash scripts/extract_feat.sh` "
               "(python -m bct.tools.extract_feat --cfg configs/extract_feat.yml)")

@@ -7,16 +7,20 @@ for instance with torchrun through the scripts, test each of them and use
 `python -m bct.tools.summarize --oracle ...` instead.
 
 python -m bct.tools.compare --config-dir configs/synthetic [--methods bct lce ...] [--seeds 0 1 2]
-    [--datasets rparis6k roxford5k gldv2] [--out DIR] [--fresh] [KEY VALUE ...]
+    [--datasets rparis6k roxford5k gldv2] [--out DIR] [--fresh] [--generations N [--fractions F1,F2,...]]
+    [KEY VALUE ...]
 
 The folder must hold old_model.yml, extract_feat.yml, new_<method>.yml, new_oracle.yml and
 test_model.yml. Finished steps are reused (a checkpoint whose stored config equals the requested
 one); an interrupted training run resumes; --fresh starts over. Outputs in --out:
 results.md, results.json, backfill.png, self_cross.png.
+
+--generations N trains chains of N model generations instead (bct.tools.generations; AdvBCT, BCT
+and the oracle unless --methods says otherwise) and writes their compatibility matrices to
+--out/generations; docs/generations.md.
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import time
@@ -32,8 +36,9 @@ from bct.evaluation.metrics import compatibility_scores
 from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
 from bct.evaluation.report import DATASET_TITLES, backfill_curve_table, markdown_table
 from bct.tools.common import run
+from bct.tools.prepare_gldv2 import parse_fractions
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import write_json_atomic, write_text_atomic
+from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
 from bct.utils.logger import setup_logger
 
 METHODS = ("bct", "lce", "unibct", "hot_refresh", "advbct")
@@ -297,31 +302,30 @@ def write_report(per_seed, args, out: str) -> dict:
     md += ["", *[f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs]]
     text = "\n".join(md) + "\n"
     write_text_atomic(os.path.join(out, "results.md"), text)
-    write_json_atomic(os.path.join(out, "results.json"), _clean({"per_seed": per_seed, "aggregate": agg,
+    write_json_atomic(os.path.join(out, "results.json"), jsonable({"per_seed": per_seed, "aggregate": agg,
                                                                    "train_seconds": times}), indent=1)
     return {"markdown": text, "aggregate": agg, "pngs": pngs}
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-dir", default="configs/synthetic")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                   help="default: every method, or advbct bct with --generations")
     p.add_argument("--datasets", nargs="+", default=["rparis6k", "roxford5k", "gldv2"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1234])
     p.add_argument("--out", default="", help="default: output/compare/<config folder name>")
     p.add_argument("--fresh", action="store_true", help="delete --out first and train everything again")
+    p.add_argument("--generations", type=int, default=0,
+                   help="train chains of N model generations (generation t+1 against generation t) and report "
+                        "their compatibility matrices")
+    p.add_argument("--fractions", type=parse_fractions, default=None,
+                   help="with --generations: the nested split of each generation, e.g. 0.3,0.6,1.0 (default: t "
+                        "times the old model's fraction, all of the data for the last)")
     p.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
+    if args.fractions and not args.generations:
+        args.generations = len(args.fractions)
     out = args.out or os.path.join("output", "compare", os.path.relpath(args.config_dir, "configs").replace(os.sep, "_"))
     if args.fresh and os.path.isdir(out):
         shutil.rmtree(out)
@@ -329,6 +333,11 @@ def main(argv=None):
     device = init_distributed("auto", "auto")
     start = time.time()
     pretrain_step(args.config_dir, args.opts, logger)
+    if args.generations:
+        from bct.tools.generations import DEFAULT_METHODS, run_generations
+        args.methods = args.methods or list(DEFAULT_METHODS)
+        return run_generations(args, out, logger, device)
+    args.methods = args.methods or list(METHODS)
     per_seed = [run_seed(args, s, os.path.join(out, f"seed{s}"), logger, device) for s in args.seeds]
     report = write_report(per_seed, args, out)
     logger.info("\n" + report["markdown"])

@@ -2,13 +2,14 @@
 files, revisitop-format test sets, docs/evaluation.md, Dataset.md) and, unless --no-prepare, its GLDv2 lists.
 
     python -m bct.tools.make_synthetic --out data/synthetic [--seed 0] [--size small|tiny]
-                                       [--no-prepare] [--force] [--workers 2]
+                                       [--no-prepare] [--force] [--workers 2] [--fractions 0.3,0.6,1.0]
 """
 import argparse
 import os
 
 from bct.data.synthetic import SIZES, generate_synthetic
 from bct.tools.common import run
+from bct.tools.prepare_gldv2 import parse_fractions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,13 +25,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="regenerate even if OUT already holds the benchmark")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="rendering processes (default: min(2, CPU count)); the files do not depend on it")
+    p.add_argument("--fractions", type=parse_fractions, default=None,
+                   help="also write the nested splits of a chain of model generations (e.g. 0.3,0.6,1.0; "
+                        "see docs/generations.md); added to an existing folder that lacks them")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     return generate_synthetic(args.out, seed=args.seed, size=args.size, prepare=not args.no_prepare,
-                              force=args.force, workers=max(1, args.workers))
+                              force=args.force, workers=max(1, args.workers), fractions=args.fractions)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Write the GLDv2 training lists, class / data splits and retrieval lists (Dataset.md).
 
     python -m bct.tools.prepare_gldv2 --root ./data/GLDv2 [--ratio 0.3] [--seed 666] [--label-file PATH]
+                                      [--fractions 0.3,0.6,1.0]
 
 Reads train_clean.csv (or --label-file), and index.csv + retrieval_solution_v2.1.csv when present,
 from --root; writes the lists and manifest.json there. See Dataset.md.
@@ -15,24 +16,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bct.tools.prepare_gldv2", description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="GLDv2 folder holding train_clean.csv (and index.csv, "
                         "retrieval_solution_v2.1.csv); the lists are written there")
-    parser.add_argument("--ratio", type=float, default=0.3,
+    parser.add_argument("--ratio", type=float, default=None,
                         help="fraction of the classes (class split) and of each class's images (data split) "
-                             "given to the old model")
+                             "given to the old model (default 0.3, or the first of --fractions)")
     parser.add_argument("--seed", type=int, default=666,
                         help="seed of the class shuffle; class i of the data split uses seed + i")
     parser.add_argument("--label-file", default=None,
                         help="existing `train/a/b/c/<id>.jpg label` list (e.g. the community label_81313.txt) "
                              "used instead of train_clean.csv")
+    parser.add_argument("--fractions", type=parse_fractions, default=None,
+                        help="growing fractions of a chain of model generations, e.g. 0.3,0.6,1.0: also write "
+                             "the nested class and data splits gldv2_train_nested_<P>percent_{class,data}.txt")
     return parser.parse_args(argv)
+
+
+def parse_fractions(text: str) -> tuple:
+    """'0.3,0.6,1.0' -> (0.3, 0.6, 1.0)."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fractions such as 0.3,0.6,1.0")
 
 
 def _main(argv=None) -> dict:
     args = parse_args(argv)
-    manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file)
+    manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file,
+                             fractions=args.fractions)
     counts = manifest["counts"]
-    print(f"GLDv2 lists written to {args.root} (source {manifest['source']}, ratio {args.ratio}, seed {args.seed})")
+    print(f"GLDv2 lists written to {args.root} (source {manifest['source']}, ratio {manifest['ratio']}, "
+          f"seed {args.seed})")
     print(f"  classes {counts['classes']} (old {counts['old_classes']}, new {counts['new_classes']}), "
           f"training images {counts['train_images']}")
+    for tag, n in counts.get("nested", {}).items():
+        print(f"  nested split {tag}%: {n['classes']} classes, {n['class_images']} class-split and "
+              f"{n['data_images']} data-split images")
     for name, record in manifest["files"].items():
         print(f"  {name:42s} {record['lines']:>9d} lines")
     if "gallery_images" not in counts:

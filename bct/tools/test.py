@@ -8,11 +8,7 @@ Results go to EVAL.SAVE_DIR/<dataset>.json. With OLD_MODEL.MODEL_PATH empty, onl
 `--datasets rparis6k,roxford5k,gldv2` evaluates several sets in one process (models loaded once);
 `--summary` ends with the old/new/cross table of bct.tools.summarize.
 """
-import json
-import math
 import os
-
-import numpy as np
 
 from bct.engine.checkpoint import load_trained_model
 from bct.evaluation.extract import file_digest
@@ -22,23 +18,9 @@ from bct.tools.common import default_parser, run, setup
 from bct.tools.summarize import SUMMARY_TITLE, summary_table
 from bct.utils.comm import is_main_process
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import write_json_atomic, write_text_atomic
+from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
 
 NAMES = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def report_lines(result: dict) -> list:
@@ -114,7 +96,7 @@ def main(argv=None):
             for line in report_lines(result):
                 logger.info(f"[{name}] {line}")
             path = os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json")
-            write_json_atomic(path, _jsonable(result), indent=1)
+            write_json_atomic(path, jsonable(result), indent=1)
             logger.info(f"results written to {path}")
         results[name] = result
     if args.summary and is_main_process():

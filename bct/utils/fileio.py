@@ -12,9 +12,12 @@ mark skipped, and a file in another encoding refused with one line naming the fi
 byte.
 """
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
+
+import numpy as np
 
 from bct.utils.errors import BadInputError
 
@@ -104,6 +107,24 @@ def atomic_path(path: str):
     An OSError while writing names `path` when the error itself names no file."""
     with AtomicGroup() as group:
         yield group.tmp(path)
+
+
+def jsonable(obj):
+    """A copy of `obj` that json can write: numpy arrays and scalars become lists and Python numbers,
+    tuples lists, dict keys strings, and NaN None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def write_json_atomic(path: str, obj, indent=None) -> None:
