@@ -13,7 +13,7 @@ from bct.utils.errors import BadInputError
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN = os.path.join(REPO, "configs", "synthetic")
 TINY = ["TRAIN.BATCH_SIZE", "4", "TRAIN.EPOCHS", "1", "TRAIN.MAX_ITERS", "2", "TRAIN.INPUT_SIZE", "32",
-        "EVAL.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "EVAL.NUM_WORKERS", "0", "OLD_MODEL.NUM_CLASSES", "2",
+        "EVAL.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "EVAL.NUM_WORKERS", "0", "OLD_MODEL.NUM_CLASSES", "3",
         "DEVICE", "cpu"]
 OLD = "data/gldv2_train_old_30percent_class.txt"
 
@@ -49,8 +49,8 @@ def test_refusals_before_any_training(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match=r"prepare_gldv2 --root .* --fractions 0.3,0.6,1"):
         compare.main(argv)
     make_synthetic.main(["--out", str(tmp_path / "data" / "synthetic"), "--size", "tiny", "--fractions", "0.3,0.6,1"])
-    with pytest.raises(BadInputError, match="OLD_MODEL.NUM_CLASSES is 3 but generation 1's list"):
-        compare.main(argv + ["OLD_MODEL.NUM_CLASSES", "3"])
+    with pytest.raises(BadInputError, match="OLD_MODEL.NUM_CLASSES is 5 but generation 1's list"):
+        compare.main(argv + ["OLD_MODEL.NUM_CLASSES", "5"])
     with pytest.raises(BadInputError, match="one seed"):
         compare.main(["--seeds", "1", "2", *argv])
     assert not (tmp_path / "cmp" / "seed1234").exists()
@@ -67,14 +67,14 @@ def test_three_generations_end_to_end(tiny, monkeypatch):
     assert "nested split 60%: 4 classes" in proc.stdout
     out, run = tiny / "cmp" / "generations", tiny / "cmp" / "seed1234"
     res = json.load(open(out / "results.json"))
-    assert res["fractions"] == [0.3, 0.6, 1.0] and res["classes"] == [2, 4, 8] and res["split"] == "class"
+    assert res["fractions"] == [0.3, 0.6, 1.0] and res["classes"] == [3, 6, 10] and res["split"] == "class"
     assert list(res["chains"]) == ["oracle", "advbct", "bct"]
     tag = "chain30_60_100"
     # Generation 3 of a chain trains against its generation 2, with generation 2's statistics (AdvBCT)
     # or none (BCT reads only the old classifier).
     for method in ("advbct", "bct"):
         text = (run / "resnet18" / f"new_{method}_{tag}_gen3" / "config.yaml").read_text()
-        assert f"new_{method}_{tag}_gen2/model_final.pth" in text and "NUM_CLASSES: 4" in text
+        assert f"new_{method}_{tag}_gen2/model_final.pth" in text and "NUM_CLASSES: 6" in text
         assert "gldv2_train_nested_100percent_class.txt" in text
     assert f"chain_stats/advbct_{tag}_gen2/radius.json" in \
         (run / "resnet18" / f"new_advbct_{tag}_gen3" / "config.yaml").read_text()

@@ -331,13 +331,13 @@ def main(argv=None):
         shutil.rmtree(out)
     logger = setup_logger(out)
     device = init_distributed("auto", "auto")
-    start = time.time()
-    pretrain_step(args.config_dir, args.opts, logger)
     if args.generations:
         from bct.tools.generations import DEFAULT_METHODS, run_generations
         args.methods = args.methods or list(DEFAULT_METHODS)
         return run_generations(args, out, logger, device)
     args.methods = args.methods or list(METHODS)
+    start = time.time()
+    pretrain_step(args.config_dir, args.opts, logger)
     per_seed = [run_seed(args, s, os.path.join(out, f"seed{s}"), logger, device) for s in args.seeds]
     report = write_report(per_seed, args, out)
     logger.info("\n" + report["markdown"])

@@ -22,7 +22,7 @@ from bct.data.lists import read_image_list
 from bct.data.prepare import check_fractions, nested_list_name, percent_tag
 from bct.evaluation.report import DATASET_TITLES, matrix_heatmaps, matrix_table
 from bct.losses.stats import STATS_LOSSES
-from bct.tools.compare import TITLES, extract_step, train_step
+from bct.tools.compare import TITLES, extract_step, pretrain_step, train_step
 from bct.tools.compat_matrix import FILES, HEADLINE, evaluate_models, summarize, write_report
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
@@ -156,6 +156,7 @@ def run_generations(args, out: str, logger, device) -> dict:
     logger.info(f"[generations] {split} split, fractions {', '.join(f'{f:g}' for f in fractions)}: "
                 f"{', '.join(str(n) for _, n in lists)} classes")
 
+    pretrain_step(d, args.opts, logger)
     old_path, old_time = train_step(os.path.join(d, "old_model.yml"), opts, logger, "old")
     stats = os.path.join(run_dir, "old_stats")
     extract_step(os.path.join(d, "extract_feat.yml"), opts + ["OLD_MODEL.MODEL_PATH", old_path, "EXTRACT.SAVE_DIR", stats],
