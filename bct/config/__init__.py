@@ -183,6 +183,8 @@ _CHOICES = {
     "TRAIN.OPTIMIZER.NAME": ("sgd", "adamw"),
     "TRAIN.LR_SCHEDULER.NAME": ("multistep", "cosine"),
     "EVAL.RESIZE": ("squash", "aspect"),
+    "DATA.DECODE_DEVICE": ("cpu", "cuda"),
+    "DATA.EVAL_DECODE_DEVICE": ("cpu", "cuda"),
     "EVAL.SEARCH_BACKEND": ("faiss", "torch"),
     "DEVICE": ("auto", "cuda", "cpu"),
     "DIST_BACKEND": ("auto", "nccl", "gloo"),

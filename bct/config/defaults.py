@@ -172,6 +172,19 @@ _C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1
 _C.TRAIN.LR_SCHEDULER.WARMUP_EPOCHS = 0
 
 # -----------------------------------------------------------------------------
+# Image decoding (docs/data_loading.md)
+# -----------------------------------------------------------------------------
+_C.DATA = CN()
+# Training input on the fast path: reduced-size JPEG decoding (draft mode), reducing resize, uint8 tensor transforms.
+_C.DATA.FAST_DECODE = True
+# Evaluation and extract_feat input on the fast path too (False: bit-for-bit the reference's PIL path).
+_C.DATA.EVAL_FAST_DECODE = False
+# Where training images are decoded: "cpu" (loader workers) or "cuda" (workers read bytes, nvJPEG decodes batches).
+_C.DATA.DECODE_DEVICE = "cpu"
+# Where evaluation and extract_feat images are decoded: "cpu" or "cuda".
+_C.DATA.EVAL_DECODE_DEVICE = "cpu"
+
+# -----------------------------------------------------------------------------
 # Validation during training (never a test set by default)
 # -----------------------------------------------------------------------------
 _C.VAL = CN()
