@@ -26,8 +26,9 @@ def _params(model):
 
 def test_loss_falls_and_checkpoints_are_complete(tiny_list):
     root, lst = tiny_list
-    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 4, "TRAIN.OPTIMIZER.BASE_LR": 0.05, "DETERMINISTIC": True})
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 4, "TRAIN.OPTIMIZER.BASE_LR": 0.01, "DETERMINISTIC": True})
     hist = t.train()
+    # 3 steps an epoch: a small rate keeps the fall steady on every thread count and seed.
     assert hist[4]["loss_ce"] < hist[1]["loss_ce"]
     ckpt = load_checkpoint(os.path.join(output_dir(t.cfg), "model_final.pth"))
     assert ckpt["epoch"] == 4

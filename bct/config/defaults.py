@@ -242,6 +242,23 @@ _C.TRAIN.LR_SCHEDULER.WARMUP_EPOCHS = 0
 RULES["TRAIN.LR_SCHEDULER.WARMUP_EPOCHS"] = at_least(0)
 
 # -----------------------------------------------------------------------------
+# Image decoding (docs/data_loading.md)
+# -----------------------------------------------------------------------------
+_C.DATA = CN()
+# Training input on the fast path: reduced-size JPEG decoding (draft mode), reducing resize, uint8 tensor transforms.
+_C.DATA.FAST_DECODE = True
+RULES["DATA.FAST_DECODE"] = FLAG
+# Evaluation and extract_feat input on the fast path too (False: bit-for-bit the reference's PIL path).
+_C.DATA.EVAL_FAST_DECODE = False
+RULES["DATA.EVAL_FAST_DECODE"] = FLAG
+# Where training images are decoded: "cpu" (loader workers) or "cuda" (workers read bytes, nvJPEG decodes batches).
+_C.DATA.DECODE_DEVICE = "cpu"
+RULES["DATA.DECODE_DEVICE"] = one_of("cpu", "cuda")
+# Where evaluation and extract_feat images are decoded: "cpu" or "cuda".
+_C.DATA.EVAL_DECODE_DEVICE = "cpu"
+RULES["DATA.EVAL_DECODE_DEVICE"] = one_of("cpu", "cuda")
+
+# -----------------------------------------------------------------------------
 # Validation during training (never a test set by default)
 # -----------------------------------------------------------------------------
 _C.VAL = CN()

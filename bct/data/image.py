@@ -10,6 +10,14 @@ A file that is missing, empty, truncated or undecodable raises ``BadImageError``
 full here, so a truncated JPEG is an error rather than an image with a grey bottom. EXIF
 orientation is not applied: the revisited query boxes and the reference's features refer to the
 stored pixel grid.
+
+The fast path (``load_rgb(path, min_size)``, used by training by default) decodes a JPEG at a
+reduced size: libjpeg's DCT scaling (PIL draft mode, 1/2, 1/4 or 1/8) picks the smallest scale
+that keeps at least ``min_size`` pixels on each side, and an image still at least twice that
+size on both sides is then shrunk by the integer factor with a box filter (``Image.reduce``). The
+transform that follows never sees fewer pixels than it outputs, so the result differs from the
+full decode only by the filter that did the shrinking. Other formats, and every image when
+``min_size`` is None, are decoded in full.
 """
 import io
 import os
@@ -70,8 +78,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str) -> Image.Image:
-    """Decode the image file at ``path`` in full and return it as a mode-RGB PIL image.
+def box_pixels(width: int, height: int, box):
+    """Integer crop (left, top, right, bottom) of box [x1, y1, x2, y2] (pixels, floats allowed) in an
+    image of width x height: outward-rounded, clamped to the image, at least one pixel."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    left = min(max(int(np.floor(x1)), 0), width - 1)
+    top = min(max(int(np.floor(y1)), 0), height - 1)
+    right = max(min(int(np.ceil(x2)), width), left + 1)
+    bottom = max(min(int(np.ceil(y2)), height), top + 1)
+    return left, top, right, bottom
+
+
+def read_image_bytes(path: str) -> bytes:
+    """The content of the image file at ``path``; BadImageError if it is missing, a folder or empty.
 
     Only regular files are opened: reading a named pipe or a device could block forever."""
     try:
@@ -89,11 +108,36 @@ def load_rgb(path: str) -> Image.Image:
         raise BadImageError(path, f"cannot read the file ({e.strerror or e})") from None
     if not data:
         raise BadImageError(path, "image file is empty (0 bytes)")
+    return data
+
+
+def decode_rgb(data: bytes, path: str, min_size=None) -> Image.Image:
+    """Decode the bytes of an image file (``path`` names it in errors) to a mode-RGB PIL image.
+
+    min_size: None (full decode) or a function (stored width, stored height) -> (width, height),
+    the fewest pixels per side the caller needs; then a JPEG takes the fast path of the module
+    docstring.
+    """
     try:
         img = Image.open(io.BytesIO(data))
+        target = None
+        if min_size is not None and img.format == "JPEG":
+            target = tuple(max(1, int(v)) for v in min_size(*img.size))
+            img.draft(img.mode, target)
         img.load()
-        return to_rgb(img)
+        img = to_rgb(img)
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... on bad data
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BadImageError(path, f"cannot decode the image ({reason}); re-download or remove it") from None
+    if target is not None:
+        # One factor for both axes keeps the aspect ratio that an aspect-preserving resize reads.
+        factor = min(img.width // target[0], img.height // target[1])
+        if factor >= 2:
+            img = img.reduce(factor)
+    return img
 
+
+def load_rgb(path: str, min_size=None) -> Image.Image:
+    """Decode the image file at ``path`` and return it as a mode-RGB PIL image (in full unless
+    ``min_size`` asks for the JPEG fast path, see ``decode_rgb``)."""
+    return decode_rgb(read_image_bytes(path), path, min_size)

@@ -19,9 +19,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from bct.config import cfg_to_yaml
-from bct.data.datasets import ImageListDataset, loader_workers
+from bct.data.datasets import build_image_dataset, loader_workers
+from bct.data.gpu_decode import raw_collate
 from bct.data.lists import check_labels, read_image_list
-from bct.data.transforms import build_transform
 from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
 from bct.engine.optim import build_optimizer, build_scheduler
 from bct.engine.tasks import BaseTask, CompatTask
@@ -115,13 +115,32 @@ class ResumableSampler(DistributedSampler):
         return iter(indices[skip:])
 
 
-def build_train_loader(cfg, seed: int):
+class GpuDecodedLoader:
+    """The training DataLoader when images are decoded on the GPU (DATA.DECODE_DEVICE cuda): the
+    workers deliver file bytes, ``decoder`` decodes each batch on the device, and batches come out
+    as from the CPU loader: (images on the device, labels, number of unreadable images left out)."""
+
+    def __init__(self, loader, decoder):
+        self.loader, self.decoder = loader, decoder
+        self.generator = loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for payloads, labels, indices, _ in self.loader:
+            images, ok = self.decoder(payloads, indices)
+            yield images[ok.to(images.device)], labels[ok], int((~ok).sum())
+
+
+def build_train_loader(cfg, seed: int, device="cpu"):
+    """(loader, sampler) of the training list; `device` is where DATA.DECODE_DEVICE cuda decodes."""
     paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
     num_classes = cfg[ROLE_KEYS[trained_role(cfg)]].NUM_CLASSES
     check_labels(labels, num_classes, cfg.TRAIN.FILE_DIR, key=f"{ROLE_KEYS[trained_role(cfg)]}.NUM_CLASSES")
-    dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels,
-                               transform=build_transform(cfg.TRAIN.INPUT_SIZE, "squash", cfg.TRAIN.AUGMENT),
-                               skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
+    dataset, decoder = build_image_dataset(cfg, "train", cfg.TRAIN.ROOT, paths, labels, size=cfg.TRAIN.INPUT_SIZE,
+                                           augment=cfg.TRAIN.AUGMENT, skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES,
+                                           list_name=cfg.TRAIN.FILE_DIR, device=device)
     world = get_world_size()
     if len(dataset) < cfg.TRAIN.BATCH_SIZE * world:
         raise BadInputError(
@@ -134,9 +153,9 @@ def build_train_loader(cfg, seed: int):
     loader = DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=sampler, drop_last=True,
                         num_workers=workers, pin_memory=torch.cuda.is_available(),
                         persistent_workers=workers > 0 and not cfg.DETERMINISTIC, prefetch_factor=4 if workers > 0 else None,
-                        worker_init_fn=_worker_init, collate_fn=_collate_ok,
+                        worker_init_fn=_worker_init, collate_fn=_collate_ok if decoder is None else raw_collate,
                         generator=torch.Generator().manual_seed(seed))
-    return loader, sampler
+    return (loader if decoder is None else GpuDecodedLoader(loader, decoder)), sampler
 
 
 class Trainer:
@@ -149,7 +168,7 @@ class Trainer:
         self.rank, self.world = get_rank(), get_world_size()
         seed_everything(cfg.SEED + self.rank, cfg.DETERMINISTIC)
         self.amp = bool(cfg.USE_AMP and device.type == "cuda")
-        self.loader, self.sampler = build_train_loader(cfg, cfg.SEED + self.rank)
+        self.loader, self.sampler = build_train_loader(cfg, cfg.SEED + self.rank, device)
         self.iters_per_epoch = len(self.loader)
         if cfg.TRAIN.MAX_ITERS > 0:
             self.iters_per_epoch = min(self.iters_per_epoch, cfg.TRAIN.MAX_ITERS)

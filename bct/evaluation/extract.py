@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from bct.data.gpu_decode import raw_collate
 from bct.utils.comm import all_gather_nograd, get_rank, get_world_size, is_main_process, barrier
-from bct.utils.fileio import atomic_path
+from bct.utils.fileio import atomic_path, file_digest, file_signature  # noqa: F401  (file_digest is imported from here by the tools)
 from bct.utils.logger import get_logger
 
 
@@ -31,8 +32,12 @@ def _collate(batch):
 
 @torch.no_grad()
 def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2, device="cpu",
-                     amp: bool = True, desc: str = "extract", out_path: str = "", collate_fn=None):
+                     amp: bool = True, desc: str = "extract", out_path: str = "", collate_fn=None,
+                     batch_decoder=None):
     """Embed every item of `dataset` (which yields (image, label, index, ok)).
+
+    With `batch_decoder` (GPU decoding, bct.data.datasets.build_image_dataset) the loader delivers
+    undecoded batches that it turns into images on `device`.
 
     Returns (features (N, D) float32 L2-normalised, ok (N,) bool). Items that failed to load
     under skip_bad have ok False and a zero feature. With out_path, features are written to that
@@ -47,6 +52,8 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
     for b in range(n_batches):
         start = b * step + rank * batch_size
         my_batches.append(list(range(start, min(start + batch_size, n))) if start < n else [])
+    if batch_decoder is not None:
+        collate_fn = raw_collate
     loader = DataLoader(dataset, batch_sampler=[ix for ix in my_batches if ix], num_workers=num_workers,
                         pin_memory=device.type == "cuda", collate_fn=collate_fn or _collate)
     it = iter(loader)
@@ -62,7 +69,11 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
     try:
         for b in range(n_batches):
             if my_batches[b]:
-                images, index, good = next(it)
+                if batch_decoder is None:
+                    images, index, good = next(it)
+                else:
+                    payloads, _, index, _ = next(it)
+                    images, good = batch_decoder(payloads, index)
                 images = images.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     emb = model(images)
@@ -127,28 +138,6 @@ def _abandon(writer):
         writer.__exit__(RuntimeError, RuntimeError("extraction interrupted"), None)
     except RuntimeError:
         pass
-
-
-def file_digest(path: str, _memo={}) -> str:
-    """sha256 of a file's content, memoised by (path, size, mtime)."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _memo[key] = h.hexdigest()
-    return _memo[key]
-
-
-def file_signature(path: str) -> tuple:
-    """(size, modification time in ns) of a file, or ("missing",): what tells a changed file."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ("missing",)
-    return st.st_size, st.st_mtime_ns
 
 
 def cache_key(model_digest: str, items, settings: dict) -> str:

@@ -9,10 +9,9 @@ import os
 
 import numpy as np
 
-from bct.data.datasets import ImageListDataset, loader_workers
+from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gldv2 import load_gldv2_retrieval
 from bct.data.revisited import load_revisited
-from bct.data.transforms import build_transform
 from bct.evaluation.extract import cache_key, cached_extract, extract_features
 from bct.evaluation.metrics import compute_map_revisited, gldv2_map_at_k
 from bct.evaluation.report import partial_backfill_gallery
@@ -24,19 +23,25 @@ LEVELS = ("easy", "medium", "hard")
 
 
 def _settings(cfg, role: str) -> dict:
-    return {"size": cfg.EVAL.INPUT_SIZE, "resize": cfg.EVAL.RESIZE, "role": role,
-            "crop": cfg.EVAL.QUERY_CROP if role == "query" else False}
+    settings = {"size": cfg.EVAL.INPUT_SIZE, "resize": cfg.EVAL.RESIZE, "role": role,
+                "crop": cfg.EVAL.QUERY_CROP if role == "query" else False}
+    # Features of another decoding differ slightly: they get their own cache entries. The default
+    # settings add nothing, so the keys of existing caches stay valid.
+    if cfg.DATA.EVAL_FAST_DECODE or cfg.DATA.EVAL_DECODE_DEVICE != "cpu":
+        settings["decode"] = [bool(cfg.DATA.EVAL_FAST_DECODE), cfg.DATA.EVAL_DECODE_DEVICE]
+    return settings
 
 
 def _embed(cfg, model, paths, role: str, device, digest: str = "", boxes=None, list_name=""):
     """Features (N, D) of absolute image paths; gallery features go through the cache when a digest is known."""
-    transform = build_transform(cfg.EVAL.INPUT_SIZE, cfg.EVAL.RESIZE)
-    dataset = ImageListDataset("", paths, transform=transform, boxes=boxes,
-                               skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=list_name)
+    dataset, decoder = build_image_dataset(cfg, "eval", "", paths, size=cfg.EVAL.INPUT_SIZE, resize=cfg.EVAL.RESIZE,
+                                           boxes=boxes, skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=list_name,
+                                           device=device)
     # Aspect-preserving images differ in size: one per batch, so no padding enters the pooling.
     batch = 1 if cfg.EVAL.RESIZE == "aspect" else cfg.EVAL.BATCH_SIZE
     workers = loader_workers(cfg.EVAL.NUM_WORKERS, "EVAL.NUM_WORKERS")
-    kwargs = dict(batch_size=batch, num_workers=workers, device=device, amp=cfg.USE_AMP, desc=f"{role} features")
+    kwargs = dict(batch_size=batch, num_workers=workers, device=device,
+                  amp=cfg.USE_AMP, desc=f"{role} features", batch_decoder=decoder)
     use_cache = bool(cfg.EVAL.USE_CACHE and digest and role == "gallery")
     key = cache_key(digest, zip(paths, boxes or [None] * len(paths)), _settings(cfg, role)) if use_cache else ""
     feats, ok = cached_extract(model, dataset, key, cfg.EVAL.CACHE_DIR, use_cache, **kwargs)

@@ -139,13 +139,21 @@ def make_benchmark_images(out_dir: str, n_images: int = 512, n_classes: int = 64
             oy, ox = rng.integers(0, margin + 1, 2)
             img += noise[oy:oy + px, ox:ox + px]
             rel = f"img/c{c}/{i}.jpg"
-            Image.fromarray((np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)).save(os.path.join(out_dir, rel),
-                                                                                   quality=90)
+            save_jpeg(img, os.path.join(out_dir, rel))
             lines.append(f"{rel} {c}")
-    list_path = os.path.join(out_dir, LIST_NAME)
-    with open(list_path, "w") as f:
+    return write_lines(os.path.join(out_dir, LIST_NAME), lines)
+
+
+def save_jpeg(img: np.ndarray, path: str, quality: int = 90) -> None:
+    """Save a float image (H, W, 3) in [0, 1] (clipped) as an RGB JPEG."""
+    Image.fromarray((np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)).save(path, quality=quality)
+
+
+def write_lines(path: str, lines) -> str:
+    """Write list lines to `path`; returns `path`."""
+    with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    return list_path
+    return path
 
 
 def resolve_data(args, work: str):

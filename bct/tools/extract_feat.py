@@ -12,9 +12,8 @@ import os
 import numpy as np
 
 from bct.config import cfg_to_yaml
-from bct.data.datasets import ImageListDataset, loader_workers
+from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.lists import check_labels, read_image_list
-from bct.data.transforms import build_transform
 from bct.engine.checkpoint import load_trained_model
 from bct.evaluation.class_stats import class_statistics, statistics_json
 from bct.evaluation.extract import extract_features
@@ -32,12 +31,13 @@ def main(argv=None):
     model, meta = load_trained_model(cfg, "old", device=device)
     paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
     check_labels(labels, cfg.OLD_MODEL.NUM_CLASSES, cfg.TRAIN.FILE_DIR, key="OLD_MODEL.NUM_CLASSES")
-    dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels, build_transform(cfg.TRAIN.INPUT_SIZE, "squash"),
-                               skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR)
+    dataset, decoder = build_image_dataset(cfg, "eval", cfg.TRAIN.ROOT, paths, labels, size=cfg.TRAIN.INPUT_SIZE,
+                                           skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=cfg.TRAIN.FILE_DIR,
+                                           device=device)
     logger.info(f"embedding {len(dataset)} images of {cfg.TRAIN.FILE_DIR} with {cfg.OLD_MODEL.MODEL_PATH}")
     workers = loader_workers(cfg.EVAL.NUM_WORKERS, "EVAL.NUM_WORKERS")
     feats, ok = extract_features(model, dataset, cfg.EVAL.BATCH_SIZE, workers, device,
-                                 cfg.USE_AMP, desc="old-class features")
+                                 cfg.USE_AMP, desc="old-class features", batch_decoder=decoder)
     if not is_main_process():
         return None
     if not ok.any():

@@ -11,6 +11,7 @@ Reads of text files go through ``read_text`` / ``text_lines``: strict UTF-8, a l
 mark skipped, and a file in another encoding refused with one line naming the file, line and
 byte.
 """
+import hashlib
 import json
 import math
 import os
@@ -49,8 +50,9 @@ class AtomicGroup:
     when it raises, every temporary file is removed and no final name is touched.
     """
 
-    def __init__(self):
+    def __init__(self, sync: bool = True):
         self.pending = []  # (tmp, final)
+        self.sync = sync
 
     def tmp(self, path: str) -> str:
         folder = os.path.dirname(os.path.abspath(path))
@@ -84,7 +86,7 @@ class AtomicGroup:
             self._discard()
             return False
         try:
-            for tmp, path in self.pending:
+            for tmp, path in (self.pending if self.sync else []):
                 try:
                     with open(tmp, "rb") as f:
                         os.fsync(f.fileno())
@@ -102,10 +104,14 @@ class AtomicGroup:
 
 
 @contextmanager
-def atomic_path(path: str):
+def atomic_path(path: str, sync: bool = True):
     """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it.
-    An OSError while writing names `path` when the error itself names no file."""
-    with AtomicGroup() as group:
+    An OSError while writing names `path` when the error itself names no file.
+
+    sync=False skips the fsync before the rename: a killed process still leaves only whole files
+    (the kernel keeps what was written), but a power cut may not. It saves milliseconds per file,
+    which matters for a million small files (bct.tools.resize_images)."""
+    with AtomicGroup(sync) as group:
         yield group.tmp(path)
 
 
@@ -125,6 +131,33 @@ def jsonable(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Whether a file name is one of atomic_path's temporary names (left behind by a killed process)."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
+def file_digest(path: str, _memo={}) -> str:
+    """sha256 of a file's content, memoised by (path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _memo[key] = h.hexdigest()
+    return _memo[key]
+
+
+def file_signature(path: str) -> tuple:
+    """(size, modification time in ns) of a file, or ("missing",): what tells a changed file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("missing",)
+    return st.st_size, st.st_mtime_ns
 
 
 def write_json_atomic(path: str, obj, indent=None) -> None:
