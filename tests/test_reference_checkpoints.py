@@ -201,7 +201,8 @@ def test_extract_feat_and_train_new_against_a_reference_old_model(tiny, tmp_path
     common = ["TRAIN.ROOT", f"{tiny}/GLDv2", "OUTPUT", str(tmp_path), "TRAIN.BATCH_SIZE", "4", "TRAIN.EPOCHS", "1",
               "TRAIN.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "TRAIN.MAX_ITERS", "2", "TRAIN.VAL_FREQ", "0",
               "EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0", "DEVICE", "cpu", "OLD_MODEL.NUM_CLASSES", "3",
-              "NEW_MODEL.NUM_CLASSES", "10", "OLD_MODEL.MODEL_PATH", str(old),
+              "NEW_MODEL.NUM_CLASSES", "10", "OLD_MODEL.PRETRAINED", "False", "NEW_MODEL.PRETRAINED", "False",
+              "OLD_MODEL.MODEL_PATH", str(old),
               "EVAL.OLD_SAVE_FILE", f"{tmp_path}/stats/radius.json", "EXTRACT.SAVE_DIR", f"{tmp_path}/stats"]
     summary = extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common,
                                  "TRAIN.FILE_DIR", f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt"])
