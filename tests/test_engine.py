@@ -1,6 +1,7 @@
 """The shared training loop: loss falls, exact resume (epoch boundary and mid-epoch), checkpoint
 contents, a non-finite loss stops with a message, and a two-process gloo DDP run."""
 import os
+import signal
 import socket
 
 import pytest
@@ -27,7 +28,11 @@ def _params(model):
 def test_loss_falls_and_checkpoints_are_complete(tiny_list):
     root, lst = tiny_list
     t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 4, "TRAIN.OPTIMIZER.BASE_LR": 0.01, "DETERMINISTIC": True})
+    before = signal.getsignal(signal.SIGTERM)
     hist = t.train()
+    # The stop-cleanly handlers end with the training: processes forked later (a resize pool, a
+    # loader) must still die on SIGTERM.
+    assert signal.getsignal(signal.SIGTERM) is before
     # 3 steps an epoch: a small rate keeps the fall steady on every thread count and seed.
     assert hist[4]["loss_ce"] < hist[1]["loss_ce"]
     ckpt = load_checkpoint(os.path.join(output_dir(t.cfg), "model_final.pth"))

@@ -22,6 +22,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import time
 
 from PIL import Image
@@ -61,6 +62,13 @@ def is_whole(dst: str, src: str) -> bool:
         return size == os.path.getsize(src)
     except OSError:
         return False
+
+
+def _worker_signals():
+    """Pool workers die on SIGTERM (Pool.terminate) and leave Ctrl-C to the parent, whatever
+    handlers the parent process had installed when it forked them."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def resize_one(task):
@@ -152,7 +160,7 @@ def resize_list(list_path: str, root: str, out: str, side: int, mode: str = "max
     pool = None
     try:
         if workers > 1:
-            pool = multiprocessing.Pool(workers)
+            pool = multiprocessing.Pool(workers, initializer=_worker_signals)
             results = pool.imap(resize_one, tasks, chunksize=max(1, min(64, len(tasks) // (workers * 8) or 1)))
         else:
             results = map(resize_one, tasks)

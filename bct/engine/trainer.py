@@ -346,20 +346,32 @@ class Trainer:
         progress = (epoch * self.iters_per_epoch + it) / max(1, self.total_iters)
         return dann_alpha(progress), epoch_weight(epoch, self.cfg.TRAIN.EPOCHS)
 
-    def _install_signal_handlers(self):
+    def _install_signal_handlers(self) -> dict:
+        """Catch SIGTERM / SIGINT for a clean stop; returns the handlers they replaced."""
         def handler(signum, frame):
             if self._stop_signal is not None:  # a second signal: stop now, without the checkpoint
                 raise KeyboardInterrupt
             self._stop_signal = signum
+        previous = {}
         for s in (signal.SIGTERM, signal.SIGINT):
             try:
-                signal.signal(s, handler)
+                previous[s] = signal.signal(s, handler)
             except ValueError:  # not the main thread
                 pass
+        return previous
 
     def train(self) -> dict:
+        # The handlers last as long as the training: a caller that goes on in the same process (a
+        # test, a notebook, a tool that forks workers) gets its own handlers back.
+        previous = self._install_signal_handlers()
+        try:
+            return self._train()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _train(self) -> dict:
         cfg = self.cfg
-        self._install_signal_handlers()
         params = [p for p in self.task.parameters() if p.requires_grad]
         history = {}
         self.logger.info(
