@@ -84,7 +84,7 @@ def _train_and_search(tmp_path_factory) -> dict:
               "TRAIN.BATCH_SIZE", "8", "TRAIN.NUM_WORKERS", "0", "EVAL.NUM_WORKERS", "0", "DEVICE", "cpu",
               "OLD_MODEL.PRETRAINED_PATH", str(start), "NEW_MODEL.PRETRAINED_PATH", str(start), "PRINT_FREQ", "1000",
               "OLD_MODEL.NUM_CLASSES", str(n_old), "NEW_MODEL.NUM_CLASSES", str(n_old),
-              "TRAIN.EPOCHS", "30", "TRAIN.LR_SCHEDULER.MILESTONES", "[24]", "TRAIN.OPTIMIZER.BASE_LR", "0.03"]
+              "TRAIN.EPOCHS", "20", "TRAIN.LR_SCHEDULER.MILESTONES", "[16]", "TRAIN.OPTIMIZER.BASE_LR", "0.03"]
     train.main(["--cfg", f"{SYN}/old_model.yml", *common, "SEED", SEED, "TRAIN.FILE_DIR", str(old_list)])
     old = str(out / "resnet18" / "old_30class" / "model_final.pth")
     lines = [line.split() for line in open(old_list)]
@@ -101,5 +101,6 @@ def _train_and_search(tmp_path_factory) -> dict:
 
 
 def test_compatibility_term_raises_cross_test(runs):
-    # Measured over seeds 1 and 3: 45 and 48 with the term, 11 and 19 without it (chance level).
-    assert runs["bct"] > runs["oracle"] + 15.0, runs
+    # Measured over GUARD_SEED 1-5: 36.3, 38.6, 29.3, 44.6, 38.0 with the term against 15.6, 17.4,
+    # 15.5, 11.8, 14.9 without it (chance level); with COMP_LOSS.WEIGHT 0 the two runs are equal.
+    assert runs["bct"] > runs["oracle"] + 10.0 and runs["bct"] > 1.5 * runs["oracle"], runs
