@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from bct.data.gpu_decode import raw_collate
 from bct.utils.comm import all_gather_nograd, get_rank, get_world_size, is_main_process, barrier
-from bct.utils.fileio import atomic_path, file_digest, file_signature  # noqa: F401  (file_digest is imported from here by the tools)
+from bct.utils.fileio import atomic_path, file_signature
 from bct.utils.logger import get_logger
 
 

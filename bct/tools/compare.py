@@ -31,14 +31,13 @@ from bct.config import cfg_from_yaml_text, load_cfg, training_settings
 from bct.engine.checkpoint import load_checkpoint, load_trained_model
 from bct.engine.distributed import init_distributed
 from bct.engine.trainer import LAST_POINTER, output_dir
-from bct.evaluation.extract import file_digest
 from bct.evaluation.metrics import compatibility_scores
 from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
 from bct.evaluation.report import DATASET_TITLES, backfill_curve_table, markdown_table
 from bct.tools.common import run
 from bct.tools.prepare_gldv2 import parse_fractions
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
+from bct.utils.fileio import file_digest, jsonable, write_json_atomic, write_text_atomic
 from bct.utils.logger import setup_logger
 
 METHODS = ("bct", "lce", "unibct", "hot_refresh", "advbct")

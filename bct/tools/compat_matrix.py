@@ -17,14 +17,13 @@ import os
 import numpy as np
 
 from bct.engine.checkpoint import load_trained_model
-from bct.evaluation.extract import file_digest
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
 from bct.evaluation.protocol import compatibility_matrix
 from bct.evaluation.report import DATASET_TITLES, matrix_heatmaps, matrix_table
 from bct.tools.common import default_parser, run, setup
 from bct.tools.test import dataset_roots
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
+from bct.utils.fileio import file_digest, jsonable, write_json_atomic, write_text_atomic
 
 FILES = ("compat_matrix.json", "compat_matrix.md", "compat_matrix.png")
 HEADLINE = ("mAP x100: Medium mAP for the revisited sets, private mAP@100 for GLDv2. Row i holds the queries "

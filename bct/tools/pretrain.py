@@ -19,13 +19,11 @@ import time
 from bct.config import cfg_to_yaml, load_cfg, training_settings
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import write_json_atomic
+from bct.utils.fileio import file_digest, write_json_atomic
 
 
 def pretrain_key(cfg) -> str:
     """Short hash of everything that decides the pretrained weights."""
-    from bct.evaluation.extract import file_digest
-
     h = hashlib.sha256(training_settings(cfg, drop_tag=True).encode())
     h.update(file_digest(cfg.TRAIN.FILE_DIR).encode())
     return h.hexdigest()[:12]

@@ -11,14 +11,13 @@ Results go to EVAL.SAVE_DIR/<dataset>.json. With OLD_MODEL.MODEL_PATH empty, onl
 import os
 
 from bct.engine.checkpoint import load_trained_model
-from bct.evaluation.extract import file_digest
 from bct.evaluation.metrics import format_revisited
 from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
 from bct.tools.common import default_parser, run, setup
 from bct.tools.summarize import SUMMARY_TITLE, summary_table
 from bct.utils.comm import is_main_process
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
+from bct.utils.fileio import file_digest, jsonable, write_json_atomic, write_text_atomic
 
 NAMES = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
 
