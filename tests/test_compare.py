@@ -62,3 +62,29 @@ def test_multi_seed_aggregate():
     assert agg["methods"]["bct"]["self"]["d"] == pytest.approx((51.0, 2 ** 0.5))
     assert agg["methods"]["bct"]["curves"]["d"][1] == pytest.approx((1.0, 51.0, 2 ** 0.5))
     assert "51.00 ± 1.41 / 41.00 ± 1.41" in seeds_table(agg, ["bct"], ["d"])
+
+
+def test_overrides_of_the_models_recipe_leave_the_pretrained_start_alone(monkeypatch):
+    """`benchmark.sh TRAIN.EPOCHS 10` retrains the models, not the shared start: the start keeps the recipe
+    of pretrain.yml (as ImageNet weights do not follow the recipe of the models that load them), while
+    input and device settings reach it."""
+    from bct.tools import compare, pretrain
+    seen = []
+    monkeypatch.setattr(pretrain, "ensure_pretrained", lambda cfg, path, opts, log: seen.append(opts))
+    opts = ["TRAIN.EPOCHS", "10", "TRAIN.LR_SCHEDULER.MILESTONES", "[7, 9]", "TRAIN.BATCH_SIZE", "32",
+            "TRAIN.OPTIMIZER.BASE_LR", "0.05", "SEED", "3", "OLD_MODEL.NUM_CLASSES", "3",
+            "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1"]
+    compare.pretrain_step(os.path.join(REPO, "configs", "synthetic"), opts, type("L", (), {"info": print}))
+    assert seen == [["TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1", "OLD_MODEL.ARCH", "resnet18"]]
+
+
+def test_seeds_then_overrides_after_a_double_dash(tmp_path, monkeypatch):
+    """`--seeds 1 2 -- KEY VALUE` ends the list of seeds with "--", which is not taken for an override."""
+    from bct.tools import compare
+    got = {}
+    monkeypatch.setattr(compare, "pretrain_step", lambda d, opts, logger: got.setdefault("opts", opts))
+    monkeypatch.setattr(compare, "run_seed", lambda args, seed, out, logger, device: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        compare.main(["--config-dir", os.path.join(REPO, "configs", "synthetic"), "--out", str(tmp_path / "c"),
+                      "--seeds", "1", "2", "--", "NUM_THREADS", "1"])
+    assert got["opts"] == ["NUM_THREADS", "1"]

@@ -110,6 +110,14 @@ def _curve(result: dict) -> list:
     return [(p["ratio"], 100.0 * p["medium"]) for p in result["backfill"]]
 
 
+# Overrides that describe the benchmark's models, not the pretrained start: their class counts and
+# checkpoints, and their training recipe (the start has its own, in pretrain.yml, as ImageNet weights
+# do not change with the recipe of the models that load them). The rest (input size, data path,
+# device, threads, ...) applies to the pretraining run too.
+START_OWN_KEYS = ("OLD_MODEL.", "NEW_MODEL.", "SEED", "TRAIN.EPOCHS", "TRAIN.BATCH_SIZE", "TRAIN.MAX_ITERS",
+                  "TRAIN.OPTIMIZER.", "TRAIN.LR_SCHEDULER.", "TRAIN.CLIP_GRAD")
+
+
 def pretrain_step(config_dir: str, opts: list, logger) -> None:
     """The shared pretrained start (synthetic counterpart of ImageNet), made once for every seed and
     model when the folder has a pretrain.yml: one run per architecture, published where the models'
@@ -127,10 +135,8 @@ def pretrain_step(config_dir: str, opts: list, logger) -> None:
                 if starts.setdefault(sec.PRETRAINED_PATH, sec.ARCH) != sec.ARCH:
                     raise BadInputError(f"{config_dir}: {sec.PRETRAINED_PATH} is the pretrained start of both "
                                         f"{starts[sec.PRETRAINED_PATH]} and {sec.ARCH}; give each its own file")
-    # Overrides of the benchmark's models (OLD_MODEL.*, NEW_MODEL.*: class counts, checkpoints) do not
-    # describe the pretraining run; the shared ones (sizes, batch, device, ...) do.
     pairs = [opts[i:i + 2] for i in range(0, len(opts) - 1, 2)]
-    shared = [x for k, v in pairs if not k.startswith(("OLD_MODEL.", "NEW_MODEL.")) for x in (k, v)]
+    shared = [x for k, v in pairs if not k.startswith(START_OWN_KEYS) for x in (k, v)]
     for path, arch in starts.items():
         ensure_pretrained(cfg_path, path, [*shared, "OLD_MODEL.ARCH", arch], log=logger.info)
 
@@ -323,6 +329,8 @@ def main(argv=None):
                         "times the old model's fraction, all of the data for the last)")
     p.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
+    if args.opts[:1] == ["--"]:  # `--seeds 1 2 -- KEY VALUE`: "--" ends the list of seeds
+        args.opts = args.opts[1:]
     if args.fractions and not args.generations:
         args.generations = len(args.fractions)
     out = args.out or os.path.join("output", "compare", os.path.relpath(args.config_dir, "configs").replace(os.sep, "_"))
