@@ -278,8 +278,9 @@ def test_gpu_decoded_training_loader_and_extraction_on_cpu(tmp_path, monkeypatch
     loader, _ = build_train_loader(cfg, 0, "cpu")
     assert isinstance(loader, GpuDecodedLoader) and len(loader) == 2
     batches = list(loader)
-    assert [b[0].shape for b in batches] == [(4, 3, 32, 32)] * 2 and [b[2] for b in batches] == [0, 0]
+    assert [b[0].shape for b in batches] == [(4, 3, 32, 32)] * 2 and [b[3] for b in batches] == [0, 0]
     assert sorted(torch.cat([b[1] for b in batches]).tolist()) == [0] * 4 + [1] * 4
+    assert sorted(torch.cat([b[2] for b in batches]).tolist()) == list(range(8))  # dataset indices
 
     from bct.data.lists import read_image_list
     paths, labels = read_image_list(lst, str(tmp_path))

@@ -375,4 +375,5 @@ def training_settings(cfg: CN, drop_tag: bool = False) -> str:
     for key in _NOT_TRAINING + (("OUTPUT", "TAG") if drop_tag else ()):
         c.pop(key)
     c.TRAIN.pop("NUM_WORKERS")
+    c.TRAIN.pop("CACHE_OLD_FEATURES")  # the kept embeddings are the ones a live old forward would give
     return cfg_to_yaml(c)

@@ -177,6 +177,11 @@ RULES["TRAIN.INPUT_SIZE"] = at_least(1)
 # Random crop / flip / colour jitter; off reproduces the paper.
 _C.TRAIN.AUGMENT = False
 RULES["TRAIN.AUGMENT"] = FLAG
+# Keep each training image's old embedding after its first computation and skip the old forward pass
+# once a batch's embeddings are all kept (compatible training; off with AUGMENT, where they change).
+# Host memory: images x EMB_DIM x 4 bytes (1.6 GB for GLDv2's 1.58 M images at 256).
+_C.TRAIN.CACHE_OLD_FEATURES = True
+RULES["TRAIN.CACHE_OLD_FEATURES"] = FLAG
 # Dataset family (only "landmark").
 _C.TRAIN.DATASET_TYPE = "landmark"
 RULES["TRAIN.DATASET_TYPE"] = one_of("landmark")

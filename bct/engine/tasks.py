@@ -34,11 +34,16 @@ class CompatTask(BaseTask):
         # the old forward pass (about a fifth of a resnet18 step on CPU) runs only when needed.
         self.needs_old_features = bool(getattr(comp_loss, "NEEDS_OLD_FEATURES", True)) or adv_loss is not None
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0):
-        feat_old = None
-        if self.needs_old_features:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0,
+                feat_old: torch.Tensor = None):
+        """``feat_old``: the batch's old embeddings when the trainer kept them (bct.engine.old_cache);
+        otherwise the old model computes them, and they stay in ``last_feat_old`` for the trainer."""
+        if not self.needs_old_features:
+            feat_old = None
+        elif feat_old is None:
             with torch.no_grad():
                 feat_old = self.old_model(images).float()
+        self.last_feat_old = feat_old
         feat_new, logits = self.model(images, labels, with_logits=True)
         out = {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
         feat_new = feat_new.float()

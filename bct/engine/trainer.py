@@ -23,6 +23,7 @@ from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gpu_decode import raw_collate
 from bct.data.lists import check_labels, read_image_list
 from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from bct.engine.old_cache import OldFeatureCache
 from bct.engine.optim import build_optimizer, build_scheduler
 from bct.engine.tasks import BaseTask, CompatTask
 from bct.models.build import ROLE_KEYS, build_model
@@ -97,10 +98,11 @@ def _worker_init(worker_id: int) -> None:
 
 def _collate_ok(batch):
     """Stack a batch, dropping images that failed to load under SKIP_BAD_IMAGES (they are counted)."""
-    images, labels, _, ok = zip(*batch)
+    images, labels, indices, ok = zip(*batch)
     keep = [i for i, good in enumerate(ok) if good]
     return (torch.stack([images[i] for i in keep]) if keep else torch.empty(0),
             torch.tensor([labels[i] for i in keep], dtype=torch.long),
+            torch.tensor([indices[i] for i in keep], dtype=torch.long),
             len(batch) - len(keep))
 
 
@@ -118,7 +120,8 @@ class ResumableSampler(DistributedSampler):
 class GpuDecodedLoader:
     """The training DataLoader when images are decoded on the GPU (DATA.DECODE_DEVICE cuda): the
     workers deliver file bytes, ``decoder`` decodes each batch on the device, and batches come out
-    as from the CPU loader: (images on the device, labels, number of unreadable images left out)."""
+    as from the CPU loader: (images on the device, labels, dataset indices, number of unreadable
+    images left out)."""
 
     def __init__(self, loader, decoder):
         self.loader, self.decoder = loader, decoder
@@ -130,7 +133,7 @@ class GpuDecodedLoader:
     def __iter__(self):
         for payloads, labels, indices, _ in self.loader:
             images, ok = self.decoder(payloads, indices)
-            yield images[ok.to(images.device)], labels[ok], int((~ok).sum())
+            yield images[ok.to(images.device)], labels[ok], indices[ok], int((~ok).sum())
 
 
 def build_train_loader(cfg, seed: int, device="cpu"):
@@ -182,6 +185,7 @@ class Trainer:
         self.model = build_model(cfg, trained_role(cfg))
         self.old_model = None
         self.task = self.build_task()
+        self.old_cache = self.build_old_cache()
         if cfg.MODEL.SYNC_BN and self.world > 1 and device.type != "cuda":
             self.logger.info("MODEL.SYNC_BN: SyncBatchNorm needs CUDA; CPU processes keep per-process BatchNorm")
         elif cfg.MODEL.SYNC_BN and self.world > 1:
@@ -236,6 +240,21 @@ class Trainer:
         if cfg.TRAIN.TYPE == "adv_compatible":
             adv = AdversarialLoss(cfg.MODEL.EMB_DIM, cfg.COMP_LOSS.DISC_HIDDEN, cfg.COMP_LOSS.DISC_MODE)
         return CompatTask(self.model, old_model, comp, adv, cfg.LOSS.LABEL_SMOOTHING)
+
+    def build_old_cache(self):
+        """The store of old embeddings (bct.engine.old_cache) when the task runs the old model."""
+        cfg = self.cfg
+        if not (isinstance(self.task, CompatTask) and self.task.needs_old_features and cfg.TRAIN.CACHE_OLD_FEATURES):
+            return None
+        if cfg.TRAIN.AUGMENT:
+            self.logger.info("TRAIN.CACHE_OLD_FEATURES: off, because TRAIN.AUGMENT changes the images every epoch; "
+                             "the old model runs on every batch")
+            return None
+        n = len(self.sampler.dataset)
+        size = OldFeatureCache.nbytes(n, cfg.MODEL.EMB_DIM)
+        self.logger.info(f"TRAIN.CACHE_OLD_FEATURES: keeping the old embeddings of the {n} training images "
+                         f"({size / 2 ** 20:.1f} MiB of host memory); the old model runs until each is kept")
+        return OldFeatureCache(n, cfg.MODEL.EMB_DIM, self.device, cfg.TRAIN.BATCH_SIZE)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dict(self, epoch: int) -> dict:
@@ -389,7 +408,7 @@ class Trainer:
             sums = {}
             bar = _progress(self.iters_per_epoch, f"epoch {epoch + 1}/{cfg.TRAIN.EPOCHS}")
             it, stopped = first - 1, False
-            for it, (images, labels, n_bad) in enumerate(self.loader, start=first):
+            for it, (images, labels, idx, n_bad) in enumerate(self.loader, start=first):
                 if it >= self.iters_per_epoch:
                     break
                 skipped += n_bad
@@ -397,7 +416,7 @@ class Trainer:
                     # BatchNorm needs two samples; every rank skips together so no collective waits.
                     skipped += images.shape[0] if images.numel() else 0
                     continue
-                out = self.step(images, labels, epoch, it, params)
+                out = self.step(images, labels, epoch, it, params, idx)
                 stopped = out.pop("stop")
                 seen += images.shape[0]
                 steps += 1
@@ -460,15 +479,19 @@ class Trainer:
             self.tb.close()
         return history
 
-    def step(self, images, labels, epoch: int, it: int, params) -> dict:
+    def step(self, images, labels, epoch: int, it: int, params, idx=None) -> dict:
         cfg = self.cfg
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if cfg.CHANNELS_LAST:
             images = images.contiguous(memory_format=torch.channels_last)
         alpha, w_e = self.schedules(epoch, it)
+        cache = self.old_cache if idx is not None else None
+        feat_old = cache.lookup(idx) if cache is not None else None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.ddp(images, labels, alpha, w_e)
+            out = self.ddp(images, labels, alpha, w_e, feat_old) if cache is not None else self.ddp(images, labels, alpha, w_e)
+        if cache is not None and not cache.complete:
+            cache.store(idx, self.task.last_feat_old)
         loss = sum(v for k, v in out.items() if k.startswith("loss_"))
         stop = self._sync_flags(loss, out, epoch, it)
         self.optimizer.zero_grad(set_to_none=True)
