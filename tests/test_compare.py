@@ -67,7 +67,7 @@ def test_multi_seed_aggregate():
 def test_overrides_of_the_models_recipe_leave_the_pretrained_start_alone(monkeypatch):
     """`benchmark.sh TRAIN.EPOCHS 10` retrains the models, not the shared start: the start keeps the recipe
     of pretrain.yml (as ImageNet weights do not follow the recipe of the models that load them), while
-    input and device settings reach it."""
+    input, batch and device settings reach it."""
     from bct.tools import compare, pretrain
     seen = []
     monkeypatch.setattr(pretrain, "ensure_pretrained", lambda cfg, path, opts, log: seen.append(opts))
@@ -75,7 +75,7 @@ def test_overrides_of_the_models_recipe_leave_the_pretrained_start_alone(monkeyp
             "TRAIN.OPTIMIZER.BASE_LR", "0.05", "SEED", "3", "OLD_MODEL.NUM_CLASSES", "3",
             "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1"]
     compare.pretrain_step(os.path.join(REPO, "configs", "synthetic"), opts, type("L", (), {"info": print}))
-    assert seen == [["TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1", "OLD_MODEL.ARCH", "resnet18"]]
+    assert seen == [["TRAIN.BATCH_SIZE", "32", "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1", "OLD_MODEL.ARCH", "resnet18"]]
 
 
 def test_seeds_then_overrides_after_a_double_dash(tmp_path, monkeypatch):

@@ -378,11 +378,11 @@ def stamp():
 if os.environ.get("RANK") == os.environ.get("DIE_RANK"):
     real_step = trainer.Trainer.step
 
-    def step(self, images, labels, epoch, it, params):
+    def step(self, images, labels, epoch, it, params, idx=None):
         if epoch * self.iters_per_epoch + it >= int(os.environ["DIE_AT"]):
             stamp()
             os._exit(7)
-        return real_step(self, images, labels, epoch, it, params)
+        return real_step(self, images, labels, epoch, it, params, idx)
 
     trainer.Trainer.step = step
 
@@ -444,10 +444,10 @@ def _hang_hook():
         return
     real_step = trainer.Trainer.step
 
-    def step(self, images, labels, epoch, it, params):
+    def step(self, images, labels, epoch, it, params, idx=None):
         if epoch * self.iters_per_epoch + it >= 1:
             time.sleep(RUN_LIMIT)
-        return real_step(self, images, labels, epoch, it, params)
+        return real_step(self, images, labels, epoch, it, params, idx)
     trainer.Trainer.step = step
 
 

@@ -112,10 +112,11 @@ def _curve(result: dict) -> list:
 
 # Overrides that describe the benchmark's models, not the pretrained start: their class counts and
 # checkpoints, and their training recipe (the start has its own, in pretrain.yml, as ImageNet weights
-# do not change with the recipe of the models that load them). The rest (input size, data path,
-# device, threads, ...) applies to the pretraining run too.
-START_OWN_KEYS = ("OLD_MODEL.", "NEW_MODEL.", "SEED", "TRAIN.EPOCHS", "TRAIN.BATCH_SIZE", "TRAIN.MAX_ITERS",
-                  "TRAIN.OPTIMIZER.", "TRAIN.LR_SCHEDULER.", "TRAIN.CLIP_GRAD")
+# do not change with the recipe of the models that load them). The rest applies to the pretraining
+# run too: input size, data, device, threads, and the keys that size a run to its data and device
+# (TRAIN.BATCH_SIZE, TRAIN.MAX_ITERS).
+START_OWN_KEYS = ("OLD_MODEL.", "NEW_MODEL.", "SEED", "TRAIN.EPOCHS", "TRAIN.OPTIMIZER.", "TRAIN.LR_SCHEDULER.",
+                  "TRAIN.CLIP_GRAD")
 
 
 def pretrain_step(config_dir: str, opts: list, logger) -> None:
