@@ -17,7 +17,8 @@ class BaseTask(nn.Module):
         self.model = model
         self.label_smoothing = label_smoothing
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0):
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.0, epoch_weight: float = 1.0,
+                feat_old: torch.Tensor = None):
         _, logits = self.model(images, labels, with_logits=True)
         return {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
 

@@ -254,7 +254,7 @@ class Trainer:
         size = OldFeatureCache.nbytes(n, cfg.MODEL.EMB_DIM)
         self.logger.info(f"TRAIN.CACHE_OLD_FEATURES: keeping the old embeddings of the {n} training images "
                          f"({size / 2 ** 20:.1f} MiB of host memory); the old model runs until each is kept")
-        return OldFeatureCache(n, cfg.MODEL.EMB_DIM, self.device, cfg.TRAIN.BATCH_SIZE)
+        return OldFeatureCache(n, cfg.MODEL.EMB_DIM, self.device)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dict(self, epoch: int) -> dict:
@@ -489,8 +489,8 @@ class Trainer:
         cache = self.old_cache if idx is not None else None
         feat_old = cache.lookup(idx) if cache is not None else None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.ddp(images, labels, alpha, w_e, feat_old) if cache is not None else self.ddp(images, labels, alpha, w_e)
-        if cache is not None and not cache.complete:
+            out = self.ddp(images, labels, alpha, w_e, feat_old)
+        if cache is not None:
             cache.store(idx, self.task.last_feat_old)
         loss = sum(v for k, v in out.items() if k.startswith("loss_"))
         stop = self._sync_flags(loss, out, epoch, it)
