@@ -88,3 +88,24 @@ def test_seeds_then_overrides_after_a_double_dash(tmp_path, monkeypatch):
         compare.main(["--config-dir", os.path.join(REPO, "configs", "synthetic"), "--out", str(tmp_path / "c"),
                       "--seeds", "1", "2", "--", "NUM_THREADS", "1"])
     assert got["opts"] == ["NUM_THREADS", "1"]
+
+
+def test_multi_seed_report_gives_the_criterion_in_the_mean_and_per_seed(tmp_path):
+    """Three seeds: the criterion line says whether it holds in the mean and on how many seeds."""
+    from types import SimpleNamespace
+    from bct.tools.compare import write_report
+
+    def seed(old, cross):
+        ok = cross > old
+        m = {"self": {"rparis6k": 50.0}, "cross": {"rparis6k": cross}, "bct_criterion": {"rparis6k": ok},
+             "scores": {"P_up": 1.0, "P_comp": 1.0, "P_1": 1.0, "gain": 0.0}}
+        return {"seed": 0, "backfill_seed": 0, "train_seconds": {"advbct": 1.0}, "old_self": {"rparis6k": old},
+                "oracle_self": {"rparis6k": 60.0}, "oracle_cross": {"rparis6k": 3.0}, "methods": {"advbct": m},
+                "curves": {"advbct": {"rparis6k": [(0.0, cross), (1.0, 50.0)]}}}
+    args = SimpleNamespace(config_dir="configs/synthetic", methods=["advbct"], datasets=["rparis6k"])
+    # Margins +2, +2, -1: met in the mean (+1) and on two seeds of three.
+    text = write_report([seed(30.0, 32.0), seed(28.0, 30.0), seed(33.0, 32.0)], args, str(tmp_path))["markdown"]
+    assert "- AdvBCT: RParis yes (2 of 3 seeds)" in text
+    text = write_report([seed(30.0, 29.0), seed(28.0, 27.0), seed(33.0, 34.0)], args, str(tmp_path))["markdown"]
+    assert "- AdvBCT: RParis no (1 of 3 seeds)" in text
+    assert "- AdvBCT: RParis yes\n" in write_report([seed(30.0, 32.0)], args, str(tmp_path))["markdown"]
