@@ -169,6 +169,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def meets_bct_criterion(old_self: float, new_self: float, new_cross: float) -> bool:
+    """The BCT criterion on one dataset: the new model's queries search the old gallery better than
+    the old model does, M(new, old) > M(old, old), and its self-test is better too, M(new, new) >
+    M(old, old)."""
+    return bool(new_cross > old_self and new_self > old_self)
+
+
 def update_gain(old_self: float, oracle_self: float, new_cross: float) -> float:
     """BCT update gain G = (M(new, old) - M(old, old)) / (M(oracle, oracle) - M(old, old)).
 

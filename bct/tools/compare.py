@@ -31,7 +31,7 @@ from bct.config import cfg_from_yaml_text, load_cfg, training_settings
 from bct.engine.checkpoint import load_checkpoint, load_trained_model
 from bct.engine.distributed import init_distributed
 from bct.engine.trainer import LAST_POINTER, output_dir
-from bct.evaluation.metrics import compatibility_scores
+from bct.evaluation.metrics import compatibility_scores, meets_bct_criterion
 from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
 from bct.evaluation.report import DATASET_TITLES, backfill_curve_table, markdown_table
 from bct.tools.common import run
@@ -174,7 +174,7 @@ def run_seed(args, seed: int, out: str, logger, device) -> dict:
     for m in args.methods:
         e = res["methods"][m]
         e["scores"] = compatibility_scores(res["old_self"], res["oracle_self"], e["self"], e["cross"])
-        e["bct_criterion"] = {ds: bool(e["cross"][ds] > res["old_self"][ds] and e["self"][ds] > res["old_self"][ds])
+        e["bct_criterion"] = {ds: meets_bct_criterion(res["old_self"][ds], e["self"][ds], e["cross"][ds])
                               for ds in args.datasets}
     return res
 
@@ -286,8 +286,6 @@ def write_report(per_seed, args, out: str) -> dict:
     md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
            ", ".join(f"{DATASET_TITLES.get(d, d)} {value([r['oracle_cross'][d] for r in per_seed])}"
                      for d in datasets)]
-    # Means over seeds, for the criterion in the mean and for the distance from no compatibility.
-    mean = {k: {d: float(np.mean([r[k][d] for r in per_seed])) for d in datasets} for k in ("old_self", "oracle_cross")}
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset" +
            (":" if one else ", in the mean over seeds (and on how many seeds):"), ""]
     for m in methods:
@@ -297,11 +295,12 @@ def write_report(per_seed, args, out: str) -> dict:
             if one:
                 cells.append(f"{DATASET_TITLES.get(ds, ds)} {'yes' if held else 'no'}")
                 continue
-            in_mean = all(np.mean([r["methods"][m][k][ds] for r in per_seed]) > mean["old_self"][ds]
-                          for k in ("self", "cross"))
+            a = agg["methods"][m]  # (mean, std) per dataset
+            in_mean = meets_bct_criterion(agg["old_self"][ds][0], a["self"][ds][0], a["cross"][ds][0])
             cells.append(f"{DATASET_TITLES.get(ds, ds)} {'yes' if in_mean else 'no'} ({held} of {len(per_seed)} seeds)")
         md.append(f"- {TITLES.get(m, m)}: " + ", ".join(cells))
     # How far each cross-test is above the no-compatibility level, and how far the old model is.
+    mean = {k: {d: float(np.mean([r[k][d] for r in per_seed])) for d in datasets} for k in ("old_self", "oracle_cross")}
     md += ["", "Above the no-compatibility level (smallest ratio over the sets, means over seeds): old self-test / "
            "oracle cross-test " + f"{min(mean['old_self'][d] / mean['oracle_cross'][d] for d in datasets):.1f}x; "
            "cross-test / oracle cross-test: " + ", ".join(

@@ -17,6 +17,7 @@ import json
 import math
 import os
 
+from bct.evaluation.metrics import meets_bct_criterion
 from bct.evaluation.report import DATASET_TITLES, markdown_table
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
@@ -35,7 +36,7 @@ def summary_table(results: dict) -> str:
         if old is None or cross is None:
             lines.append(f"| {DATASET_TITLES.get(name, name)} | — | {new:.2f} | — | — | — | — |")
             continue
-        ok = cross > old and new > old
+        ok = meets_bct_criterion(old, new, cross)
         lines.append(f"| {DATASET_TITLES.get(name, name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
                      f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
     return "\n".join(lines) + "\n"
@@ -116,7 +117,7 @@ def paper_table(oracle_folder: str, method_specs: list) -> str:
         row = {"method": name, "self": {d: r["headline"]["self"] for d, r in res.items()},
                "cross": {d: r["headline"]["cross"] for d, r in res.items() if "cross" in r["headline"]}}
         rows.append(row)
-        met = [f"{DATASET_TITLES.get(d, d)} " + ("yes" if c > old_self[d] and row["self"][d] > old_self[d] else "no")
+        met = [f"{DATASET_TITLES.get(d, d)} " + ("yes" if meets_bct_criterion(old_self[d], row["self"][d], c) else "no")
                for d, c in row["cross"].items()]
         criterion.append(f"- {name}: " + (", ".join(met) or "no cross-test (OLD_MODEL.MODEL_PATH was empty)"))
     try:
