@@ -23,7 +23,7 @@ $PYTHON -c "import torch; print('GPU:', torch.cuda.get_device_name(0), '| torch'
 
 mkdir -p "$REPORT_DIR"
 # The timeout keeps the check under five minutes; finished sections are already in the JSON.
-timeout "${GPU_CHECK_TIMEOUT:-280}" $PYTHON -m bct.tools.benchmark_speed \
+timeout "${GPU_CHECK_TIMEOUT:-280}" $PYTHON benchmarks/speed.py \
     --device cuda --data "$DATA_DIR" --images 1024 --size 224 --batch 128 \
     --iters 15 --warmup 5 --repeats 3 --workers "${WORKERS:-8}" \
     --modes fp32 amp amp_cl --gallery 100000 --queries 1000 --topk 100 \

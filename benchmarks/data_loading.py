@@ -1,7 +1,7 @@
 """Data-loading benchmark: how fast image files become training batches, per pipeline, and how many
 CPU cores keep one training device busy (a script, not a test; see docs/benchmarks.md).
 
-    python -m bct.tools.benchmark_data [--images 200] [--width 1024] [--height 768] [--quality 90]
+    python benchmarks/data_loading.py [--images 200] [--width 1024] [--height 768] [--quality 90]
         [--size 224] [--max-side 256] [--rounds 5] [--chunk 40] [--workers N ...] [--batch 64]
         [--archs resnet18 resnet50] [--step-batch B] [--iters N] [--warmup N]
         [--device auto|cpu|cuda] [--data DIR] [--out FILE]
@@ -24,6 +24,7 @@ next time), a resized copy of them with bct.tools.resize_images' code, and measu
 """
 import argparse
 import os
+import sys
 import shutil
 import statistics
 import tempfile
@@ -31,7 +32,9 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
+
+if __package__ in (None, ""):  # run as `python benchmarks/data_loading.py`: the repository root holds bct
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bct.data.datasets import ImageListDataset
 from bct.data.gpu_decode import BatchDecoder, gpu_decoding_available, raw_collate
@@ -39,7 +42,8 @@ from bct.data.lists import read_image_list
 from bct.data.resize_copy import resize_list
 from bct.data.transforms import build_transform
 from bct.engine.distributed import resolve_device
-from bct.tools.benchmark_speed import bench_training, device_name, save_jpeg, write_lines
+from benchmarks.images import make_images
+from benchmarks.speed import bench_training, device_name
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_json_atomic
@@ -66,7 +70,7 @@ GLDV2_CLASSES = 81313
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bct.tools.benchmark_data", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/data_loading.py", description=__doc__.split("\n")[0])
     p.add_argument("--images", type=int, default=200, help="photos generated")
     p.add_argument("--width", type=int, default=1024, help="photo width")
     p.add_argument("--height", type=int, default=768, help="photo height")
@@ -89,49 +93,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# -- photos ---------------------------------------------------------------------------------------
-def _pink_fields(rng, height: int, width: int, count: int, alpha: float = 1.4):
-    """`count` zero-mean unit-variance noise fields (height, width) with amplitude spectrum 1/f^alpha,
-    the falloff of natural images (alpha 1.4 gives camera-like JPEG sizes at quality 90)."""
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    freq = np.sqrt(fx ** 2 + fy ** 2)
-    freq[0, 0] = 1.0
-    fields = []
-    for _ in range(count):
-        spec = (rng.standard_normal(freq.shape) + 1j * rng.standard_normal(freq.shape)) / freq ** alpha
-        x = np.fft.irfft2(spec, s=(height, width)).astype(np.float32)
-        fields.append((x - x.mean()) / x.std())
-    return fields
-
-
-def make_photos(out_dir: str, n: int, width: int, height: int, quality: int, seed: int = 0) -> str:
-    """Write n textured RGB JPEGs out_dir/photos/<i>.jpg and the list out_dir/photos_list.txt
-    ("photos/<i>.jpg <i mod 100>"); returns the list path."""
-    if n < 1 or width < 16 or height < 16 or not 1 <= quality <= 100:
-        raise BadInputError(f"photos: need --images >= 1, sides >= 16 px and --quality 1..100, got {n}, "
-                            f"{width} x {height}, {quality}")
-    rng = np.random.default_rng(seed)
-    fields = _pink_fields(rng, height, width, 6)
-    os.makedirs(os.path.join(out_dir, "photos"), exist_ok=True)
-    lines = []
-    for i in range(n):
-        a, b, c = (fields[j] for j in rng.choice(len(fields), 3, replace=False))
-        lum = np.roll(a, (int(rng.integers(height)), int(rng.integers(width))), axis=(0, 1))
-        if rng.random() < 0.5:
-            lum = lum[:, ::-1]
-        img = np.stack([lum + 0.4 * b, lum + 0.1 * c - 0.2 * b, lum - 0.4 * c], -1) * 0.15
-        img += rng.uniform(0.35, 0.65, 3).astype(np.float32)
-        for _ in range(int(rng.integers(2, 6))):  # flat-ish blocks: walls, windows, sky patches
-            x0, y0 = int(rng.integers(0, width * 9 // 10)), int(rng.integers(height // 4, height * 15 // 16))
-            w, h = int(rng.integers(width // 16, width * 2 // 5)), int(rng.integers(height // 10, height * 2 // 3))
-            img[y0:y0 + h, x0:x0 + w] = img[y0:y0 + h, x0:x0 + w] * 0.5 + rng.uniform(0.1, 0.4, 3)
-        rel = f"photos/{i}.jpg"
-        save_jpeg(img, os.path.join(out_dir, rel), quality)
-        lines.append(f"{rel} {i % 100}")
-    return write_lines(os.path.join(out_dir, LIST_NAME), lines)
-
-
 def prepare_data(args, work: str):
     """(folder, list path, copy folder, resize report): photos generated or reused, copy made or reused."""
     folder = args.data or os.path.join(work, "data")
@@ -141,7 +102,7 @@ def prepare_data(args, work: str):
             raise BadInputError(f"--data {folder}: a non-empty folder without {LIST_NAME}; give an empty, new or "
                                 "earlier --data folder")
         t0 = time.perf_counter()
-        make_photos(folder, args.images, args.width, args.height, args.quality)
+        make_images(folder, args.images, 100, args.width, args.height, args.quality, list_name=LIST_NAME)
         print(f"generated {args.images} photos {args.width} x {args.height} in {time.perf_counter() - t0:.1f} s",
               flush=True)
     copy = os.path.join(folder, f"copy_max{args.max_side}_q{args.quality}")
@@ -344,7 +305,7 @@ def main(argv=None) -> dict:
     report = {
         "environment": {"device": device.type, "device_name": device_name(device), "cpu_count": os.cpu_count(),
                         "torch": torch.__version__, "torchvision": __import__("torchvision").__version__,
-                        "pillow": Image.__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S")},
+                        "pillow": __import__("PIL").__version__, "time": time.strftime("%Y-%m-%d %H:%M:%S")},
         "settings": vars(args),
     }
     work = tempfile.mkdtemp(prefix="bct_data_bench_")

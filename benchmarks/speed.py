@@ -6,7 +6,7 @@ the elastic boundary and the discriminator, and the bct, lce, uni_bct, hot_refre
 one pre-loaded batch, the training DataLoader alone, feature extraction and exact search with both
 backends (docs/evaluation.md). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
 
-    python -m bct.tools.benchmark_speed [--data DIR] [--size 64] [--batch 32] [--iters 20]
+    python benchmarks/speed.py [--data DIR] [--size 64] [--batch 32] [--iters 20]
         [--warmup 3] [--arch resnet18] [--workers N] [--out results.json]
         [--device auto|cpu|cuda] [--modes fp32 amp amp_cl] [--threads N]
 
@@ -27,7 +27,9 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
+
+if __package__ in (None, ""):  # run as `python benchmarks/speed.py`: the repository root holds bct
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bct.config import load_cfg
 from bct.data.datasets import ImageListDataset
@@ -36,6 +38,7 @@ from bct.data.transforms import build_transform
 from bct.engine.checkpoint import save_checkpoint
 from bct.engine.distributed import resolve_device
 from bct.tools.common import run
+from benchmarks.images import make_images
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_json_atomic
 from bct.utils.logger import setup_logger
@@ -59,7 +62,7 @@ CPU_RATIO_LIMIT = 1.4
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bct.tools.benchmark_speed", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/speed.py", description=__doc__.split("\n")[0])
     p.add_argument("--data", default="", help="folder holding benchmark_list.txt, an image list file "
                    "('relative/path.jpg label' lines), or an empty/missing folder to generate into")
     p.add_argument("--root", default="", help="image root of a list file given as --data (default: its folder)")
@@ -88,88 +91,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# -- synthetic images ---------------------------------------------------------------------------
-def _class_pattern(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    """One class's look, (px, px, 3) float32 in [0, 1]: coloured gratings plus a few solid blocks."""
-    px = xx.shape[0]
-    img = np.zeros((px, px, 3), np.float32)
-    for _ in range(3):
-        theta, freq, phase = rng.uniform(0, np.pi), rng.uniform(2, 12), rng.uniform(0, 2 * np.pi)
-        wave = np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
-        img += wave[:, :, None] * rng.uniform(-0.5, 0.5, 3).astype(np.float32)
-    for _ in range(3):
-        x0, y0 = rng.integers(0, px * 3 // 4, 2)
-        w, h = rng.integers(px // 8, px // 3, 2)
-        img[y0:y0 + h, x0:x0 + w] = rng.uniform(-1, 1, 3)
-    return (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-
-
-def make_benchmark_images(out_dir: str, n_images: int = 512, n_classes: int = 64, px: int = 128,
-                          seed: int = 0) -> str:
-    """Write n_images RGB JPEGs of px x px in n_classes procedural classes and their image list.
-
-    Each class is a fixed pattern; its images are shifted, mirrored, re-coloured and noisy copies,
-    so decoding costs what a real photo of that size costs and a network can tell classes apart.
-    Files: out_dir/img/c<k>/<i>.jpg and out_dir/benchmark_list.txt ("img/c<k>/<i>.jpg <k>" lines,
-    class by class). Returns the list path.
-    """
-    if n_images < 1 or n_classes < 1 or px < 8:
-        raise BadInputError(f"synthetic images: need --images >= 1, --classes >= 1 and a side >= 8 px, got "
-                            f"{n_images}, {n_classes}, {px}")
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:px, 0:px].astype(np.float32) / px
-    # Drawing fresh Gaussian noise per image dominated the generation time; a random window of one
-    # larger noise field is as good for decoding cost and costs nothing.
-    margin = px // 4
-    noise = 0.05 * rng.standard_normal((px + margin, px + margin, 3), dtype=np.float32)
-    lines = []
-    for c in range(n_classes):
-        count = n_images // n_classes + (c < n_images % n_classes)
-        if count == 0:
-            continue
-        base = _class_pattern(rng, xx, yy)
-        os.makedirs(os.path.join(out_dir, "img", f"c{c}"), exist_ok=True)
-        for i in range(count):
-            shift = rng.integers(-px // 8, px // 8 + 1, 2)
-            img = np.roll(base, tuple(int(s) for s in shift), axis=(0, 1))
-            if rng.random() < 0.5:
-                img = img[:, ::-1]
-            gain, offset = rng.uniform(0.7, 1.3, 3), rng.uniform(-0.15, 0.15, 3)
-            img = img * gain.astype(np.float32) + offset.astype(np.float32)
-            oy, ox = rng.integers(0, margin + 1, 2)
-            img += noise[oy:oy + px, ox:ox + px]
-            rel = f"img/c{c}/{i}.jpg"
-            save_jpeg(img, os.path.join(out_dir, rel))
-            lines.append(f"{rel} {c}")
-    return write_lines(os.path.join(out_dir, LIST_NAME), lines)
-
-
-def save_jpeg(img: np.ndarray, path: str, quality: int = 90) -> None:
-    """Save a float image (H, W, 3) in [0, 1] (clipped) as an RGB JPEG."""
-    Image.fromarray((np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)).save(path, quality=quality)
-
-
-def write_lines(path: str, lines) -> str:
-    """Write list lines to `path`; returns `path`."""
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
-
-
 def resolve_data(args, work: str):
     """(image root, list file of at most --images lines under `work`, class count) for the run."""
     px = args.image_px or 2 * args.size
     data = args.data
     if not data:
         root = os.path.join(work, "images")
-        src = make_benchmark_images(root, args.images, args.classes, px)
+        src = make_images(root, args.images, args.classes, px, px, list_name=LIST_NAME)
     elif os.path.isfile(data):
         root, src = args.root or os.path.dirname(os.path.abspath(data)), data
     elif os.path.isfile(os.path.join(data, LIST_NAME)):
         root, src = data, os.path.join(data, LIST_NAME)
     elif not os.path.exists(data) or not os.listdir(data):
         print(f"generating {args.images} synthetic {px}px JPEGs of {args.classes} classes in {data}")
-        root, src = data, make_benchmark_images(data, args.images, args.classes, px)
+        root, src = data, make_images(data, args.images, args.classes, px, px, list_name=LIST_NAME)
     else:
         raise BadInputError(f"--data {data}: a non-empty folder without {LIST_NAME}; give an image list file "
                             f"('relative/path.jpg label' lines), a folder holding {LIST_NAME}, or an empty folder")

@@ -1,0 +1,1 @@
+"""Speed and data-loading benchmark scripts of bct (not part of the installed package)."""
