@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install what the tests need, then run the whole suite (CPU only, no network, a few minutes).
+# Install what the tests need, then run the whole suite (CPU only, no network, a few minutes) and list
+# the 20 slowest tests. Extra arguments go to pytest: `bash scripts/run_tests.sh -m "not slow"` is the
+# inner loop (under a minute on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 $PYTHON -m pip install -q -r requirements-test.txt
 # The trainings of the suite write several GB of checkpoints under pytest's temporary folders; keep
 # only those of failed tests.
-exec $PYTHON -m pytest -q -o tmp_path_retention_policy=failed tests "$@"
+exec $PYTHON -m pytest -q -o tmp_path_retention_policy=failed --durations=20 tests "$@"
