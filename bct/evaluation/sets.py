@@ -41,7 +41,7 @@ REVISITED_NAMES = ("roxford5k", "rparis6k")
 GLDV2_GALLERY = "gldv2_gallery_list.txt"
 PARTS = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
 # At most this many ranked entries (queries x gallery) are scored at once by an own set.
-_RANK_BUDGET = 1 << 22
+_RANK_BUDGET = 1 << 21
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _EXAMPLE = "e.g. rparis6k,roxford5k,gldv2 or shoes=data/shoes/eval"
 
