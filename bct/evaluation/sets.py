@@ -342,9 +342,11 @@ def detect_family(name: str, root: str | None) -> str:
         return "gldv2" if name == "gldv2" else "revisited"
     if is_retrieval_set(root):
         return "own"
+    if os.path.isfile(gnd_path(name, root)):
+        return "revisited"
     if os.path.isfile(os.path.join(root, GLDV2_GALLERY)) or name == "gldv2":
         return "gldv2"
-    if os.path.isfile(gnd_path(name, root)) or name in REVISITED_NAMES:
+    if name in REVISITED_NAMES:
         return "revisited"
     if not os.path.exists(root):
         raise BadInputError(f"set {name}: {root} does not exist")
