@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bct.data import revisited
-from bct.evaluation import protocol
+from bct.evaluation import protocol, sets
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
 from bct.tools import compat_matrix
 from bct.utils.errors import BadInputError
@@ -91,7 +91,7 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.setattr(revisited, "_check_positives", lambda gnd, source: None)
     monkeypatch.setattr(compat_matrix, "load_trained_model", fake_load)
     monkeypatch.setattr(compat_matrix, "file_digest", lambda path: "")
-    monkeypatch.setattr(protocol, "_embed", fake_embed)
+    monkeypatch.setattr(sets, "embed_images", fake_embed)
     return tmp_path
 
 
