@@ -147,6 +147,7 @@ def result_values() -> list:
         for p in chain["consecutive"]:
             vals += [p[s] for s in rd.SCORES] + [100 * p["gain"]]
             vals += [v for d in p["per_dataset"].values() for v in d.values()]
+        vals.append(np.mean([d["matrix"][i][i] for d in chain["datasets"].values() for i in range(1, len(d["matrix"]))]))
         for d in chain["datasets"].values():
             vals += [d["AC"], d["AMA"]]
             mat = d["matrix"]
@@ -430,6 +431,20 @@ def test_claims_of_the_generations():
     _has("docs/generations.md", "AdvBCT meets 2 of 9 pairs")
     met = {c: sum(d["n_met"] for d in ch["datasets"].values()) for c, ch in GENS["chains"].items()}
     assert (met["bct"], met["advbct"], met["oracle"]) == (6, 2, 0)
+
+    def verdicts(c, ds):
+        return {(p["query"][:4], p["gallery"][:4]): p["met"] for p in GENS["chains"][c]["datasets"][ds]["criterion"]}
+    # AdvBCT's two: generation 3 on generation 2's gallery, RParis and ROxford
+    assert [(ds, pair) for ds in SETS for pair, ok in verdicts("advbct", ds).items() if ok] == \
+        [("rparis6k", ("gen3", "gen2")), ("roxford5k", ("gen3", "gen2"))]
+    # BCT: where both one-step pairs hold, the two-step pair holds too
+    for ds in SETS:
+        v = verdicts("bct", ds)
+        assert not (v[("gen2", "gen1")] and v[("gen3", "gen2")]) or v[("gen3", "gen1")]
+    # AdvBCT's new generations' self-tests are higher than BCT's on average
+    _has("docs/generations.md", "its self-tests are higher on average")
+    diag = {c: np.mean([chain(c, ds)[i][i] for ds in SETS for i in (1, 2)]) for c in ("advbct", "bct")}
+    assert diag["advbct"] > diag["bct"]
     # the reports of each chain hold the same matrices as the summary
     for c, ch in GENS["chains"].items():
         for ds, d in ch["datasets"].items():
