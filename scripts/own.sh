@@ -57,9 +57,17 @@ if [ "${FRESH}" = 1 ]; then echo "FRESH=1: removing ${OUT}"; rm -rf "${OUT}"; fi
 step 1 "prepare ${SRC} -> ${LISTS}"
 # shellcheck disable=SC2086  # PREPARE_ARGS is a list of flags
 $PYTHON -m bct.tools.prepare_images --src "${SRC}" --out "${LISTS}" ${PREPARE_ARGS:-}
-{ read -r ROOT; read -r NUM_OLD; read -r NUM_NEW; } < <($PYTHON -c "import json, sys
-m = json.load(open(sys.argv[1]))['train']
-print(m['root']); print(m['old_num_classes']); print(m['new_num_classes'])" "${LISTS}/manifest.json")
+# The image root, the class counts, and a batch size the old-model list can fill on every process
+# (configs/own's TRAIN.BATCH_SIZE, lowered for a small collection; a TRAIN.BATCH_SIZE argument wins).
+{ read -r ROOT; read -r NUM_OLD; read -r NUM_NEW; read -r BATCH; } < <($PYTHON -c "import json, sys, yaml
+m = json.load(open(sys.argv[1]))
+batch = yaml.safe_load(open(sys.argv[2]))['TRAIN']['BATCH_SIZE']
+fit = m['counts']['old_images'] // max(1, int(sys.argv[3]))
+if fit < batch:
+    print(f'note: TRAIN.BATCH_SIZE {fit} (not {batch}): the old-model list has {m[\"counts\"][\"old_images\"]} images', file=sys.stderr)
+t = m['train']
+print(t['root']); print(t['old_num_classes']); print(t['new_num_classes']); print(min(batch, fit))
+" "${LISTS}/manifest.json" "${CFG}/Base-own.yml" "${GPUS}")
 
 step 2 "starting weights of ${ARCH}"
 if [ "${PRETRAINED}" = False ] || [ "${PRETRAINED}" = 0 ]; then
@@ -89,7 +97,7 @@ if not os.path.isfile(path):
 print(f"ImageNet weights of {arch}: {path}")
 EOF
 fi
-COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}"
+COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE "${BATCH}" OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}"
         OLD_MODEL.NUM_CLASSES "${NUM_OLD}" EVAL.CACHE_DIR "${OUT}/feature_cache")
 
 step 3 "old model: ${ARCH} on ${LISTS}/train_old.txt (${NUM_OLD} classes)"

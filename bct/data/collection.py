@@ -112,9 +112,9 @@ class Collection:
     skipped_classes: list = field(default_factory=list)
 
     def where(self, i: int) -> str:
-        """How an error names image i: the CSV line, or the file."""
+        """How an error names image i: the CSV line and the path, or the file."""
         if self.lines is not None:
-            return f"{self.source}:{self.lines[i]}"
+            return f"{self.source}:{self.lines[i]}: {self.paths[i]}"
         return os.path.join(self.image_root, self.paths[i])
 
     def digest(self) -> str:
@@ -157,12 +157,13 @@ def _class_order(names) -> list:
 
 
 def _check_unique_files(keys: dict, key, where: str, rel: str, size: int) -> None:
-    """Refuse an empty file or a second path to the same file (a hard or symbolic link)."""
+    """Refuse an empty file or a second path to the same file (a hard or symbolic link); ``where``
+    names the file in the message."""
     if size == 0:
-        raise BadInputError(f"{where}: {rel} is an empty file (0 bytes); remove it or replace it with the image")
+        raise BadInputError(f"{where}: empty file (0 bytes); remove it or replace it with the image")
     previous = keys.setdefault(key, rel)
     if previous != rel:
-        raise BadInputError(f"{where}: {rel} is the same file as {previous} (a link); each image may appear once")
+        raise BadInputError(f"{where}: the same file as {previous} (a link); each image may appear once")
 
 
 def scan_folder(root: str) -> Collection:
@@ -279,7 +280,7 @@ def read_csv(csv_path: str, image_root: str = None) -> Collection:
             raise BadInputError(f"{where}: {rel}: cannot read it ({e.strerror or e})") from None
         if not stat.S_ISREG(st.st_mode):
             raise BadInputError(f"{where}: {rel} is not a regular file")
-        _check_unique_files(inodes, (st.st_dev, st.st_ino), where, rel, st.st_size)
+        _check_unique_files(inodes, (st.st_dev, st.st_ino), f"{where}: {rel}", rel, st.st_size)
         paths.append(rel)
         names.append(label)
         lines.append(line)
@@ -314,8 +315,8 @@ def drop_singletons(coll: Collection, skip: bool) -> Collection:
     if not skip:
         i = int(np.flatnonzero(coll.labels == single[0])[0])
         where = coll.where(i) if coll.kind == "csv" else os.path.join(coll.image_root, coll.class_names[single[0]])
-        raise BadInputError(f"{where}: class {coll.class_names[single[0]]!r} has one image ({single.size} such "
-                            "classes); a class needs two (one to query, one to find) and for training: add images, "
+        raise BadInputError(f"{where}: class {coll.class_names[single[0]]!r} has one image ({single.size} "
+                            f"class{'es' if single.size > 1 else ''} of one image in all); a class needs two (one to query, one to find) and for training: add images, "
                             "remove the class, or pass --skip-singletons to leave such classes out")
     keep = counts[coll.labels] > 1
     if not keep.any():
@@ -350,10 +351,10 @@ def check_decode(coll: Collection, workers: int = None) -> None:
     with ThreadPoolExecutor(workers) as pool:
         for i, (ok, value) in enumerate(pool.map(one, range(len(coll.paths)), chunksize=64)):
             if not ok:
-                raise BadInputError(f"{coll.where(i)}: {coll.paths[i]}: {value}")
+                raise BadInputError(f"{coll.where(i)}: {value}")
             previous = seen.setdefault(value, i)
             if previous != i:
-                raise BadInputError(f"{coll.where(i)}: {coll.paths[i]} has the same content as {coll.paths[previous]}; "
+                raise BadInputError(f"{coll.where(i)}: the same content as {coll.paths[previous]}; "
                                     "each image may appear once (remove the copy)")
 
 
@@ -420,8 +421,8 @@ def _check_eval(coll: Collection, role: np.ndarray) -> None:
     bad = np.flatnonzero((role == 1) & ~in_gallery[coll.labels])
     if bad.size:
         i = int(bad[0])
-        raise BadInputError(f"{coll.where(i)}: the query {coll.paths[i]} of class {coll.class_names[coll.labels[i]]!r} "
-                            "has no gallery image of its class, so it has nothing to find; add one with split gallery")
+        raise BadInputError(f"{coll.where(i)}: a query of class {coll.class_names[coll.labels[i]]!r} with no gallery "
+                            "image of its class, so it has nothing to find; add one with split gallery")
 
 
 # ---------------------------------------------------------------------------------------------
