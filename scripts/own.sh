@@ -24,21 +24,26 @@ if [ ! -e "${SRC_ARG}" ]; then
   echo "error: ${SRC_ARG} does not exist; give a folder per class (<root>/<class>/<image>) or a CSV of path,label" >&2
   exit 2
 fi
-SRC="$(cd "$(dirname "${SRC_ARG}")" && pwd)/$(basename "${SRC_ARG}")"
-if [ $# -ge 1 ] && [[ "$1" != *.* ]]; then NAME=$1; shift
+if [ -d "${SRC_ARG}" ]; then SRC=$(cd "${SRC_ARG}" && pwd)
+else SRC="$(cd "$(dirname "${SRC_ARG}")" && pwd)/$(basename "${SRC_ARG}")"; fi
+WEIGHTS=${WEIGHTS:-}
+if [ -n "${WEIGHTS}" ]; then
+  if [ ! -f "${WEIGHTS}" ]; then echo "error: WEIGHTS=${WEIGHTS} is not a file" >&2; exit 2; fi
+  WEIGHTS="$(cd "$(dirname "${WEIGHTS}")" && pwd)/$(basename "${WEIGHTS}")"
+fi
+# Overrides come in KEY VALUE pairs, so an odd number of remaining arguments starts with the name.
+if (( $# % 2 )); then NAME=$1; shift
 else NAME=$(basename "${SRC}"); NAME=${NAME%.*}; NAME=$(printf '%s' "${NAME}" | tr -c 'A-Za-z0-9_+-' '_'); fi
 if ! [[ "${NAME}" =~ ^[A-Za-z0-9][A-Za-z0-9_+-]*$ ]]; then
   echo "error: name '${NAME}' must be letters, digits, '_', '+' or '-' (it names the set in the table); ${usage}" >&2
   exit 2
 fi
-if (( $# % 2 )); then echo "error: overrides come in KEY VALUE pairs, got an odd number: $*" >&2; exit 2; fi
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 METHOD=${METHOD:-advbct}
 FRESH=${FRESH:-0}
 ARCH=${ARCH:-resnet18}
 PRETRAINED=${PRETRAINED:-True}
-WEIGHTS=${WEIGHTS:-}
 CFG=configs/own
 OUT=output/own/${NAME}
 LISTS=${OUT}/lists
@@ -73,7 +78,6 @@ step 2 "starting weights of ${ARCH}"
 if [ "${PRETRAINED}" = False ] || [ "${PRETRAINED}" = 0 ]; then
   START=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED False); echo "random weights (PRETRAINED=False)"
 elif [ -n "${WEIGHTS}" ]; then
-  if [ ! -f "${WEIGHTS}" ]; then echo "error: WEIGHTS=${WEIGHTS} is not a file" >&2; exit 2; fi
   START=(OLD_MODEL.PRETRAINED_PATH "${WEIGHTS}" NEW_MODEL.PRETRAINED_PATH "${WEIGHTS}"); echo "local weights ${WEIGHTS}"
 else
   START=()
@@ -83,17 +87,20 @@ import torch, torchvision
 arch = sys.argv[1]
 hint = ("give a local weight file with WEIGHTS=<file> (it sets OLD_MODEL.PRETRAINED_PATH and NEW_MODEL.PRETRAINED_PATH) "
         "or start from random weights with PRETRAINED=False")
+def refuse(line):
+    print(f"error: {line}", file=sys.stderr)
+    sys.exit(2)
 try:
     weights = torchvision.models.get_model_weights(arch).DEFAULT
 except Exception:
-    sys.exit(f"error: torchvision has no ImageNet weights for ARCH={arch}; {hint}")
+    refuse(f"torchvision has no ImageNet weights for ARCH={arch}; {hint}")
 path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
 if not os.path.isfile(path):
     try:
         weights.get_state_dict(progress=False)
     except Exception as e:
-        sys.exit(f"error: ImageNet weights of {arch} are not in the torchvision cache and could not be downloaded "
-                 f"({type(e).__name__}): put {weights.url} at {path}, or {hint}")
+        refuse(f"ImageNet weights of {arch} are not in the torchvision cache and could not be downloaded "
+               f"({type(e).__name__}): put {weights.url} at {path}, or {hint}")
 print(f"ImageNet weights of {arch}: {path}")
 EOF
 fi

@@ -429,8 +429,8 @@ def test_help_names_the_module(capsys):
 
 def _pieces_present() -> bool:
     """scripts/own.sh needs the method catalogue (new_<method>.yml from configs/own/Base-new.yml),
-    the renamed keys and the own-set evaluation."""
-    if importlib.util.find_spec("bct.config.methods") is None or importlib.util.find_spec("bct.evaluation.sets") is None:
+    the renamed keys, the own-set evaluation and the pipeline layer that wires it into the test tool."""
+    if any(importlib.util.find_spec(m) is None for m in ("bct.config.methods", "bct.evaluation.sets", "bct.pipeline")):
         return False
     from bct.config.defaults import get_cfg_defaults
     return "LIST_FILE" in get_cfg_defaults().TRAIN
