@@ -120,6 +120,9 @@ def test_folder_class_split(tmp_path, capsys):
     # Held-out classes: no image of them is trained on; their ids label the retrieval set.
     assert not any(p.split("/")[0] in eval_names for p, _ in full)
     assert {p.split("/")[0] for p, _ in query + gallery} == eval_names
+    for name in eval_names:  # min(n - 1, max(1, int(0.5 * n))) queries per held-out class
+        n = SIZES[name]
+        assert sum(p.startswith(name + "/") for p, _ in query) == min(n - 1, max(1, int(0.5 * n)))
     # Class split: the old classes are relabelled 0..N_old-1 and keep those ids in the full list; no
     # class is both old and new-only.
     old = read_list(os.path.join(out, "train_old.txt"))
@@ -338,6 +341,15 @@ def test_singletons_skipped_on_request(tmp_path, capsys):
     assert "1 one-image classes left out" in printed
     assert "espadrilles" not in open(tmp_path / "out" / "classes.txt").read()
     check_partition(str(tmp_path / "out"), sum(SIZES.values()))
+
+
+def test_added_singleton_changes_the_input(tmp_path, capsys):
+    src, out = make_folder(tmp_path), str(tmp_path / "out")
+    assert run_tool(["--src", src, "--out", out, "--skip-singletons"], capsys)[0] == 0
+    os.makedirs(os.path.join(src, "wellies"))
+    _image(os.path.join(src, "wellies", "0.png"), 4242)
+    code, _, err = run_tool(["--src", src, "--out", out, "--skip-singletons"], capsys)
+    assert code == 2 and "was prepared from another content" in err
 
 
 def test_non_image_files_are_counted(tmp_path, capsys):

@@ -16,9 +16,9 @@ order for a CSV). The splits, every one seeded with ``seed``:
 - retrieval set (``eval/``): ``held="classes"`` holds out the first ``int(C * eval_fraction)``
   classes of a seeded shuffle of arange(C) (the rule of the GLDv2 class split); ``held="images"``
   holds out, from each class of four or more images, ``max(2, int(eval_fraction * n))`` images.
-  Per class i of the retrieval set the held-out images are ordered by ``arange(n)`` shuffled with
-  seed + i; the first ``min(n - 1, max(1, int(query_fraction * n)))`` are queries, the others the
-  gallery. With a CSV ``split`` column the rows say it instead. Query and gallery never share an
+  Per class i of n images, ``arange(n)`` is shuffled with seed + i and its first k positions are
+  held out (k = n for a held-out class); the first ``min(k - 1, max(1, int(query_fraction * k)))``
+  of them are queries, the others the gallery. With a CSV ``split`` column the rows say it instead. Query and gallery never share an
   image, and every query has at least one gallery image of its class.
 - old model: ``split="class"``: the GLDv2 class split (bct.data.prepare.class_split and
   class_split_labels) over the training classes, old classes relabelled 0..N_old-1, new classes
@@ -400,7 +400,7 @@ def eval_split(coll: Collection, s: Settings) -> np.ndarray:
         take = n if s.held == "classes" else max(2, int(s.eval_fraction * n))
         if s.held == "images" and n - take < 1:
             take = n - 1
-        rng.seed((s.seed + c) % 2 ** 32)
+        rng.seed(s.seed + c)
         a = np.arange(n)
         rng.shuffle(a)
         members = order[starts[c]:starts[c] + n]
@@ -515,21 +515,23 @@ def prepare_collection(src: str, out: str, settings: Settings = Settings(), imag
     if os.path.isdir(src_abs) and (out == src_abs or out.startswith(src_abs.rstrip(os.sep) + os.sep)):
         raise BadInputError(f"--out {out} is inside the collection {src_abs}; write the preparation elsewhere "
                             "(it would be read as a class folder next time)")
-    coll = drop_singletons(load_collection(src, image_root), settings.skip_singletons)
+    found = load_collection(src, image_root)
+    digest = found.digest()  # of the whole input, one-image classes included
+    coll = drop_singletons(found, settings.skip_singletons)
     num_classes = len(coll.class_names)
-    inputs = {"kind": coll.kind, "source": coll.source, "image_root": coll.image_root, "images": len(coll.paths),
-              "classes": num_classes, "split_column": coll.splits is not None, "digest": coll.digest(), "ignored_files": len(coll.ignored),
-              "skipped_singleton_classes": len(coll.skipped_classes)}
+    inputs = {"kind": coll.kind, "source": coll.source, "image_root": coll.image_root, "images": len(found.paths),
+              "classes": len(found.class_names), "split_column": coll.splits is not None, "digest": digest,
+              "ignored_files": len(coll.ignored), "skipped_singleton_classes": len(coll.skipped_classes)}
     settings_dict = asdict(settings)
     old = _existing(out, settings_dict, inputs)
     if old is not None:
         old["reused"] = True
         return old
-    if settings.check_decode:
-        check_decode(coll)
     if num_classes + settings.seed - 1 >= 2 ** 32:
         raise BadInputError(f"--seed {settings.seed} is too large: class i is seeded with seed + i, which must stay "
                             f"below 2**32 for {num_classes} classes")
+    if settings.check_decode:
+        check_decode(coll)
 
     role = eval_split(coll, settings)
     _check_eval(coll, role)
