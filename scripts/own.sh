@@ -107,20 +107,22 @@ fi
 COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE "${BATCH}" OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}"
         OLD_MODEL.NUM_CLASSES "${NUM_OLD}" EVAL.CACHE_DIR "${OUT}/feature_cache")
 
+# --reuse: a finished step of the same settings and input digests is kept; one of other settings in the
+# same folder is refused (bct.pipeline records), never written over.
 step 3 "old model: ${ARCH} on ${LISTS}/train_old.txt (${NUM_OLD} classes)"
-launch bct.tools.train --cfg ${CFG}/old_model.yml "${COMMON[@]}" "${START[@]}" \
+launch bct.tools.train --cfg ${CFG}/old_model.yml --reuse "${COMMON[@]}" "${START[@]}" \
   TRAIN.LIST_FILE "${LISTS}/train_old.txt" "$@"
 
 step 4 "old-class centres and radii -> ${STATS}"
-launch bct.tools.extract_feat --cfg ${CFG}/extract_feat.yml "${COMMON[@]}" \
-  TRAIN.LIST_FILE "${LISTS}/train_old.txt" OLD_MODEL.MODEL_PATH "${OLD}" EXTRACT.SAVE_DIR "${STATS}" "$@"
+launch bct.tools.extract_feat --cfg ${CFG}/extract_feat.yml --model "${OLD}" --out "${STATS}" --reuse \
+  "${COMMON[@]}" TRAIN.LIST_FILE "${LISTS}/train_old.txt" "$@"
 
 step 5 "new model: ${METHOD}, ${ARCH} on ${LISTS}/train_full.txt (${NUM_NEW} classes)"
-launch bct.tools.train --cfg ${CFG}/new_${METHOD}.yml "${COMMON[@]}" "${START[@]}" \
+launch bct.tools.train --cfg ${CFG}/new_${METHOD}.yml --reuse "${COMMON[@]}" "${START[@]}" \
   TRAIN.LIST_FILE "${LISTS}/train_full.txt" NEW_MODEL.NUM_CLASSES "${NUM_NEW}" OLD_MODEL.MODEL_PATH "${OLD}" \
   COMP_LOSS.RADIUS_FILE "${STATS}/radius.json" COMP_LOSS.ANGLE_FILE "${STATS}/angle.json" "$@"
 
 step 6 "self-test and cross-test on ${NAME} (${LISTS}/eval)"
-launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets "${NAME}=${LISTS}/eval" --summary "${COMMON[@]}" \
-  NEW_MODEL.MODEL_PATH "${NEW}" OLD_MODEL.MODEL_PATH "${OLD}" EVAL.SAVE_DIR "${EVAL_DIR}" "$@"
+launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
+  --datasets "${NAME}=${LISTS}/eval" --out "${EVAL_DIR}" --summary "${COMMON[@]}" "$@"
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"
