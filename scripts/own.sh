@@ -69,7 +69,8 @@ m = json.load(open(sys.argv[1]))
 batch = yaml.safe_load(open(sys.argv[2]))['TRAIN']['BATCH_SIZE']
 fit = m['counts']['old_images'] // max(1, int(sys.argv[3]))
 if fit < batch:
-    print(f'note: TRAIN.BATCH_SIZE {fit} (not {batch}): the old-model list has {m[\"counts\"][\"old_images\"]} images', file=sys.stderr)
+    n = m['counts']['old_images']
+    print(f'note: TRAIN.BATCH_SIZE {fit} (not {batch}): the old-model list has {n} images', file=sys.stderr)
 t = m['train']
 print(t['root']); print(t['old_num_classes']); print(t['new_num_classes']); print(min(batch, fit))
 " "${LISTS}/manifest.json" "${CFG}/Base-own.yml" "${GPUS}")
@@ -85,8 +86,8 @@ else
 import os, sys
 import torch, torchvision
 arch = sys.argv[1]
-hint = ("give a local weight file with WEIGHTS=<file> (it sets OLD_MODEL.PRETRAINED_PATH and NEW_MODEL.PRETRAINED_PATH) "
-        "or start from random weights with PRETRAINED=False")
+hint = ("give a local weight file with WEIGHTS=<file> (it sets OLD_MODEL.PRETRAINED_PATH and "
+        "NEW_MODEL.PRETRAINED_PATH) or start from random weights with PRETRAINED=False")
 def refuse(line):
     print(f"error: {line}", file=sys.stderr)
     sys.exit(2)
@@ -104,8 +105,8 @@ if not os.path.isfile(path):
 print(f"ImageNet weights of {arch}: {path}")
 EOF
 fi
-COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE "${BATCH}" OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}"
-        OLD_MODEL.NUM_CLASSES "${NUM_OLD}" EVAL.CACHE_DIR "${OUT}/feature_cache")
+COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE "${BATCH}"
+        OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}" OLD_MODEL.NUM_CLASSES "${NUM_OLD}" EVAL.CACHE_DIR "${OUT}/feature_cache")
 
 # --reuse: a finished step of the same settings and input digests is kept; one of other settings in the
 # same folder is refused (bct.pipeline records), never written over.

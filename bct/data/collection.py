@@ -18,8 +18,8 @@ order for a CSV). The splits, every one seeded with ``seed``:
   holds out, from each class of four or more images, ``max(2, int(eval_fraction * n))`` images.
   Per class i of n images, ``arange(n)`` is shuffled with seed + i and its first k positions are
   held out (k = n for a held-out class); the first ``min(k - 1, max(1, int(query_fraction * k)))``
-  of them are queries, the others the gallery. With a CSV ``split`` column the rows say it instead. Query and gallery never share an
-  image, and every query has at least one gallery image of its class.
+  of them are queries, the others the gallery. With a CSV ``split`` column the rows say it instead.
+  Query and gallery never share an image, and every query has at least one gallery image of its class.
 - old model: ``split="class"``: the GLDv2 class split (bct.data.prepare.class_split and
   class_split_labels) over the training classes, old classes relabelled 0..N_old-1, new classes
   N_old..; ``split="data"``: the GLDv2 data split (bct.data.prepare.data_split) over each
@@ -298,7 +298,8 @@ def load_collection(src: str, image_root: str = None) -> Collection:
     """A folder per class, or a CSV file."""
     if os.path.isdir(src):
         if image_root:
-            raise BadInputError(f"--image-root is for a CSV source; {src} is a folder (its class folders hold the images)")
+            raise BadInputError(f"--image-root is for a CSV source; {src} is a folder (its class folders hold the "
+                                "images)")
         return scan_folder(src)
     if os.path.isfile(src):
         return read_csv(src, image_root)
@@ -316,7 +317,8 @@ def drop_singletons(coll: Collection, skip: bool) -> Collection:
         i = int(np.flatnonzero(coll.labels == single[0])[0])
         where = coll.where(i) if coll.kind == "csv" else os.path.join(coll.image_root, coll.class_names[single[0]])
         raise BadInputError(f"{where}: class {coll.class_names[single[0]]!r} has one image ({single.size} "
-                            f"class{'es' if single.size > 1 else ''} of one image in all); a class needs two (one to query, one to find) and for training: add images, "
+                            f"class{'es' if single.size > 1 else ''} of one image in all); a class needs two (one to "
+                            "query, one to find) and for training: add images, "
                             "remove the class, or pass --skip-singletons to leave such classes out")
     keep = counts[coll.labels] > 1
     if not keep.any():
@@ -494,7 +496,8 @@ def _existing(out: str, settings: dict, inputs: dict):
     for name, record in old.get("files", {}).items():
         path = os.path.join(out, name)
         if not os.path.isfile(path) or _file_sha(path) != record.get("sha256"):
-            raise BadInputError(f"{path} was changed or removed since the preparation (its sha256 is in {manifest_path}); "
+            raise BadInputError(f"{path} was changed or removed since the preparation (its sha256 is in "
+                                f"{manifest_path}); "
                                 f"remove {out} and prepare again")
     return old
 

@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="decode every image and refuse undecodable files and identical copies (reads every file)")
     p.add_argument("--skip-singletons", action="store_true",
                    help="leave out classes of one image (counted) instead of refusing them")
-    p.add_argument("--image-root", default=None, help="folder the CSV paths are relative to (default: the CSV's folder)")
+    p.add_argument("--image-root", default=None,
+                   help="folder the CSV paths are relative to (default: the CSV's folder)")
     return p.parse_args(argv)
 
 
