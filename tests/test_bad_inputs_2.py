@@ -377,7 +377,7 @@ def _stats_with(path, edit):
 def test_statistics_with_values_that_are_not_finite_numbers(w, earlier, tmp_path, capsys, edit, words):
     path = _stats_with(tmp_path / "radius.json", edit)
     out, before = copy_of(earlier, "train", tmp_path)
-    argv = train_new_argv(w, out, **{"EVAL.OLD_SAVE_FILE": path, "TAG": "t"})
+    argv = train_new_argv(w, out, **{"COMP_LOSS.RADIUS_FILE": path, "TAG": "t"})
     refused(invoke(capsys, "train", argv), 2, out, before, f"{path}: {words}")
 
 
@@ -385,7 +385,7 @@ def test_statistics_that_are_not_utf8(w, earlier, tmp_path, capsys):
     path = tmp_path / "radius.json"
     path.write_bytes(b'{"0": {"center": [0.1], "radius": [0.2]}, "\xff": 1}')
     out, before = copy_of(earlier, "train", tmp_path)
-    refused(invoke(capsys, "train", train_new_argv(w, out, **{"EVAL.OLD_SAVE_FILE": path})), 2, out, before,
+    refused(invoke(capsys, "train", train_new_argv(w, out, **{"COMP_LOSS.RADIUS_FILE": path})), 2, out, before,
             f"{path}: not a UTF-8 text file (byte 0xff at line 1")
 
 

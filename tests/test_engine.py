@@ -53,9 +53,9 @@ def test_max_iters_caps_steps_and_epoch_means_are_over_steps_taken(tiny_list):
     seen, step = [], t.step
 
     def recording_step(*args):
-        out = step(*args)
-        seen.append(out["loss"])
-        return out
+        log, stop = step(*args)
+        seen.append(log["loss"])
+        return log, stop
 
     t.step = recording_step
     hist = t.train()
