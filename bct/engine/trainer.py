@@ -195,6 +195,8 @@ class Trainer:
             self.ddp = DDP(self.task, device_ids=ids)
         self.tb = None
         self._stop_signal = None
+        # The last training batch, which a checkpoint's weights must embed to finite values.
+        self._probe = None
 
     # -- what differs between trainers -------------------------------------------------------
     def build_task(self):
@@ -262,21 +264,31 @@ class Trainer:
         }
 
     def _check_finite_weights(self, where: str) -> None:
-        """Stop, saving nothing, when a parameter or buffer about to be saved is not finite (every rank
-        takes part, so all stop together)."""
-        bad = non_finite_entry(self.task.state_dict())
-        flag = torch.tensor([0.0 if bad else 1.0], device=self.device)
+        """Stop, saving nothing, when a parameter or buffer about to be saved is not finite, or when the
+        weights (finite but huge after a diverging update) turn the last training batch into
+        non-finite embeddings. Every rank takes part, so all stop together."""
+        problem = non_finite_entry(self.task.state_dict())
+        if problem:
+            problem = f"non-finite weights {where} ({problem})"
+        elif self._probe is not None:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                emb = self.model(self._probe)
+            self.model.train(was_training)
+            if not bool(torch.isfinite(emb).all()):
+                problem = f"the weights {where} turn the last training batch into non-finite embeddings"
+        flag = torch.tensor([0.0 if problem else 1.0], device=self.device)
         if is_dist():
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         if flag.item() >= 1:
             return
         last = last_checkpoint(self.out_dir)
-        where_bad = f"({bad})" if bad else "on another rank"
         resume = (f"the last checkpoint with finite weights is {last}: go on from it at a lower rate with --resume "
                   f"TRAIN.RESUME_WITH_NEW_LR True TRAIN.OPTIMIZER.BASE_LR <lower>" if last else
-                  "no checkpoint of this run has been saved: start again at a lower TRAIN.OPTIMIZER.BASE_LR")
-        raise TrainingError(f"non-finite weights {where} {where_bad}; nothing saved (no model_final.pth); "
-                            f"{resume}, or enable TRAIN.CLIP_GRAD")
+                  "no checkpoint of this run has been saved: start again with a lower TRAIN.OPTIMIZER.BASE_LR")
+        raise TrainingError(f"{problem or f'non-finite weights {where} on another rank'}; nothing saved "
+                            f"(no model_final.pth); {resume}, or enable TRAIN.CLIP_GRAD")
 
     def save(self, epoch: int, final: bool = False, iteration: int = 0) -> None:
         """Rank 0 writes ckpt_epoch_<epochs done>.pth (or ckpt_interrupted.pth mid-epoch) and points
@@ -491,6 +503,7 @@ class Trainer:
         labels = labels.to(self.device, non_blocking=True)
         if cfg.CHANNELS_LAST:
             images = images.contiguous(memory_format=torch.channels_last)
+        self._probe = images
         cache = self.old_cache if idx is not None else None
         feat_old = cache.lookup(idx) if cache is not None else None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
