@@ -569,8 +569,9 @@ def test_bad_evaluation_sets(w, tmp_path, capsys, case, words):
 @pytest.mark.parametrize("lr", ["1e30"])  # an infinite rate is refused by the config check already
 def test_non_finite_loss_stops_with_one_line(w, tmp_path, capsys, lr):
     argv = train_argv(w, w.list, tmp_path / "out", **{"TRAIN.OPTIMIZER.BASE_LR": lr})
+    # Nothing was saved before the loss diverged: no checkpoint to resume from is advised.
     expect_error(invoke(capsys, "train", argv), 1, "non-finite loss at epoch 1 iteration",
-                 "lower TRAIN.OPTIMIZER.BASE_LR", "--resume")
+                 "lower TRAIN.OPTIMIZER.BASE_LR", "nothing was saved yet")
 
 
 # --------------------------------------------------------------------------------------------

@@ -158,9 +158,13 @@ def test_every_default_key_declares_what_it_may_be():
 
 
 def test_compatibility_loss_choices_are_the_registered_losses():
-    from bct.config.defaults import RULES
+    from bct.config import load_cfg
     from bct.losses import COMP_LOSS_REGISTRY
-    assert set(RULES["COMP_LOSS.TYPE"].choices) == set(COMP_LOSS_REGISTRY) | {"none"}
+    from bct.utils.errors import BadInputError
+    for name in COMP_LOSS_REGISTRY:
+        assert load_cfg("", ["COMP_LOSS.TYPE", name]).COMP_LOSS.TYPE == name
+    with pytest.raises(BadInputError, match="not a registered compatibility loss"):
+        load_cfg("", ["COMP_LOSS.TYPE", "unknown_loss"])
 
 
 def _get(cfg, key):

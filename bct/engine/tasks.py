@@ -17,12 +17,13 @@ import torch.nn.functional as F
 
 
 class BaseTask(nn.Module):
+    # Whether forward runs the frozen old model (never for cross-entropy alone).
+    needs_old_features = False
+
     def __init__(self, model: nn.Module, label_smoothing: float = 0.0):
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
-
-    needs_old_features = False
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, feat_old: torch.Tensor = None, progress=None):
         _, logits = self.model(images, labels, with_logits=True)

@@ -102,6 +102,7 @@ def term_names(cfg) -> list:
     'adversarial' for TRAIN.TYPE adv_compatible (once). Empty for TRAIN.TYPE base."""
     if cfg.TRAIN.TYPE == "base":
         return []
+    import_modules(cfg.MODULES)
     names = [cfg.COMP_LOSS.TYPE] + [n for n in cfg.COMP_LOSS.EXTRA_TERMS if n != cfg.COMP_LOSS.TYPE]
     if cfg.TRAIN.TYPE == "adv_compatible" and "adversarial" not in names:
         names.append("adversarial")
