@@ -223,7 +223,7 @@ def training_steps(args, folder: str, list_path: str, device, work: str) -> dict
     out = {"mode": mode, "batch": batch, "iters": iters, "warmup": warmup, "classes": GLDV2_CLASSES}
     for arch in args.archs:
         opts = {"DEVICE": device.type, "OUTPUT": os.path.join(work, "output"), "TAG": "benchmark_data",
-                "TRAIN.ROOT": folder, "TRAIN.FILE_DIR": list_path, "TRAIN.BATCH_SIZE": batch,
+                "TRAIN.ROOT": folder, "TRAIN.LIST_FILE": list_path, "TRAIN.BATCH_SIZE": batch,
                 "TRAIN.INPUT_SIZE": args.size, "TRAIN.NUM_WORKERS": 0, "TRAIN.VAL_FREQ": 0,
                 "TRAIN.OPTIMIZER.BASE_LR": 1e-4, "NEW_MODEL.ARCH": arch, "NEW_MODEL.PRETRAINED": False,
                 "OLD_MODEL.PRETRAINED": False, "NEW_MODEL.NUM_CLASSES": GLDV2_CLASSES}

@@ -27,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from any folder
     sys.path.insert(0, REPO)
 
+from bct.config.methods import PAPER_ORDER, method_names, method_title  # noqa: E402
 from bct.evaluation.metrics import meets_bct_criterion  # noqa: E402
 from bct.utils.fileio import write_text_atomic  # noqa: E402
 BENCH = "docs/results/results.json"
@@ -35,9 +36,9 @@ DEMO = "docs/results/demo.json"
 
 SETS = ["rparis6k", "roxford5k", "gldv2"]
 SET_TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
-METHODS = ["bct", "lce", "unibct", "hot_refresh", "advbct"]
-TITLES = {"oracle": "Oracle", "bct": "BCT", "lce": "LCE", "unibct": "UniBCT", "hot_refresh": "Hot-refresh",
-          "advbct": "AdvBCT"}
+# The documented results cover the paper's methods; their order and titles come from the catalogue.
+METHODS = [m for m in method_names(include_oracle=False) if m in PAPER_ORDER]
+TITLES = {m: method_title(m) for m in ["oracle", *METHODS]}
 SCORES = ["P_up", "P_comp", "P_1"]
 MINUS = "\u2212"
 

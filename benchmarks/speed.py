@@ -2,7 +2,7 @@
 
 Times the project's own code on this machine: the Trainer's step of plain cross-entropy training
 (TRAIN.TYPE base, docs/method.md) and of every compatible method (docs/method.md: AdvBCT = bct_limit with
-the elastic boundary and the discriminator, and the bct, lce, uni_bct, hot_refresh baselines) on
+the elastic boundary and the discriminator, and every other method of configs/methods) on
 one pre-loaded batch, the training DataLoader alone, feature extraction and exact search with both
 backends (docs/evaluation.md). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
 
@@ -31,7 +31,8 @@ import torch
 if __package__ in (None, ""):  # run as `python benchmarks/speed.py`: the repository root holds bct
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bct.config import load_cfg
+from bct.config import load_layers
+from bct.config.methods import method_file, method_names
 from bct.data.datasets import ImageListDataset
 from bct.data.lists import read_image_list
 from bct.data.transforms import build_transform
@@ -45,18 +46,10 @@ from bct.utils.logger import setup_logger
 
 LIST_NAME = "benchmark_list.txt"
 MODES = ("fp32", "amp", "amp_cl")
-# Config differences of each measured method; they mirror configs/methods/*.yml. "base" is the
-# oracle's plain cross-entropy step: the same step as old-model training, with the new model's
-# class count so that its only difference from the compatible steps is the compatibility work.
-METHODS = {
-    "base": {"TRAIN.TYPE": "base", "TRAIN.ROLE": "new"},
-    "advbct": {"TRAIN.TYPE": "adv_compatible", "COMP_LOSS.TYPE": "bct_limit",
-               "COMP_LOSS.ELASTIC_BOUNDARY": "True", "TRAIN.THRESHOLD": "1.0"},
-    "bct": {"TRAIN.TYPE": "compatible", "COMP_LOSS.TYPE": "bct"},
-    "lce": {"TRAIN.TYPE": "compatible", "COMP_LOSS.TYPE": "lce"},
-    "uni_bct": {"TRAIN.TYPE": "compatible", "COMP_LOSS.TYPE": "uni_bct"},
-    "hot_refresh": {"TRAIN.TYPE": "compatible", "COMP_LOSS.TYPE": "hot_refresh"},
-}
+# The baseline step is the oracle's (plain cross-entropy with the new model's class count, the same step
+# as old-model training); every other method of the catalogue (configs/methods) is timed against it,
+# each built from its own yml, so a method added to the catalogue is measured with no change here.
+BASE = "oracle"
 # AdvBCT step time / plain step time that the project accepts on a CPU.
 CPU_RATIO_LIMIT = 1.4
 
@@ -80,8 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--modes", nargs="+", default=None, choices=MODES,
                    help="training precisions (default: all on CUDA, fp32 on CPU; AMP is CUDA-only)")
-    p.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "base"],
-                   choices=[m for m in METHODS if m != "base"], help="compatible methods timed against base")
+    p.add_argument("--methods", nargs="+", default=method_names(include_oracle=False),
+                   choices=method_names(include_oracle=False), help="compatible methods timed against base")
     p.add_argument("--gallery", type=int, default=0, help="search gallery size (default 100000 CUDA, 20000 CPU)")
     p.add_argument("--queries", type=int, default=1000, help="search queries")
     p.add_argument("--topk", type=int, default=100, help="search depth k")
@@ -122,7 +115,7 @@ def base_opts(args, device, root: str, list_path: str, n_classes: int, work: str
     n_old = max(1, n_classes // 2)
     return {
         "DEVICE": device.type, "OUTPUT": os.path.join(work, "output"), "TAG": "benchmark",
-        "TRAIN.ROOT": root, "TRAIN.FILE_DIR": list_path, "TRAIN.BATCH_SIZE": args.batch,
+        "TRAIN.ROOT": root, "TRAIN.LIST_FILE": list_path, "TRAIN.BATCH_SIZE": args.batch,
         "TRAIN.INPUT_SIZE": args.size, "TRAIN.NUM_WORKERS": 0, "TRAIN.VAL_FREQ": 0,
         # A small rate: the same batch is stepped on many times and must not diverge.
         "TRAIN.OPTIMIZER.BASE_LR": 1e-4,
@@ -130,15 +123,17 @@ def base_opts(args, device, root: str, list_path: str, n_classes: int, work: str
         "OLD_MODEL.PRETRAINED": False, "NEW_MODEL.PRETRAINED": False,
         "OLD_MODEL.NUM_CLASSES": n_old, "NEW_MODEL.NUM_CLASSES": n_classes,
         "OLD_MODEL.MODEL_PATH": os.path.join(work, "old", "model_final.pth"),
-        "EVAL.OLD_SAVE_FILE": os.path.join(work, "old", "radius.json"),
-        "EVAL.OLD_ANGLE_FILE": os.path.join(work, "old", "angle.json"),
+        "COMP_LOSS.RADIUS_FILE": os.path.join(work, "old", "radius.json"),
+        "COMP_LOSS.ANGLE_FILE": os.path.join(work, "old", "angle.json"),
         "EVAL.BATCH_SIZE": args.batch, "EVAL.INPUT_SIZE": args.size,
     }
 
 
-def make_cfg(opts: dict, extra: dict = None):
+def make_cfg(opts: dict, extra: dict = None, method: str = BASE):
+    """The config of `method` (its catalogue yml) under the run's KEY VALUE overrides."""
     merged = dict(opts, **(extra or {}))
-    return load_cfg("", [str(x) for kv in merged.items() for x in kv])
+    return load_layers([method_file(method)], [str(x) for kv in merged.items() for x in kv], notes=[],
+                       sets={"METHOD.NAME": method})
 
 
 def write_fake_old_model(cfg, seed: int = 0) -> None:
@@ -156,7 +151,7 @@ def write_fake_old_model(cfg, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n, dim))
     centres *= rng.uniform(0.6, 0.9, (n, 1)) / np.linalg.norm(centres, axis=1, keepdims=True)
-    for path, lo, hi in ((cfg.EVAL.OLD_SAVE_FILE, 0.2, 0.9), (cfg.EVAL.OLD_ANGLE_FILE, 0.2, 1.2)):
+    for path, lo, hi in ((cfg.COMP_LOSS.RADIUS_FILE, 0.2, 0.9), (cfg.COMP_LOSS.ANGLE_FILE, 0.2, 1.2)):
         values = np.sort(rng.uniform(lo, hi, (n, 6)), axis=1)
         write_json_atomic(path, {str(k): {"center": centres[k].tolist(), "radius": values[k].tolist()}
                                  for k in range(n)})
@@ -194,9 +189,9 @@ def _memory(device) -> dict:
 def preload_batch(cfg, device):
     """One training batch through the real dataset and transform: images (B, 3, S, S) and labels
     (B,) on `device`, drawn with a fixed seed so that old and new classes mix."""
-    paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
+    paths, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)
     if len(paths) < cfg.TRAIN.BATCH_SIZE:
-        raise BadInputError(f"{cfg.TRAIN.FILE_DIR}: {len(paths)} images cannot fill a --batch of "
+        raise BadInputError(f"{cfg.TRAIN.LIST_FILE}: {len(paths)} images cannot fill a --batch of "
                             f"{cfg.TRAIN.BATCH_SIZE}; lower --batch or raise --images")
     dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels, transform=build_transform(cfg.TRAIN.INPUT_SIZE))
     pick = np.random.default_rng(0).permutation(len(paths))[:cfg.TRAIN.BATCH_SIZE]
@@ -220,7 +215,7 @@ def bench_training(opts: dict, methods, mode: str, images, labels, device, iters
     amp, channels_last = mode != "fp32", mode == "amp_cl"
     on_cuda = device.type == "cuda"
     extra = {"USE_AMP": amp, "CHANNELS_LAST": channels_last}
-    trainers = {name: Trainer(make_cfg(opts, dict(extra, **METHODS[name])), device)
+    trainers = {name: Trainer(make_cfg(opts, extra, BASE if name == "base" else name), device)
                 for name in ["base"] + list(methods)}
     old_model = next((t.old_model for t in trainers.values() if t.old_model is not None), None)
     old_images = images.contiguous(memory_format=torch.channels_last) if channels_last else images
@@ -313,7 +308,7 @@ def bench_extraction(cfg, device, workers: int, repeats: int) -> dict:
     from bct.evaluation.extract import extract_features
     from bct.models.build import build_model
 
-    paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
+    paths, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)
     dataset = ImageListDataset(cfg.TRAIN.ROOT, paths, labels, transform=build_transform(cfg.EVAL.INPUT_SIZE))
     model = build_model(cfg, "new").to(device)
     if device.type == "cuda":
@@ -501,7 +496,7 @@ def main(argv=None) -> dict:
         opts = base_opts(args, device, root, list_path, n_classes, work)
         report["settings"].update({"data_root": root, "classes": n_classes,
                                    "old_classes": opts["OLD_MODEL.NUM_CLASSES"]})
-        cfg = make_cfg(opts, dict(METHODS["base"], **{"TRAIN.NUM_WORKERS": args.workers, "USE_AMP": on_cuda}))
+        cfg = make_cfg(opts, {"TRAIN.NUM_WORKERS": args.workers, "USE_AMP": on_cuda})
         if "training" not in args.skip:
             write_fake_old_model(cfg)
             images, labels = preload_batch(cfg, device)
