@@ -25,7 +25,7 @@ def convert(src: str, dst: str, to: str = "bct") -> dict:
 
     from bct.engine.checkpoint import save_checkpoint
     from bct.models.reference import bct_to_reference
-    from bct.pipeline.evaluate import read_checkpoint
+    from bct.pipeline.evaluation import read_checkpoint
     from bct.utils.fileio import atomic_path
 
     ckpt = read_checkpoint(src, "--model")

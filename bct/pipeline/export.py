@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bct.pipeline.evaluate import model_from_checkpoint, read_checkpoint
+from bct.pipeline.evaluation import model_from_checkpoint, read_checkpoint
 from bct.utils.errors import BadInputError, CheckFailedError
 from bct.utils.fileio import atomic_path
 

@@ -10,7 +10,7 @@ import numpy as np
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
 from bct.evaluation.report import matrix_table
 from bct.pipeline import catalog
-from bct.pipeline.evaluate import load_for_eval
+from bct.pipeline.evaluation import load_for_eval
 from bct.pipeline.plots import matrix_heatmaps
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic

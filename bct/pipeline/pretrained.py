@@ -32,12 +32,10 @@ def keyed_path(path: str, key: str) -> str:
     return f"{stem}-{key}{ext}"
 
 
-def pretrained_start(cfg, out: str, own_file: bool = False) -> str:
+def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
     """Train (or reuse, or resume) the pretraining run of the frozen config ``cfg`` and publish its
-    backbone at ``out``; returns the path published.
-
-    When ``out`` holds a start of another key it is refused with one line, or, with ``own_file``,
-    the start goes to keyed_path(out, key) instead.
+    backbone at ``out`` (with ``keyed``: at keyed_path(out, key), the start's own file); returns the
+    path published. A file that holds a start of another key is refused with one line.
     """
     import torch
 
@@ -52,6 +50,7 @@ def pretrained_start(cfg, out: str, own_file: bool = False) -> str:
                             "first (python -m bct.tools.make_synthetic --out data/synthetic)")
     record = start_record(cfg)
     key = record["key"][:12]
+    out = keyed_path(out, key) if keyed else out
     if os.path.isdir(out):
         raise BadInputError(f"--out {out} is a folder; give the weight file to publish")
     if os.path.isfile(out):
@@ -59,8 +58,6 @@ def pretrained_start(cfg, out: str, own_file: bool = False) -> str:
         if held is not None and held.get("key") == record["key"]:
             get_logger().info(f"[pretrain] reusing {out} (key {key})")
             return out
-        if own_file:
-            return pretrained_start(cfg, keyed_path(out, key))
         records.check_same(out, "a pretrained start", held, record,
                            f"publish this one elsewhere with --out, or delete {out} (every config naming it "
                            "would then load the new start)")

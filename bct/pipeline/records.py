@@ -86,8 +86,12 @@ def write_record(folder: str, record: dict, name: str = RUN_RECORD, **extra) -> 
 
 
 def differences(stored: dict, now: dict) -> list:
-    """Lines "KEY: was A, now B" for every setting and input that differs (inputs first)."""
+    """Lines "KEY: was A, now B" for every setting and input file that differs (settings first)."""
     out = []
+    sa, sb = stored.get("settings", {}), now.get("settings", {})
+    for key in sorted(set(sa) | set(sb)):
+        if sa.get(key, "(unset)") != sb.get(key, "(unset)"):
+            out.append(f"{key}: was {sa.get(key, '(unset)')!r}, now {sb.get(key, '(unset)')!r}")
     a, b = stored.get("inputs", {}), now.get("inputs", {})
     for key in sorted(set(a) | set(b)):
         if key not in a:
@@ -97,10 +101,6 @@ def differences(stored: dict, now: dict) -> list:
         elif a[key]["sha256"] != b[key]["sha256"]:
             out.append(f"{key}: another file content ({a[key]['path']} sha256 {a[key]['sha256'][:12]}, now "
                        f"{b[key]['path']} sha256 {b[key]['sha256'][:12]})")
-    sa, sb = stored.get("settings", {}), now.get("settings", {})
-    for key in sorted(set(sa) | set(sb)):
-        if sa.get(key, "(unset)") != sb.get(key, "(unset)"):
-            out.append(f"{key}: was {sa.get(key, '(unset)')!r}, now {sb.get(key, '(unset)')!r}")
     return out
 
 

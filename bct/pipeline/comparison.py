@@ -13,14 +13,14 @@ import time
 
 import numpy as np
 
-from bct.config import load_cfg
+from bct.config import load_cfg, training_settings
 from bct.evaluation.metrics import compatibility_scores, meets_bct_criterion
 from bct.evaluation.report import backfill_curve_table, markdown_table
 from bct.pipeline import catalog
 from bct.pipeline.configs import derive
-from bct.pipeline.evaluate import evaluate
+from bct.pipeline.evaluation import evaluate
 from bct.pipeline.plots import backfill_plot, self_cross_plot
-from bct.pipeline.pretrained import keyed_path, pretrained_start, start_record
+from bct.pipeline.pretrained import pretrained_start
 from bct.pipeline.stats import class_stats
 from bct.pipeline.train import train_run
 from bct.utils.errors import BadInputError
@@ -102,11 +102,10 @@ class Setting:
         published = {}
         for target, arch in starts.items():
             cfg = load_cfg(path, [*shared, "OLD_MODEL.ARCH", arch])
-            plain = start_record(load_cfg(path, ["OLD_MODEL.ARCH", arch]))["key"]
-            key = start_record(cfg)["key"]
-            # The configured file holds the start of pretrain.yml as it is; another key gets its own file.
-            out = target if key == plain else keyed_path(target, key[:12])
-            published[target] = pretrained_start(cfg, out, own_file=key != plain)
+            plain = load_cfg(path, ["OLD_MODEL.ARCH", arch])
+            # The configured file holds the start of pretrain.yml as it is; other settings get their own file.
+            own = training_settings(cfg, drop_tag=True) != training_settings(plain, drop_tag=True)
+            published[target] = pretrained_start(cfg, target, keyed=own)
         self._cache.clear()
         self.starts = {k: v for k, v in published.items() if v != k}
 

@@ -20,7 +20,7 @@ from bct.data.lists import read_image_list
 from bct.data.prepare import check_fractions, nested_list_name, percent_tag
 from bct.evaluation.report import matrix_table
 from bct.pipeline import catalog
-from bct.pipeline.compare import Setting, check_methods, default_out
+from bct.pipeline.comparison import Setting, check_methods, default_out
 from bct.pipeline.matrix import FILES, HEADLINE, evaluate_models, summarize, write_report
 from bct.pipeline.plots import matrix_heatmaps
 from bct.pipeline.stats import class_stats
@@ -142,7 +142,7 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
     import shutil
 
     from bct.engine.distributed import init_distributed
-    from bct.pipeline.compare import DEFAULT_SETS
+    from bct.pipeline.comparison import DEFAULT_SETS
 
     methods = check_methods(methods or list(DEFAULT_METHODS))
     sets = sets or catalog.parse_sets(DEFAULT_SETS)
