@@ -20,6 +20,7 @@ _WHERE = {
     "matrix_report": "matrix", "FILES": "matrix",
     "write_matrix_report": ("matrix", "write_report"),
     "load_results": "results", "paper_table": "results", "summary_table": "results", "SUMMARY_TITLE": "results",
+    "refuse_other_models_result": "results",
     "convert_checkpoint": ("checkpoints", "convert"), "write_untrained": "checkpoints",
     "export_model": "export",
     "derive": "configs",

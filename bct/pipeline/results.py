@@ -147,3 +147,23 @@ def paper_table(oracle_folder: str, method_specs: list, mixed: bool = False) -> 
         raise BadInputError(f"{oracle_folder}: {e}") from None
     return (table + "\nBCT criterion (cross > old self and new self > old self), per dataset:\n\n"
             + "\n".join(criterion) + "\n")
+
+
+def refuse_other_models_result(path: str, models: dict) -> None:
+    """Refuse writing a result at ``path`` over one of other models (``models``: role -> checkpoint path)."""
+    from bct.utils.fileio import file_digest
+
+    if not os.path.isfile(path):
+        return
+    try:
+        data = json.loads(read_text(path))
+    except (ValueError, BadInputError):
+        return  # a broken file is no result: it is replaced
+    if not isinstance(data, dict):
+        return
+    for role, ckpt in models.items():
+        now = "sha256 " + file_digest(ckpt)[:12] if ckpt and os.path.isfile(ckpt) else None
+        before = _model_id(data, role)
+        if before is not None and before.startswith("sha256 ") and now is not None and before != now:
+            raise BadInputError(f"{path} holds the result of another {role} model ({before}, now {now}); a run never "
+                                "writes over another's result: give another --out (EVAL.SAVE_DIR) or move it away")

@@ -12,7 +12,7 @@ mAP@100. --summary ends with the old/new/cross table of bct.tools.summarize.
 """
 import os
 
-from bct.pipeline import evaluate, parse_sets, result_lines, summary_table, SUMMARY_TITLE
+from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, result_lines, summary_table
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.comm import is_main_process
 from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
@@ -33,9 +33,11 @@ def main(argv=None):
                  *(["EVAL.SAVE_DIR", args.out] if args.out else []), *args.opts]
     cfg, device, logger = setup(args)
     sets = parse_sets(args.datasets) if args.datasets else [(cfg.EVAL.DATASET, cfg.EVAL.ROOT)]
-    for role, path in (("the new model", cfg.NEW_MODEL.MODEL_PATH), ("the old model", cfg.OLD_MODEL.MODEL_PATH)):
-        for name, _ in sets:
-            refuse_overwrite(os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json"), {role: path}, "EVAL.SAVE_DIR")
+    models = {"new": cfg.NEW_MODEL.MODEL_PATH, "old": cfg.OLD_MODEL.MODEL_PATH}
+    for name, _ in sets:
+        out = os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json")
+        refuse_overwrite(out, {f"the {role} model": path for role, path in models.items()}, "EVAL.SAVE_DIR")
+        refuse_other_models_result(out, models)
 
     def report(name, result):
         if is_main_process():
