@@ -34,7 +34,7 @@ def train_opts(root, list_path, out, num_classes, role="old", **extra):
     """KEY VALUE overrides for a seconds-long CPU training run on a tiny list."""
     key = "OLD_MODEL" if role == "old" else "NEW_MODEL"
     opts = {
-        "TRAIN.ROOT": str(root), "TRAIN.FILE_DIR": str(list_path), f"{key}.NUM_CLASSES": str(num_classes),
+        "TRAIN.ROOT": str(root), "TRAIN.LIST_FILE": str(list_path), f"{key}.NUM_CLASSES": str(num_classes),
         f"{key}.PRETRAINED": "False", "TRAIN.BATCH_SIZE": "8", "TRAIN.EPOCHS": "2", "TRAIN.INPUT_SIZE": "32",
         "TRAIN.NUM_WORKERS": "0", "OUTPUT": str(out), "TAG": "t", "PRINT_FREQ": "100", "DEVICE": "cpu",
         "TRAIN.OPTIMIZER.BASE_LR": "0.01", "TRAIN.VAL_FREQ": "0",

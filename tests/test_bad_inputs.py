@@ -130,13 +130,13 @@ def train_new_argv(w, out, **extra):
     """Boundary-loss new-model training against the world's old checkpoint and statistics."""
     base = {"OLD_MODEL.ARCH": ARCH, "NEW_MODEL.ARCH": ARCH, "TRAIN.TYPE": "compatible",
             "COMP_LOSS.TYPE": "bct_limit", "OLD_MODEL.MODEL_PATH": w.old,
-            "OLD_MODEL.NUM_CLASSES": 4, "EVAL.OLD_SAVE_FILE": w.radius, "TRAIN.BATCH_SIZE": 4,
+            "OLD_MODEL.NUM_CLASSES": 4, "COMP_LOSS.RADIUS_FILE": w.radius, "TRAIN.BATCH_SIZE": 4,
             "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1, "TRAIN.INPUT_SIZE": SIZE}
     return train_opts(w.root, w.list, out, 4, role="new", **{**base, **extra})
 
 
 def extract_argv(w, lst, out, **extra):
-    opts = {"OLD_MODEL.MODEL_PATH": w.old, "OLD_MODEL.ARCH": ARCH, "OLD_MODEL.NUM_CLASSES": 4, "TRAIN.FILE_DIR": lst,
+    opts = {"OLD_MODEL.MODEL_PATH": w.old, "OLD_MODEL.ARCH": ARCH, "OLD_MODEL.NUM_CLASSES": 4, "TRAIN.LIST_FILE": lst,
             "TRAIN.ROOT": w.root, "TRAIN.INPUT_SIZE": SIZE, "EVAL.BATCH_SIZE": 4, "EVAL.NUM_WORKERS": 0,
             "EXTRACT.SAVE_DIR": out, "DEVICE": "cpu", **extra}
     return [str(x) for kv in opts.items() for x in kv]
@@ -414,9 +414,9 @@ def test_invalid_yaml(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 
 def test_missing_statistics_file(w, tmp_path, capsys):
-    argv = train_new_argv(w, tmp_path / "out", **{"EVAL.OLD_SAVE_FILE": tmp_path / "none" / "radius.json"})
+    argv = train_new_argv(w, tmp_path / "out", **{"COMP_LOSS.RADIUS_FILE": tmp_path / "none" / "radius.json"})
     expect_error(invoke(capsys, "train", argv), 2,
-                 f"EVAL.OLD_SAVE_FILE = '{tmp_path / 'none' / 'radius.json'}': old-class statistics file not found",
+                 f"COMP_LOSS.RADIUS_FILE = '{tmp_path / 'none' / 'radius.json'}': old-class statistics file not found",
                  "bash scripts/extract_feat.sh")
 
 
@@ -433,13 +433,13 @@ def test_statistics_that_do_not_fit(w, tmp_path, capsys, case, words):
         _stats(path, range(4), dim=128)
     else:
         path.write_text('{"0": {"center": [0.1, ')
-    argv = train_new_argv(w, tmp_path / "out", **{"EVAL.OLD_SAVE_FILE": path})
+    argv = train_new_argv(w, tmp_path / "out", **{"COMP_LOSS.RADIUS_FILE": path})
     expect_error(invoke(capsys, "train", argv), 2, f"{path}: {words}")
 
 
 def test_statistics_for_fewer_classes_are_accepted(w, tmp_path, capsys):
     """Classes absent from radius.json are simply invalid for the boundary loss (documented)."""
-    argv = train_new_argv(w, tmp_path / "out", **{"EVAL.OLD_SAVE_FILE": _stats(tmp_path / "r.json", [0, 2])})
+    argv = train_new_argv(w, tmp_path / "out", **{"COMP_LOSS.RADIUS_FILE": _stats(tmp_path / "r.json", [0, 2])})
     code, err, _ = invoke(capsys, "train", argv)
     assert code == 0, err
 
@@ -460,7 +460,7 @@ def test_old_checkpoint_that_does_not_fit(w, tmp_path, capsys, case, words):
     elif case == "other_classes":
         extra = {"OLD_MODEL.NUM_CLASSES": 5}
         _stats(tmp_path / "r5.json", range(5))
-        extra["EVAL.OLD_SAVE_FILE"] = tmp_path / "r5.json"
+        extra["COMP_LOSS.RADIUS_FILE"] = tmp_path / "r5.json"
     elif case == "truncated":
         path = _truncate(w.old, tmp_path / "cut.pth", 0.7)
     elif case == "not_bct":
@@ -569,8 +569,9 @@ def test_bad_evaluation_sets(w, tmp_path, capsys, case, words):
 @pytest.mark.parametrize("lr", ["1e30"])  # an infinite rate is refused by the config check already
 def test_non_finite_loss_stops_with_one_line(w, tmp_path, capsys, lr):
     argv = train_argv(w, w.list, tmp_path / "out", **{"TRAIN.OPTIMIZER.BASE_LR": lr})
+    # Nothing was saved before the loss diverged: no checkpoint to resume from is advised.
     expect_error(invoke(capsys, "train", argv), 1, "non-finite loss at epoch 1 iteration",
-                 "lower TRAIN.OPTIMIZER.BASE_LR", "--resume")
+                 "lower TRAIN.OPTIMIZER.BASE_LR", "nothing was saved yet")
 
 
 # --------------------------------------------------------------------------------------------

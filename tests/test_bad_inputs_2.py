@@ -158,9 +158,13 @@ def test_every_default_key_declares_what_it_may_be():
 
 
 def test_compatibility_loss_choices_are_the_registered_losses():
-    from bct.config.defaults import RULES
+    from bct.config import load_cfg
     from bct.losses import COMP_LOSS_REGISTRY
-    assert set(RULES["COMP_LOSS.TYPE"].choices) == set(COMP_LOSS_REGISTRY) | {"none"}
+    from bct.utils.errors import BadInputError
+    for name in COMP_LOSS_REGISTRY:
+        assert load_cfg("", ["COMP_LOSS.TYPE", name]).COMP_LOSS.TYPE == name
+    with pytest.raises(BadInputError, match="not a registered compatibility loss"):
+        load_cfg("", ["COMP_LOSS.TYPE", "unknown_loss"])
 
 
 def _get(cfg, key):
@@ -377,7 +381,7 @@ def _stats_with(path, edit):
 def test_statistics_with_values_that_are_not_finite_numbers(w, earlier, tmp_path, capsys, edit, words):
     path = _stats_with(tmp_path / "radius.json", edit)
     out, before = copy_of(earlier, "train", tmp_path)
-    argv = train_new_argv(w, out, **{"EVAL.OLD_SAVE_FILE": path, "TAG": "t"})
+    argv = train_new_argv(w, out, **{"COMP_LOSS.RADIUS_FILE": path, "TAG": "t"})
     refused(invoke(capsys, "train", argv), 2, out, before, f"{path}: {words}")
 
 
@@ -385,7 +389,7 @@ def test_statistics_that_are_not_utf8(w, earlier, tmp_path, capsys):
     path = tmp_path / "radius.json"
     path.write_bytes(b'{"0": {"center": [0.1], "radius": [0.2]}, "\xff": 1}')
     out, before = copy_of(earlier, "train", tmp_path)
-    refused(invoke(capsys, "train", train_new_argv(w, out, **{"EVAL.OLD_SAVE_FILE": path})), 2, out, before,
+    refused(invoke(capsys, "train", train_new_argv(w, out, **{"COMP_LOSS.RADIUS_FILE": path})), 2, out, before,
             f"{path}: not a UTF-8 text file (byte 0xff at line 1")
 
 

@@ -85,7 +85,7 @@ def _train_and_search(tmp_path_factory) -> dict:
               "OLD_MODEL.PRETRAINED_PATH", str(start), "NEW_MODEL.PRETRAINED_PATH", str(start), "PRINT_FREQ", "1000",
               "OLD_MODEL.NUM_CLASSES", str(n_old), "NEW_MODEL.NUM_CLASSES", str(n_old),
               "TRAIN.EPOCHS", "20", "TRAIN.LR_SCHEDULER.MILESTONES", "[16]", "TRAIN.OPTIMIZER.BASE_LR", "0.03"]
-    train.main(["--cfg", f"{SYN}/old_model.yml", *common, "SEED", SEED, "TRAIN.FILE_DIR", str(old_list)])
+    train.main(["--cfg", f"{SYN}/old_model.yml", *common, "SEED", SEED, "TRAIN.LIST_FILE", str(old_list)])
     old = str(out / "resnet18" / "old_30class" / "model_final.pth")
     lines = [line.split() for line in open(old_list)]
     paths, labels = [p for p, _ in lines], np.array([int(c) for _, c in lines])
@@ -94,7 +94,7 @@ def _train_and_search(tmp_path_factory) -> dict:
     cross = {}
     for method in ("oracle", "bct"):
         train.main(["--cfg", f"{SYN}/new_{method}.yml", *common, "SEED", SEED, "OLD_MODEL.MODEL_PATH", old,
-                    "TRAIN.FILE_DIR", str(old_list)])
+                    "TRAIN.LIST_FILE", str(old_list)])
         new = str(out / "resnet18" / f"new_{method}" / "model_final.pth")
         cross[method] = leave_one_out_map(_features(cfg, "new", new, str(gld), paths), gallery, labels)
     return cross

@@ -1,15 +1,22 @@
-"""Config loading: every shipped config loads, errors name the key, _BASE_ and overrides work."""
+"""Config loading: every shipped config loads, errors name the key, _BASE_ and overrides work, older
+key names map with a note, and the method catalogue builds every new-model config."""
 import glob
 import os
 
 import pytest
 
 from bct.config import load_cfg
+from bct.config.methods import load_method_cfg, method_names
 from bct.utils.errors import BadInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(f for f in glob.glob(os.path.join(REPO, "configs", "**", "*.yml"), recursive=True)
-                 if os.sep + "methods" + os.sep not in f)
+                 if os.sep + "methods" + os.sep not in f and not f.endswith("Base-new.yml"))
+SETTINGS = sorted(os.path.dirname(f) for f in glob.glob(os.path.join(REPO, "configs", "**", "Base-new.yml"),
+                                                          recursive=True))
+# The output folder of every (setting, method): the names the results and scripts rely on.
+TAG_SUFFIX = {"configs": "", "configs/data_split": "_data", "configs/r50": "_r50", "configs/synthetic": "",
+              "configs/synthetic/data_split": "_data", "configs/synthetic/r50": "_r50"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
@@ -18,9 +25,21 @@ def test_every_config_loads(path):
     assert cfg.MODEL.EMB_DIM == 256
 
 
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_every_method_loads_in_every_setting_with_its_tag(setting):
+    rel = os.path.relpath(setting, REPO)
+    for method in method_names():
+        cfg = load_method_cfg(setting, method)
+        assert cfg.TAG == f"new_{method}{TAG_SUFFIX[rel]}"
+        assert (cfg.METHOD.NAME, cfg.MODEL.EMB_DIM) == (method, 256) and cfg.METHOD.TITLE
+        # The file path of the settings' former stubs names the same config.
+        assert load_cfg(os.path.join(setting, f"new_{method}.yml")) == cfg
+
+
 def test_every_comp_loss_in_configs_is_registered():
     from bct.losses import COMP_LOSS_REGISTRY
-    used = {load_cfg(p).COMP_LOSS.TYPE for p in CONFIGS}
+    cfgs = [load_cfg(p) for p in CONFIGS] + [load_method_cfg(s, m) for s in SETTINGS for m in method_names()]
+    used = {c.COMP_LOSS.TYPE for c in cfgs} | {t for c in cfgs for t in c.COMP_LOSS.EXTRA_TERMS}
     assert used - set(COMP_LOSS_REGISTRY) == set()
 
 
@@ -33,16 +52,17 @@ def test_new_configs_point_at_extract_feat_outputs():
              ("configs/synthetic/r50/extract_feat.yml", "configs/synthetic/r50/new_unibct.yml")]
     for ext, new in pairs:
         e, n = load_cfg(os.path.join(REPO, ext)), load_cfg(os.path.join(REPO, new))
-        assert os.path.normpath(n.EVAL.OLD_SAVE_FILE) == os.path.normpath(os.path.join(e.EXTRACT.SAVE_DIR, "radius.json"))
-        assert os.path.normpath(n.EVAL.OLD_ANGLE_FILE) == os.path.normpath(os.path.join(e.EXTRACT.SAVE_DIR, "angle.json"))
+        assert os.path.normpath(n.COMP_LOSS.RADIUS_FILE) == os.path.normpath(os.path.join(e.EXTRACT.SAVE_DIR, "radius.json"))
+        assert os.path.normpath(n.COMP_LOSS.ANGLE_FILE) == os.path.normpath(os.path.join(e.EXTRACT.SAVE_DIR, "angle.json"))
         assert n.OLD_MODEL.MODEL_PATH == e.OLD_MODEL.MODEL_PATH
         assert n.OLD_MODEL.NUM_CLASSES == e.OLD_MODEL.NUM_CLASSES
 
 
 def test_advbct_config_is_the_papers():
     cfg = load_cfg(os.path.join(REPO, "configs/new_advbct.yml"))
-    assert (cfg.TRAIN.TYPE, cfg.COMP_LOSS.TYPE, cfg.COMP_LOSS.ELASTIC_BOUNDARY, cfg.TRAIN.THRESHOLD) == \
-        ("adv_compatible", "bct_limit", True, 1.0)
+    assert (cfg.TRAIN.TYPE, cfg.COMP_LOSS.TYPE, cfg.COMP_LOSS.ELASTIC_BOUNDARY, cfg.COMP_LOSS.THRESHOLD) == \
+        ("compatible", "bct_limit", True, 1.0)
+    assert cfg.COMP_LOSS.EXTRA_TERMS == ["adversarial"]
     assert (cfg.OLD_MODEL.NUM_CLASSES, cfg.NEW_MODEL.NUM_CLASSES) == (24393, 81313)
     assert (cfg.TRAIN.OPTIMIZER.BASE_LR, cfg.TRAIN.LR_SCHEDULER.MILESTONES, cfg.TRAIN.EPOCHS) == (0.1, [5, 10, 20], 30)
 
@@ -189,3 +209,106 @@ def test_tools_log_the_reference_note_once(tmp_path, capsys):
     setup(argparse.Namespace(cfg=path, opts=["DEVICE", "cpu"]))
     out = capsys.readouterr().out
     assert out.count("reference config keys: DISTRIBUTED ignored") == 1
+
+
+def test_older_key_names_map_with_one_note_and_dead_keys_are_ignored(tmp_path):
+    old = _write_yaml(tmp_path / "old.yml", {
+        "TRAIN": {"FILE_DIR": "a.txt", "THRESHOLD": 1.5, "DATASET_TYPE": "landmark"},
+        "EVAL": {"OLD_SAVE_FILE": "r.json", "OLD_ANGLE_FILE": "g.json", "HOT_REFRESH": True,
+                 "DATASET_TYPE": "landmark", "DATASET_NAME": "roxford5k"},
+        "UPGRADE_LOSS": {"TYPE": "base", "WEIGHT": 1.0}})
+    notes = []
+    cfg = load_cfg(old, notes=notes)
+    assert (cfg.TRAIN.LIST_FILE, cfg.COMP_LOSS.THRESHOLD, cfg.COMP_LOSS.RADIUS_FILE, cfg.COMP_LOSS.ANGLE_FILE,
+            cfg.EVAL.PARTIAL_BACKFILL) == ("a.txt", 1.5, "r.json", "g.json", True)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    for part in ("TRAIN.FILE_DIR -> TRAIN.LIST_FILE", "EVAL.OLD_SAVE_FILE -> COMP_LOSS.RADIUS_FILE",
+                 "EVAL.HOT_REFRESH -> EVAL.PARTIAL_BACKFILL", "TRAIN.THRESHOLD -> COMP_LOSS.THRESHOLD",
+                 "UPGRADE_LOSS ignored", "TRAIN.DATASET_TYPE ignored", "EVAL.DATASET_NAME ignored"):
+        assert part in notes[0]
+    # Renamed keys follow the usual order: a later layer wins in either name, and a wrong value names the old key.
+    assert load_cfg(old, ["TRAIN.LIST_FILE", "b.txt"], notes=[]).TRAIN.LIST_FILE == "b.txt"
+    assert load_cfg("", ["TRAIN.LIST_FILE", "b.txt", "TRAIN.FILE_DIR", "c.txt"], notes=[]).TRAIN.LIST_FILE == "c.txt"
+    with pytest.raises(BadInputError, match=r"TRAIN\.THRESHOLD expects float"):
+        load_cfg("", ["TRAIN.THRESHOLD", "high"], notes=[])
+    # A checkpoint's stored config with the old names rebuilds under the new ones.
+    from bct.config import cfg_from_yaml_text
+    assert cfg_from_yaml_text("EVAL:\n  OLD_SAVE_FILE: r.json\nTRAIN:\n  THRESHOLD: 1.0\n").COMP_LOSS.RADIUS_FILE == "r.json"
+
+
+def test_training_settings_keep_the_statistics_files():
+    from bct.config import training_settings
+    a = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"))
+    b = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["COMP_LOSS.RADIUS_FILE", "other.json"])
+    c = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["EVAL.BATCH_SIZE", "3", "METHOD.TITLE", "X"])
+    assert training_settings(a) != training_settings(b)
+    assert training_settings(a) == training_settings(c)
+
+
+def test_key_value_written_with_equals_is_named():
+    with pytest.raises(BadInputError, match=r"TRAIN\.EPOCHS=2: overrides are KEY VALUE pairs separated by a space.*"
+                                            r"write TRAIN\.EPOCHS 2"):
+        load_cfg("", ["TRAIN.EPOCHS=2", "TAG", "r3"])
+    # A value may hold '=' (a path).
+    assert load_cfg("", ["TAG", "a=b"]).TAG == "a=b"
+
+
+def test_section_given_as_key_says_section():
+    with pytest.raises(BadInputError, match=r"TRAIN is a section, not a key; give one of its keys, e\.g\. TRAIN\.\w+"):
+        load_cfg("", ["TRAIN", "5"])
+    with pytest.raises(BadInputError, match=r"TAG is a key, not a section"):
+        load_cfg("", ["TAG.X", "5"])
+
+
+@pytest.mark.parametrize("given,closest", [("TRAIN.LR", "TRAIN.OPTIMIZER.BASE_LR"), ("TRAIN.EPOCH", "TRAIN.EPOCHS"),
+                                           ("TRAIN.EMB_DIM", "MODEL.EMB_DIM"), ("EVAL.DATASETS", "EVAL.DATASET"),
+                                           ("TRAIN.BATCHSIZE", "TRAIN.BATCH_SIZE")])
+def test_closest_key_hint(given, closest):
+    with pytest.raises(BadInputError, match=rf"unknown config key {given} \(closest valid key: {closest}\)"):
+        load_cfg("", [given, "1"])
+
+
+def test_comp_loss_type_is_checked_against_the_registry():
+    with pytest.raises(BadInputError, match=r"COMP_LOSS.TYPE 'bct_limt' is not a registered compatibility loss "
+                                            r"\(did you mean 'bct_limit'\?\).*valid names: .*hot_refresh"):
+        load_cfg("", ["COMP_LOSS.TYPE", "bct_limt"])
+    with pytest.raises(BadInputError, match=r"COMP_LOSS.EXTRA_TERMS 'adversary' .*did you mean 'adversarial'"):
+        load_cfg("", ["COMP_LOSS.EXTRA_TERMS", "['adversary']"])
+    with pytest.raises(BadInputError, match=r"MODULES: cannot import no_such_module_here"):
+        load_cfg("", ["MODULES", "['no_such_module_here']"])
+
+
+def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path, monkeypatch):
+    (tmp_path / "cfg_toy_loss.py").write_text(
+        "import torch.nn as nn\n"
+        "from bct.losses import register_comp_loss\n"
+        "@register_comp_loss('cfg_toy')\n"
+        "class Toy(nn.Module):\n"
+        "    @classmethod\n"
+        "    def from_config(cls, cfg, old_classifier=None, stats=None):\n"
+        "        return cls()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BadInputError, match="'cfg_toy' is not a registered"):
+        load_cfg("", ["COMP_LOSS.TYPE", "cfg_toy"])
+    cfg = load_cfg("", ["MODULES", "['cfg_toy_loss']", "COMP_LOSS.TYPE", "cfg_toy", "TRAIN.TYPE", "compatible"])
+    assert cfg.COMP_LOSS.TYPE == "cfg_toy"
+
+
+def test_method_catalogue():
+    from bct.config.methods import method_title, methods_dir
+    assert method_names()[:6] == ["oracle", "bct", "lce", "unibct", "hot_refresh", "advbct"]
+    assert "oracle" not in method_names(include_oracle=False)
+    assert os.path.samefile(methods_dir(), os.path.join(REPO, "configs", "methods"))
+    assert [method_title(m) for m in ("advbct", "hot_refresh")] == ["AdvBCT", "Hot-refresh"]
+    with pytest.raises(BadInputError, match=r"method 'advbtc' is not in the catalogue .*valid names: oracle, bct"):
+        load_method_cfg(os.path.join(REPO, "configs"), "advbtc")
+    cfg = load_method_cfg(os.path.join(REPO, "configs/synthetic"), "unibct", ["TRAIN.EPOCHS", "2"])
+    assert (cfg.TRAIN.CLIP_GRAD, cfg.TRAIN.EPOCHS) == (5.0, 2)  # the setting's override file, then opts
+    assert load_method_cfg(os.path.join(REPO, "configs/synthetic/data_split"), "unibct").TRAIN.CLIP_GRAD == 0.0
+
+
+def test_reference_adv_compatible_means_the_adversarial_term():
+    from bct.losses import term_names
+    ref = load_cfg("", ["TRAIN.TYPE", "adv_compatible", "COMP_LOSS.TYPE", "bct_limit"])
+    ours = load_method_cfg(os.path.join(REPO, "configs"), "advbct")
+    assert term_names(ref) == term_names(ours) == ["bct_limit", "adversarial"]

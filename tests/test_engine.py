@@ -53,9 +53,9 @@ def test_max_iters_caps_steps_and_epoch_means_are_over_steps_taken(tiny_list):
     seen, step = [], t.step
 
     def recording_step(*args):
-        out = step(*args)
-        seen.append(out["loss"])
-        return out
+        log, stop = step(*args)
+        seen.append(log["loss"])
+        return log, stop
 
     t.step = recording_step
     hist = t.train()
@@ -172,3 +172,64 @@ def test_loader_workers_above_the_usable_cores_are_lowered_with_one_line(tiny_li
     assert out.count(f"TRAIN.NUM_WORKERS {cores + 7} lowered to {cores}") == 1
     assert datasets.loader_workers(cores, "EVAL.NUM_WORKERS") == cores
     assert datasets.loader_workers(0, "EVAL.NUM_WORKERS") == 0
+
+
+def test_non_finite_weights_are_never_saved(tiny_list):
+    # One step at an absurd rate: the step's loss is finite, the update it makes is not.
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.OPTIMIZER.BASE_LR": 1e30, "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
+    with pytest.raises(TrainingError, match=r"after epoch 1 turn the last training batch into non-finite embeddings; "
+                                            r"nothing saved \(no model_final\.pth\); no checkpoint of this run has been saved") as e:
+        t.train()
+    assert "\n" not in str(e.value)
+    assert not [p for p in os.listdir(output_dir(t.cfg)) if p.endswith(".pth")]
+
+
+def test_a_diverged_run_goes_on_from_its_last_finite_checkpoint_at_a_lower_rate(tiny_list):
+    root, lst = tiny_list
+    out = root / "out"
+    _trainer(root, lst, out, **{"TRAIN.EPOCHS": 1}).train()
+    folder = output_dir(load_cfg("", train_opts(root, lst, out, 4)))
+    final_before = load_checkpoint(os.path.join(folder, "model_final.pth"))
+    # The second epoch diverges: the run stops naming the epoch-1 checkpoint and writes nothing.
+    diverging = _trainer(root, lst, out, resume=True, **{"TRAIN.OPTIMIZER.BASE_LR": 1e30, "TRAIN.RESUME_WITH_NEW_LR": True})
+    with pytest.raises(TrainingError, match=r"non-finite .*ckpt_epoch_1\.pth.*--resume TRAIN\.RESUME_WITH_NEW_LR True "
+                                            r"TRAIN\.OPTIMIZER\.BASE_LR <lower>"):
+        diverging.train()
+    assert not os.path.exists(os.path.join(folder, "ckpt_epoch_2.pth"))
+    assert load_checkpoint(os.path.join(folder, "model_final.pth"))["epoch"] == final_before["epoch"] == 1
+    # Another rate without the flag is refused, with the flag to use.
+    from bct.utils.errors import BadInputError
+    with pytest.raises(BadInputError, match=r"TRAIN\.OPTIMIZER\.BASE_LR 0\.01 -> 0\.001.*add TRAIN\.RESUME_WITH_NEW_LR True"):
+        _trainer(root, lst, out, resume=True, **{"TRAIN.OPTIMIZER.BASE_LR": 0.001})
+    lower = _trainer(root, lst, out, resume=True, **{"TRAIN.OPTIMIZER.BASE_LR": 0.001, "TRAIN.RESUME_WITH_NEW_LR": True})
+    assert lower.start_epoch == 1
+    assert [g["lr"] for g in lower.optimizer.param_groups] == [pytest.approx(0.001)]
+    hist = lower.train()
+    assert all(torch.isfinite(torch.tensor(v)) for v in hist[2].values())
+    assert load_checkpoint(os.path.join(folder, "model_final.pth"))["epoch"] == 2
+
+
+def test_resume_refuses_a_checkpoint_with_non_finite_weights(tiny_list):
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
+    t.train()
+    path = os.path.join(output_dir(t.cfg), "ckpt_epoch_1.pth")
+    ckpt = load_checkpoint(path)
+    ckpt["model"]["head.fc.weight"][0, 0] = float("nan")
+    save_checkpoint(path, ckpt)  # as a version without the check could have left it
+    with pytest.raises(BadInputError, match=r"ckpt_epoch_1\.pth holds non-finite weights \(head\.fc\.weight\)"):
+        _trainer(root, lst, root / "out", resume=True, **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 1})
+
+
+def test_checkpoint_meta_names_the_input_the_model_expects(tiny_list):
+    from bct.engine.checkpoint import load_model
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
+    t.train()
+    model = load_model(os.path.join(output_dir(t.cfg), "model_final.pth"))
+    assert (model.meta["input_size"], model.meta["mean"], model.meta["std"]) == \
+        (32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert (model.meta["old_model_path"], model.meta["old_model_digest"]) == ("", "")

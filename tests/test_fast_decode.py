@@ -272,7 +272,7 @@ def test_gpu_decoded_training_loader_and_extraction_on_cpu(tmp_path, monkeypatch
 
     lst = make_image_list(str(tmp_path), n_classes=2, per_class=4)
     monkeypatch.setattr("bct.data.datasets.gpu_decoding_available", lambda device: "")
-    cfg = load_cfg("", ["TRAIN.ROOT", str(tmp_path), "TRAIN.FILE_DIR", lst, "OLD_MODEL.NUM_CLASSES", "2",
+    cfg = load_cfg("", ["TRAIN.ROOT", str(tmp_path), "TRAIN.LIST_FILE", lst, "OLD_MODEL.NUM_CLASSES", "2",
                         "TRAIN.BATCH_SIZE", "4", "TRAIN.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "1",
                         "DATA.DECODE_DEVICE", "cuda", "DATA.EVAL_DECODE_DEVICE", "cuda"])
     loader, _ = build_train_loader(cfg, 0, "cpu")

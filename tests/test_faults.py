@@ -258,7 +258,7 @@ def test_written_files_get_the_usual_permissions(reference):
 def extract_argv(data, old_ckpt, save_dir):
     root, lst = data
     opts = {"OLD_MODEL.MODEL_PATH": old_ckpt, "OLD_MODEL.ARCH": ARCH, "OLD_MODEL.NUM_CLASSES": 4,
-            "TRAIN.FILE_DIR": lst, "TRAIN.ROOT": root,
+            "TRAIN.LIST_FILE": lst, "TRAIN.ROOT": root,
             "TRAIN.INPUT_SIZE": SIZE, "EVAL.BATCH_SIZE": 2, "EVAL.NUM_WORKERS": 0, "EXTRACT.SAVE_DIR": save_dir,
             "DEVICE": "cpu"}
     return [str(x) for kv in opts.items() for x in kv]

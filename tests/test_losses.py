@@ -16,8 +16,9 @@ from bct.config import get_cfg_defaults
 from bct.losses import (
     AdversarialLoss,
     HotRefreshLoss,
-    build_adversarial_loss,
+    Progress,
     build_comp_loss,
+    build_terms,
     load_old_stats,
 )
 from bct.losses.functional import (
@@ -206,13 +207,13 @@ def test_load_old_stats_errors_are_one_line_and_actionable(tmp_path, files):
 
 
 def test_registry_rejects_unknown_names_with_the_valid_list():
-    with pytest.raises(BadInputError, match="did you mean 'bct_limit'.*bct, bct_limit, hot_refresh, lce, none, uni_bct"):
+    with pytest.raises(BadInputError, match="did you mean 'bct_limit'.*adversarial, bct, bct_limit, hot_refresh, lce, none, uni_bct"):
         build_comp_loss(_cfg("bct_limt"))
 
 
 def test_registry_builds_every_loss_and_reads_stats_from_the_config(files):
     cfg = _cfg("none")
-    cfg.EVAL.OLD_SAVE_FILE, cfg.EVAL.OLD_ANGLE_FILE = files
+    cfg.COMP_LOSS.RADIUS_FILE, cfg.COMP_LOSS.ANGLE_FILE = files
     old_cls = _Linear(C_OLD, 5).requires_grad_(False)
     f_new, f_old = _feats()
     for name in ("none", "bct", "lce", "uni_bct", "hot_refresh", "bct_limit"):
@@ -221,8 +222,8 @@ def test_registry_builds_every_loss_and_reads_stats_from_the_config(files):
         out = loss(f_new, f_old, LABELS, _Linear(C_NEW, 6))
         assert (out == {}) == (name == "none")
         assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
-    cfg.EVAL.OLD_SAVE_FILE = files[0] + ".missing"
-    with pytest.raises(BadInputError, match="EVAL.OLD_SAVE_FILE"):
+    cfg.COMP_LOSS.RADIUS_FILE = files[0] + ".missing"
+    with pytest.raises(BadInputError, match="COMP_LOSS.RADIUS_FILE"):
         build_comp_loss(cfg)
 
 
@@ -374,7 +375,7 @@ def test_boundary_loss_fixed_radius_matches_loop(stats, choice, pick):
 
 def test_elastic_boundary_matches_loop_and_trains_only_violating_classes(stats):
     cfg = _cfg("bct_limit", ELASTIC_BOUNDARY=True)
-    cfg.TRAIN.THRESHOLD = 1.95
+    cfg.COMP_LOSS.THRESHOLD = 1.95
     torch.manual_seed(0)
     loss = build_comp_loss(cfg, stats=stats)
     w = loss.elastic_w
@@ -421,7 +422,11 @@ def test_adversarial_loss_value_and_gradient_reversal():
     f_new = torch.randn(8, D, requires_grad=True)
     f_old = torch.randn(8, D) + 2.0
     adv = AdversarialLoss(D, 5, "separate")
-    out = adv(f_new, f_old, alpha=0.4, weight=1.5)
+    # The schedule comes from where training stands: epoch 1 of 2 (weight (2 - 0 + 1) / 2 = 1.5),
+    # 3 of 20 iterations done (alpha = dann_alpha(0.15)).
+    alpha = dann_alpha(0.15)
+    out = adv(f_new, f_old, None, None, Progress(epoch=0, epochs=2, iteration=3, iters_per_epoch=10))
+    assert (out["alpha"], out["epoch_weight"]) == (pytest.approx(alpha), 1.5)
     disc = adv.discriminator
     new_ce = F.cross_entropy(disc(f_new), torch.zeros(8, dtype=torch.long))
     old_ce = F.cross_entropy(disc(f_old), torch.ones(8, dtype=torch.long))
@@ -433,7 +438,7 @@ def test_adversarial_loss_value_and_gradient_reversal():
     grad_through_grl = f_new.grad.clone()
     f_new.grad = None
     (1.5 * new_ce).backward()
-    assert torch.allclose(grad_through_grl, -0.4 * f_new.grad, atol=1e-6)
+    assert torch.allclose(grad_through_grl, -alpha * f_new.grad, atol=1e-6)
 
 
 def test_discriminator_modes_differ_in_batchnorm_statistics():
@@ -441,8 +446,9 @@ def test_discriminator_modes_differ_in_batchnorm_statistics():
     f_new, f_old = torch.randn(8, D, requires_grad=True), torch.randn(8, D) + 2.0
     sep, joint = AdversarialLoss(D, 5, "separate"), AdversarialLoss(D, 5, "joint")
     joint.load_state_dict(sep.state_dict())
-    out_sep = sep(f_new, f_old, alpha=1.0, weight=1.0)
-    out_joint = joint(f_new, f_old, alpha=1.0, weight=1.0)
+    late = Progress(epoch=1, epochs=2, iteration=9, iters_per_epoch=10)
+    out_sep = sep(f_new, f_old, None, None, late)
+    out_joint = joint(f_new, f_old, None, None, late)
     assert torch.isfinite(out_sep["loss_adv"]) and torch.isfinite(out_joint["loss_adv"])
     # Separate calls normalise each domain with its own batch statistics, the joint call with
     # shared ones: the losses and the running statistics differ.
@@ -452,13 +458,20 @@ def test_discriminator_modes_differ_in_batchnorm_statistics():
     assert torch.isfinite(f_new.grad).all()
 
 
-def test_build_adversarial_loss_reads_the_config():
-    cfg = _cfg("none", DISC_MODE="joint", DISC_HIDDEN=7)
-    adv = build_adversarial_loss(cfg)
-    assert adv.mode == "joint" and adv.discriminator.fc1.weight.shape == (7, D)
+def test_adversarial_term_is_registered_and_reads_the_config():
+    cfg = _cfg("none", DISC_MODE="joint", DISC_HIDDEN=7, EXTRA_TERMS=["adversarial"])
+    cfg.TRAIN.TYPE = "compatible"
+    terms = build_terms(cfg)
+    assert list(terms) == ["comp_loss", "adv_loss"]  # checkpoints keep the discriminator under adv_loss.*
+    adv = terms["adv_loss"]
+    assert adv.mode == "joint" and adv.discriminator.fc1.weight.shape == (7, D) and adv.NEEDS_OLD_FEATURES
+    # The reference's TRAIN.TYPE adv_compatible adds the same term.
+    cfg.COMP_LOSS.EXTRA_TERMS = []
+    cfg.TRAIN.TYPE = "adv_compatible"
+    assert list(build_terms(cfg)) == ["comp_loss", "adv_loss"]
     cfg.COMP_LOSS.DISC_MODE = "both"
     with pytest.raises(BadInputError, match="COMP_LOSS.DISC_MODE 'both'"):
-        build_adversarial_loss(cfg)
+        build_terms(cfg)
 
 
 class _CountingOld(nn.Module):
@@ -492,7 +505,8 @@ def test_old_model_runs_only_when_a_term_reads_its_features(stats, loss_type, ad
 
     old = _CountingOld()
     comp = build_comp_loss(_cfg(loss_type), old_classifier=_Linear(C_OLD, 5).requires_grad_(False), stats=stats)
-    task = CompatTask(_TinyNew(), old, comp, AdversarialLoss(D, 4) if adv else None)
-    out = task(torch.randn(len(LABELS), D), LABELS, alpha=0.5)
-    assert old.calls == int(runs_old)
+    terms = {"comp_loss": comp, **({"adv_loss": AdversarialLoss(D, 4)} if adv else {})}
+    task = CompatTask(_TinyNew(), old, terms)
+    out, feat_old = task(torch.randn(len(LABELS), D), LABELS, progress=Progress())
+    assert old.calls == int(runs_old) and (feat_old is not None) == runs_old
     assert all(torch.isfinite(v) for k, v in out.items() if k.startswith("loss_"))

@@ -119,3 +119,17 @@ def test_missing_truncated_and_code_carrying_checkpoints(tmp_path):
 class _Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_load_model_tells_the_input_of_a_checkpoint_without_it(tmp_path):
+    """Checkpoints written before the meta held the input size and normalisation: the size comes from
+    the stored config, the normalisation is ImageNet's (every bct and reference model's)."""
+    from bct.engine.checkpoint import load_model
+    cfg = load_cfg("", ["OLD_MODEL.NUM_CLASSES", "3", "OLD_MODEL.PRETRAINED", "False"])
+    model = build_model(cfg, "old")
+    save_checkpoint(str(tmp_path / "a.pth"), {"model": model.state_dict(), "meta": model.meta,
+                                              "config": "TRAIN:\n  INPUT_SIZE: 64\n"})
+    meta = load_model(str(tmp_path / "a.pth")).meta
+    assert (meta["input_size"], meta["mean"], meta["std"]) == (64, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    save_checkpoint(str(tmp_path / "b.pth"), {"model": model.state_dict(), "meta": model.meta})
+    assert load_model(str(tmp_path / "b.pth")).meta["input_size"] == 224

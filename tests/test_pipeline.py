@@ -33,7 +33,7 @@ def _common(tiny, out):
             "EVAL.NUM_WORKERS", "0", "VAL.ROOT", f"{tiny}/ROxfordParis", "DEVICE", "cpu",
             "OLD_MODEL.NUM_CLASSES", "3", "NEW_MODEL.NUM_CLASSES", "10",
             "OLD_MODEL.PRETRAINED", "False", "NEW_MODEL.PRETRAINED", "False",
-            "EVAL.OLD_SAVE_FILE", f"{out}/stats/radius.json", "EVAL.OLD_ANGLE_FILE", f"{out}/stats/angle.json",
+            "COMP_LOSS.RADIUS_FILE", f"{out}/stats/radius.json", "COMP_LOSS.ANGLE_FILE", f"{out}/stats/angle.json",
             "EXTRACT.SAVE_DIR", f"{out}/stats", "EVAL.CACHE_DIR", f"{out}/cache"]
 
 
@@ -46,10 +46,10 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     old_list, new_list = _lists(tiny)
     common = _common(tiny, tmp_path)
     old_ckpt = f"{tmp_path}/resnet18/old_30class/model_final.pth"
-    _run(["bash", "scripts/train_old.sh", *common, "TRAIN.FILE_DIR", old_list],
+    _run(["bash", "scripts/train_old.sh", *common, "TRAIN.LIST_FILE", old_list],
          {"CONFIG": f"{SYN}/old_model.yml", "GPUS": "0"})
     assert os.path.isfile(old_ckpt)
-    _run(["bash", "scripts/extract_feat.sh", *common, "TRAIN.FILE_DIR", old_list, "OLD_MODEL.MODEL_PATH", old_ckpt],
+    _run(["bash", "scripts/extract_feat.sh", *common, "TRAIN.LIST_FILE", old_list, "OLD_MODEL.MODEL_PATH", old_ckpt],
          {"CONFIG": f"{SYN}/extract_feat.yml", "GPUS": "0"})
     radius = json.load(open(f"{tmp_path}/stats/radius.json"))
     angle = json.load(open(f"{tmp_path}/stats/angle.json"))
@@ -57,7 +57,7 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     assert set(radius) == set(angle) == old_classes
     assert all(len(v["center"]) == 256 and v["radius"] == sorted(v["radius"]) for v in radius.values())
     assert np.load(f"{tmp_path}/stats/feats.npy").shape[1] == 256
-    _run(["bash", "scripts/train_new.sh", *common, "TRAIN.FILE_DIR", new_list, "OLD_MODEL.MODEL_PATH", old_ckpt,
+    _run(["bash", "scripts/train_new.sh", *common, "TRAIN.LIST_FILE", new_list, "OLD_MODEL.MODEL_PATH", old_ckpt,
           "TRAIN.VAL_FREQ", "1"], {"CONFIG_DIR": SYN, "GPUS": "0"})
     new_ckpt = f"{tmp_path}/resnet18/new_advbct/model_final.pth"
     log = open(f"{tmp_path}/resnet18/new_advbct/log.txt").read()
@@ -65,7 +65,7 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
                  "stat_mean_radius", "val_self_mAP_M", "val_cross_mAP_M"):
         assert term in log, term
     out = _run(["bash", "scripts/test.sh", "landmark", "roxford5k", f"{tiny}/ROxfordParis", "EVAL.INPUT_SIZE", "32",
-                "EVAL.NUM_WORKERS", "0", "EVAL.HOT_REFRESH", "True", "EVAL.CACHE_DIR", f"{tmp_path}/cache"],
+                "EVAL.NUM_WORKERS", "0", "EVAL.PARTIAL_BACKFILL", "True", "EVAL.CACHE_DIR", f"{tmp_path}/cache"],
                {"NEW_MODEL_PATH": new_ckpt, "OLD_MODEL_PATH": old_ckpt, "SAVE_DIR": f"{tmp_path}/eval", "GPUS": "0"})
     assert "cross-test M(new, old): E:" in out
     res = json.load(open(f"{tmp_path}/eval/roxford5k.json"))
@@ -110,9 +110,9 @@ def test_every_method_trains(tiny, tmp_path, method):
     old_cfg = load_cfg(f"{SYN}/old_model.yml", common)
     old = build_model(old_cfg, "old")
     save_checkpoint(f"{tmp_path}/old.pth", {"model": old.state_dict(), "meta": old.meta})
-    extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common, "TRAIN.FILE_DIR", old_list,
+    extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common, "TRAIN.LIST_FILE", old_list,
                        "OLD_MODEL.MODEL_PATH", f"{tmp_path}/old.pth"])
-    train.main(["--cfg", f"{SYN}/new_{method}.yml", *common, "TRAIN.FILE_DIR", new_list,
+    train.main(["--cfg", f"{SYN}/new_{method}.yml", *common, "TRAIN.LIST_FILE", new_list,
                 "OLD_MODEL.MODEL_PATH", f"{tmp_path}/old.pth"])
     ckpt = load_checkpoint(f"{tmp_path}/resnet18/new_{method}/model_final.pth")
     assert ckpt["meta"]["role"] == "new" and ckpt["meta"]["num_classes"] == 10

@@ -203,12 +203,12 @@ def test_extract_feat_and_train_new_against_a_reference_old_model(tiny, tmp_path
               "EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0", "DEVICE", "cpu", "OLD_MODEL.NUM_CLASSES", "3",
               "NEW_MODEL.NUM_CLASSES", "10", "OLD_MODEL.PRETRAINED", "False", "NEW_MODEL.PRETRAINED", "False",
               "OLD_MODEL.MODEL_PATH", str(old),
-              "EVAL.OLD_SAVE_FILE", f"{tmp_path}/stats/radius.json", "EXTRACT.SAVE_DIR", f"{tmp_path}/stats"]
+              "COMP_LOSS.RADIUS_FILE", f"{tmp_path}/stats/radius.json", "EXTRACT.SAVE_DIR", f"{tmp_path}/stats"]
     summary = extract_feat.main(["--cfg", f"{SYN}/extract_feat.yml", *common,
-                                 "TRAIN.FILE_DIR", f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt"])
+                                 "TRAIN.LIST_FILE", f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt"])
     assert summary["classes"] == len({line.split()[1] for line in open(f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt")})
     train.main(["--cfg", f"{SYN}/new_advbct.yml", *common,
-                "TRAIN.FILE_DIR", f"{tiny}/GLDv2/gldv2_train_new_100percent_class.txt"])
+                "TRAIN.LIST_FILE", f"{tiny}/GLDv2/gldv2_train_new_100percent_class.txt"])
     ckpt = load_checkpoint(f"{tmp_path}/resnet18/new_advbct/model_final.pth")
     assert ckpt["meta"]["old_model_path"] == str(old) and ckpt["meta"]["role"] == "new"
 

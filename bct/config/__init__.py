@@ -4,14 +4,20 @@ Errors name the offending key: an unknown key gets the closest valid key, a type
 types, a value outside its rule (declared next to each default in bct/config/defaults.py) what is
 allowed and the file and line, or the command line, that set it. A key given twice in one yaml
 block is refused with both lines.
-The few keys of the reference implementation that bct does not define are accepted and
-mapped or ignored by the explicit table ``REFERENCE_KEYS`` (docs/reference.md), so that the
-reference's own yaml files and command lines load.
+The few keys of the reference implementation that bct does not define, and bct's own earlier names
+of renamed keys, are accepted and mapped or ignored by the explicit table ``REFERENCE_KEYS``
+(docs/reference.md), with one note line, so that older yaml files and command lines load.
+
+A new model's config is made from the method catalogue (bct/config/methods.py):
+``load_cfg("<setting>/new_<method>.yml")`` is ``load_method_cfg("<setting>", "<method>")`` whenever
+the setting folder has a Base-new.yml and configs/methods/<method>.yml exists; the file itself is an
+optional per-setting override.
 """
 import ast
 import difflib
 import logging
 import os
+import re
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -20,7 +26,8 @@ from bct.config.defaults import RULES, get_cfg_defaults
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import read_text
 
-__all__ = ["get_cfg_defaults", "load_cfg", "cfg_to_yaml", "cfg_from_yaml_text", "REFERENCE_KEYS"]
+__all__ = ["get_cfg_defaults", "load_cfg", "load_layers", "merge_opts", "check_cfg", "cfg_to_yaml",
+           "cfg_from_yaml_text", "training_settings", "REFERENCE_KEYS", "RENAMED_KEYS"]
 
 _BASE_KEY = "_BASE_"
 
@@ -37,7 +44,36 @@ REFERENCE_KEYS = {
     "MODEL.ARCH": ("OLD_MODEL.ARCH", "a new-model config reads OLD_MODEL.ARCH and NEW_MODEL.ARCH"),
     "MODEL.NUM_CLASSES": ("OLD_MODEL.NUM_CLASSES", "a new-model config reads NEW_MODEL.NUM_CLASSES"),
     "MODEL.PRETRAINED": ("OLD_MODEL.PRETRAINED", "a new-model config reads NEW_MODEL.PRETRAINED"),
+    # Renamed: the old names said the wrong thing (a list file, training inputs kept under EVAL, a
+    # loss parameter under TRAIN, a switch named like a method).
+    "TRAIN.FILE_DIR": ("TRAIN.LIST_FILE", "renamed"),
+    "EVAL.OLD_SAVE_FILE": ("COMP_LOSS.RADIUS_FILE", "renamed"),
+    "EVAL.OLD_ANGLE_FILE": ("COMP_LOSS.ANGLE_FILE", "renamed"),
+    "EVAL.HOT_REFRESH": ("EVAL.PARTIAL_BACKFILL", "renamed"),
+    "TRAIN.THRESHOLD": ("COMP_LOSS.THRESHOLD", "renamed"),
+    # Dead keys: nothing ever read them. A section entry covers its keys too.
+    "UPGRADE_LOSS": ("", "no upgrade loss is defined"),
+    "TRAIN.DATASET_TYPE": ("", "every dataset is read the same way"),
+    "EVAL.DATASET_TYPE": ("", "every dataset is read the same way"),
+    "EVAL.DATASET_NAME": ("", "EVAL.DATASET names the set"),
 }
+# The entries that map only when the config trains the old model (decided once every layer is read).
+_TRAINED_MODEL_KEYS = ("MODEL.ARCH", "MODEL.NUM_CLASSES", "MODEL.PRETRAINED")
+# Old name -> new name of the renamed keys (checkpoints written before the rename store the old names).
+RENAMED_KEYS = {k: t for k, (t, why) in REFERENCE_KEYS.items() if why == "renamed"}
+
+
+def _reference_entry(key: str):
+    """(key of the table, (target, why)) for a reference or former key, else None. A section entry
+    (UPGRADE_LOSS) covers every key under it, and any *.DATASET_TYPE is dead."""
+    if key in REFERENCE_KEYS:
+        return key, REFERENCE_KEYS[key]
+    for name, entry in REFERENCE_KEYS.items():
+        if key.startswith(name + ".") and "." not in name:
+            return name, entry
+    if key.split(".")[-1] == "DATASET_TYPE":
+        return key, ("", "every dataset is read the same way")
+    return None
 
 
 def _all_keys(node: CN, prefix: str = ""):
@@ -48,10 +84,33 @@ def _all_keys(node: CN, prefix: str = ""):
             yield from _all_keys(v, full + ".")
 
 
+def _words(name: str) -> list:
+    return [w for w in name.split("_") if w]
+
+
 def _closest(key: str, cfg: CN) -> str:
-    keys = list(_all_keys(cfg))
-    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
+    """The valid key a user most likely meant: the same last name in another section first
+    (TRAIN.EMB_DIM -> MODEL.EMB_DIM), then a last name holding the given one as a word (TRAIN.LR ->
+    TRAIN.OPTIMIZER.BASE_LR), else the closest spelling of the whole key."""
+    leaves = [k for k in _all_keys(cfg) if not isinstance(_get(cfg, k), CN)]
+    last = key.split(".")[-1].upper()
+
+    def spelling(k):
+        return difflib.SequenceMatcher(None, key.upper(), k.upper()).ratio()
+
+    same = [k for k in leaves if k.split(".")[-1] == last]
+    if same:
+        return max(same, key=spelling)
+    words = _words(last)
+    holding = [k for k in leaves if words and set(words) <= set(_words(k.split(".")[-1]))]
+    if holding:
+        return min(holding, key=lambda k: (len(_words(k.split(".")[-1])), -spelling(k)))
+    match = difflib.get_close_matches(key, list(_all_keys(cfg)), n=1, cutoff=0.0)
     return match[0] if match else ""
+
+
+def _unknown_key(source: str, key: str, cfg: CN) -> BadInputError:
+    return BadInputError(f"{source}: unknown config key {key} (closest valid key: {_closest(key, cfg)})")
 
 
 class _DuplicateKey(Exception):
@@ -173,12 +232,11 @@ def _merge(cfg: CN, data: dict, source: str, origins: dict, prefix: str = "") ->
     lines = getattr(data, "lines", {})
     for k, v in data.items():
         full = f"{prefix}{k}"
-        if k not in cfg and _stash_reference_key(full, v, 0):
+        where = f"in {source}, line {lines[k]}" if k in lines else f"in {source}"
+        if k not in cfg and _take_reference_key(full, v, 0, source, where, origins):
             continue
         if k not in cfg:
-            raise BadInputError(
-                f"{source}: unknown config key {full} (closest valid key: {_closest(full, _root(cfg))})"
-            )
+            raise _unknown_key(source, full, _root(cfg))
         if isinstance(cfg[k], CN):
             if not isinstance(v, dict):
                 raise BadInputError(f"{source}: key {full} is a section; expected a mapping")
@@ -186,7 +244,7 @@ def _merge(cfg: CN, data: dict, source: str, origins: dict, prefix: str = "") ->
         else:
             cfg[k] = _coerce(full, v, cfg[k], source)
             _mark_set(full, 0)
-            origins[full] = f"in {source}, line {lines[k]}" if k in lines else f"in {source}"
+            origins[full] = where
 
 
 # State of the load_cfg call in progress: the root config, the reference keys met and the keys set,
@@ -199,12 +257,37 @@ def _mark_set(key: str, level: int) -> None:
         _ROOT["explicit"][key] = level
 
 
-def _stash_reference_key(key: str, value, level: int) -> bool:
-    """Keep a reference-only key for _apply_reference_keys; False when the key is not one of them."""
-    if key not in REFERENCE_KEYS or "reference" not in _ROOT:
+def _take_reference_key(key: str, value, level: int, source: str, where: str, origins: dict) -> bool:
+    """Handle a key of REFERENCE_KEYS met while merging: a renamed key sets its new name right away
+    (so later layers override it as usual), a dead one is dropped, a MODEL.* key waits for
+    _apply_reference_keys. False when the key is none of them."""
+    found = _reference_entry(key)
+    if found is None or "cfg" not in _ROOT:
         return False
-    _ROOT["reference"][key] = (value, level)
+    name, (target, why) = found
+    if name in _TRAINED_MODEL_KEYS:
+        _ROOT["reference"][key] = (value, level)
+    elif not target:
+        _note(f"{key} ignored ({why})")
+    else:
+        if isinstance(value, dict):
+            raise BadInputError(f"{source}: key {key} (now {target}) expects a value, got a mapping")
+        *path, last = target.split(".")
+        node = _ROOT["cfg"]
+        for p in path:
+            node = node[p]
+        if level == 1 and isinstance(node[last], str) and not isinstance(value, str):
+            value = str(value)
+        node[last] = _coerce(key, value, node[last], source)
+        _mark_set(target, level)
+        origins[target] = f"{where} as {key}"
+        _note(f"{key} -> {target} ({why})")
     return True
+
+
+def _note(part: str) -> None:
+    if part not in _ROOT["notes"]:
+        _ROOT["notes"].append(part)
 
 
 def _apply_reference_keys(cfg: CN, reference: dict, explicit: dict) -> str:
@@ -214,7 +297,7 @@ def _apply_reference_keys(cfg: CN, reference: dict, explicit: dict) -> str:
     name; both at the same level with different values is an error.
     """
     trains_old = cfg.TRAIN.TYPE == "base" and cfg.TRAIN.ROLE == "old"
-    parts = []
+    parts = list(_ROOT.get("notes", []))
     for key, (value, level) in reference.items():
         target, why = REFERENCE_KEYS[key]
         if not (target and trains_old):
@@ -255,64 +338,125 @@ def _parse_cli_value(text: str):
             return text
 
 
-def merge_opts(cfg: CN, opts, origins: dict = None) -> None:
-    """Merge command-line KEY VALUE pairs."""
-    opts = list(opts or [])
+_KEY_LIKE = re.compile(r"^[A-Z_][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
+
+
+def _check_pairs(opts: list) -> None:
+    """KEY VALUE pairs: a KEY=VALUE token, or a missing value, is one line that says so."""
+    for i in range(0, len(opts), 2):
+        token = str(opts[i])
+        head = token.split("=", 1)[0]
+        if "=" in token and _KEY_LIKE.match(head):
+            raise BadInputError(f"command line: {token}: overrides are KEY VALUE pairs separated by a space, "
+                                f"not KEY=VALUE: write {head} {token.split('=', 1)[1]}")
     if len(opts) % 2:
         raise BadInputError(f"command line: overrides come as KEY VALUE pairs; {opts[-1]} has no value")
+
+
+def merge_opts(cfg: CN, opts, origins: dict = None) -> None:
+    """Merge command-line KEY VALUE pairs (older names of renamed keys included, with a logged note)."""
+    if "cfg" not in _ROOT:
+        _ROOT.update(cfg=cfg, reference={}, explicit={}, notes=[])
+        try:
+            _merge_opts(cfg, opts, origins)
+            note = _apply_reference_keys(cfg, _ROOT["reference"], _ROOT["explicit"])
+        finally:
+            _ROOT.clear()
+        if note:
+            logging.getLogger("bct").info(f"command line: {note}")
+        return
+    _merge_opts(cfg, opts, origins)
+
+
+def _merge_opts(cfg: CN, opts, origins: dict = None) -> None:
+    opts = list(opts or [])
+    _check_pairs(opts)
+    origins = {} if origins is None else origins
     for key, text in zip(opts[0::2], opts[1::2]):
-        if _stash_reference_key(key, _parse_cli_value(text), 1):
+        if _take_reference_key(key, _parse_cli_value(text), 1, "command line", "on the command line", origins):
             continue
         node = cfg
         parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             if p not in node or not isinstance(node[p], CN):
-                raise BadInputError(
-                    f"command line: unknown config key {key} (closest valid key: {_closest(key, cfg)})"
-                )
+                if p in node:
+                    raise BadInputError(f"command line: {'.'.join(parts[:i + 1])} is a key, not a section; "
+                                        f"{key} does not exist (closest valid key: {_closest(key, cfg)})")
+                raise _unknown_key("command line", key, cfg)
             node = node[p]
         last = parts[-1]
-        if last not in node or isinstance(node[last], CN):
-            raise BadInputError(
-                f"command line: unknown config key {key} (closest valid key: {_closest(key, cfg)})"
-            )
+        if last in node and isinstance(node[last], CN):
+            example = next(iter(node[last].keys()), "")
+            raise BadInputError(f"command line: {key} is a section, not a key; give one of its keys, "
+                                f"e.g. {key}.{example} VALUE")
+        if last not in node:
+            raise _unknown_key("command line", key, cfg)
         value = _parse_cli_value(text)
         # A string default accepts whatever was typed, verbatim (paths like 1e-3 or 'True').
         if isinstance(node[last], str) and not isinstance(value, str):
             value = text
         node[last] = _coerce(key, value, node[last], "command line")
         _mark_set(key, 1)
-        if origins is not None:
-            origins[key] = "on the command line"
+        origins[key] = "on the command line"
 
 
 def load_cfg(path: str = "", opts=None, freeze: bool = True, notes: list = None) -> CN:
     """defaults -> yaml file (with _BASE_) -> KEY VALUE overrides -> reference keys -> checks -> (frozen) config.
 
-    A line saying how the reference's keys were mapped or ignored is appended to ``notes`` when
+    A line saying how older or reference keys were mapped or ignored is appended to ``notes`` when
     given (the tools log it once their logger is set up), else logged on the "bct" logger.
+    ``<setting>/new_<method>.yml`` of a catalogue method is loaded by load_method_cfg (module docstring).
     """
+    from bct.config.methods import method_spec_of_path, load_method_cfg
+
+    spec = method_spec_of_path(path) if path else None
+    if spec is not None:
+        return load_method_cfg(spec[0], spec[1], opts or (), notes=notes, freeze=freeze)
+    return load_layers([path] if path else [], opts, freeze=freeze, notes=notes, label=path or "command line")
+
+
+def load_layers(paths: list, opts=None, freeze: bool = True, notes: list = None, label: str = "",
+                sets: dict = None) -> CN:
+    """The loader itself: defaults -> each yaml file of ``paths`` in turn (each with its _BASE_ chain)
+    -> ``sets`` ({key: value} applied by the caller, e.g. METHOD.NAME) -> KEY VALUE ``opts`` ->
+    reference keys -> derived values -> checks -> (frozen) config."""
     cfg = get_cfg_defaults()
     origins = {}
-    _ROOT.update(cfg=cfg, reference={}, explicit={})
+    _ROOT.update(cfg=cfg, reference={}, explicit={}, notes=[])
     try:
-        if path:
+        for path in paths:
             for file, data in _read_yaml(path):
                 _merge(cfg, data, f"config {file}", origins)
-        merge_opts(cfg, opts, origins)
+        for key, value in (sets or {}).items():
+            node = _get(cfg, key.rsplit(".", 1)[0]) if "." in key else cfg
+            node[key.rsplit(".", 1)[-1]] = value
+            origins[key] = f"by {label or 'the loader'}"
+        _merge_opts(cfg, opts, origins)
         note = _apply_reference_keys(cfg, _ROOT["reference"], _ROOT["explicit"])
     finally:
         _ROOT.clear()
     if note:
-        note = f"{path or 'command line'}: {note}"
+        note = f"{label or 'command line'}: {note}"
         if notes is None:
             logging.getLogger("bct").info(note)
         else:
             notes.append(note)
+    _derive(cfg, origins)
     check_cfg(cfg, origins)
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _derive(cfg: CN, origins: dict) -> None:
+    """Derived values: a TAG holding {method} gets METHOD.NAME (a setting's Base-new.yml names the
+    output folders of all its methods at once)."""
+    if "{method}" in cfg.TAG:
+        if not cfg.METHOD.NAME:
+            raise BadInputError(f"config: TAG {cfg.TAG!r} (set {origins.get('TAG', 'by the defaults')}) holds "
+                                f"{{method}} but no method is named: load the setting's new model as "
+                                f"<setting>/new_<method>.yml or give TAG")
+        cfg.TAG = cfg.TAG.replace("{method}", cfg.METHOD.NAME)
 
 
 def _get(cfg: CN, key: str):
@@ -334,12 +478,22 @@ def check_values(cfg: CN, origins: dict = None) -> None:
 
 
 def check_cfg(cfg: CN, origins: dict = None) -> None:
-    """Value checks that yacs' type check cannot express."""
+    """Value checks that yacs' type check cannot express; the compatibility terms against the loss
+    registry (after importing MODULES, so a term registered in user code counts)."""
+    from bct.losses.registry import comp_loss_class, comp_loss_names, import_modules
+
+    origins = origins or {}
     check_values(cfg, origins)
-    if cfg.TRAIN.TYPE != "base" and cfg.COMP_LOSS.TYPE == "none" and cfg.TRAIN.TYPE == "compatible":
-        raise BadInputError(
-            "config: TRAIN.TYPE compatible needs COMP_LOSS.TYPE (bct, lce, uni_bct, hot_refresh, bct_limit)"
-        )
+    import_modules(cfg.MODULES)
+    for key, names in (("COMP_LOSS.TYPE", [cfg.COMP_LOSS.TYPE]), ("COMP_LOSS.EXTRA_TERMS", cfg.COMP_LOSS.EXTRA_TERMS)):
+        for name in names:
+            try:
+                comp_loss_class(name, key)
+            except BadInputError as e:
+                raise BadInputError(f"config: {e} (set {origins.get(key, 'by the defaults')})") from None
+    if cfg.TRAIN.TYPE == "compatible" and cfg.COMP_LOSS.TYPE == "none" and not cfg.COMP_LOSS.EXTRA_TERMS:
+        valid = ", ".join(n for n in comp_loss_names() if n != "none")
+        raise BadInputError(f"config: TRAIN.TYPE compatible needs COMP_LOSS.TYPE or COMP_LOSS.EXTRA_TERMS ({valid})")
 
 
 def cfg_to_yaml(cfg: CN) -> str:
@@ -351,11 +505,17 @@ def cfg_from_yaml_text(text: str) -> CN:
     cfg = get_cfg_defaults()
     data = yaml.safe_load(text) or {}
 
-    def merge_known(node, d):
+    def merge_known(node, d, prefix=""):
         for k, v in d.items():
+            new = RENAMED_KEYS.get(prefix + k)
+            if new is not None and not isinstance(v, dict):
+                *path, last = new.split(".")
+                target = _get(cfg, ".".join(path))
+                target[last] = v
+                continue
             if k in node:
                 if isinstance(node[k], CN) and isinstance(v, dict):
-                    merge_known(node[k], v)
+                    merge_known(node[k], v, prefix + k + ".")
                 elif not isinstance(node[k], CN):
                     node[k] = v
 
@@ -363,8 +523,9 @@ def cfg_from_yaml_text(text: str) -> CN:
     return cfg
 
 
-# Keys that change how a run is evaluated, logged or scheduled on the CPU, not what it learns.
-_NOT_TRAINING = ("EVAL", "VAL", "PRINT_FREQ", "NUM_THREADS")
+# Keys that change how a run is evaluated, logged, named or scheduled on the CPU, not what it learns
+# (every training input, the statistics files COMP_LOSS.RADIUS_FILE / ANGLE_FILE included, stays).
+_NOT_TRAINING = ("EVAL", "VAL", "PRINT_FREQ", "NUM_THREADS", "METHOD")
 
 
 def training_settings(cfg: CN, drop_tag: bool = False) -> str:

@@ -43,6 +43,21 @@ RULES["DIST_BACKEND"] = one_of("auto", "nccl", "gloo")
 # Log every PRINT_FREQ iterations.
 _C.PRINT_FREQ = 10
 RULES["PRINT_FREQ"] = at_least(1)
+# Python modules imported before the loss registry is read, so a loss registered in user code
+# (docs/adding_a_method.md) can be named by COMP_LOSS.TYPE or COMP_LOSS.EXTRA_TERMS.
+_C.MODULES = []
+RULES["MODULES"] = each(NONEMPTY)
+
+# -----------------------------------------------------------------------------
+# The compatibility method of a new model (set by bct.config.methods.load_method_cfg)
+# -----------------------------------------------------------------------------
+_C.METHOD = CN()
+# Name of the method: the file configs/methods/<NAME>.yml ("" when the config was not made from one).
+_C.METHOD.NAME = ""
+RULES["METHOD.NAME"] = FREE
+# Title of the method in tables and plots (configs/methods/<NAME>.yml sets it).
+_C.METHOD.TITLE = ""
+RULES["METHOD.TITLE"] = FREE
 
 # -----------------------------------------------------------------------------
 # Settings shared by every model
@@ -112,15 +127,31 @@ RULES["LOSS.LABEL_SMOOTHING"] = between(0.0, 1.0, hi_open=True)
 # Compatibility terms (docs/method.md)
 # -----------------------------------------------------------------------------
 _C.COMP_LOSS = CN()
-# Compatibility loss: none, bct, lce, uni_bct, hot_refresh, bct_limit.
+# Compatibility loss: a name in bct.losses.registry (built in: none, bct, lce, uni_bct, hot_refresh,
+# bct_limit); the loader checks it against the registry once MODULES are imported.
 _C.COMP_LOSS.TYPE = "none"
-RULES["COMP_LOSS.TYPE"] = one_of("none", "bct", "lce", "uni_bct", "hot_refresh", "bct_limit")
+RULES["COMP_LOSS.TYPE"] = NONEMPTY
+# Further registered terms added to COMP_LOSS.TYPE's, e.g. ['adversarial'] (AdvBCT's discriminator;
+# TRAIN.TYPE adv_compatible, the reference's spelling, adds it too).
+_C.COMP_LOSS.EXTRA_TERMS = []
+RULES["COMP_LOSS.EXTRA_TERMS"] = each(NONEMPTY)
 # bct_limit: learnable per-class radius r = r_max + (T - r_max) * sigmoid(w) (AdvBCT).
 _C.COMP_LOSS.ELASTIC_BOUNDARY = False
 RULES["COMP_LOSS.ELASTIC_BOUNDARY"] = FLAG
 # bct_limit without elastic boundary: fixed radius "min" (radius[0], reference), "median" or "max".
 _C.COMP_LOSS.RADIUS = "min"
 RULES["COMP_LOSS.RADIUS"] = one_of("min", "median", "max")
+# bct_limit: boundary target T of the elastic radius (the reference's TRAIN.THRESHOLD).
+_C.COMP_LOSS.THRESHOLD = 0.5
+RULES["COMP_LOSS.THRESHOLD"] = between(0.0, 2.0, lo_open=True)
+# Old-class centres and sorted inlier radii written by extract_feat (radius.json; read by the terms
+# with NEEDS_STATS; the reference's EVAL.OLD_SAVE_FILE).
+_C.COMP_LOSS.RADIUS_FILE = "./output/old_stats/gldv2_class/radius.json"
+RULES["COMP_LOSS.RADIUS_FILE"] = FREE
+# Old-class centres and sorted inlier angles written by extract_feat (angle.json; read by the terms
+# with NEEDS_ANGLES, e.g. lce; the reference's EVAL.OLD_ANGLE_FILE).
+_C.COMP_LOSS.ANGLE_FILE = "./output/old_stats/gldv2_class/angle.json"
+RULES["COMP_LOSS.ANGLE_FILE"] = FREE
 # hot_refresh: temperature of the contrastive logits.
 _C.COMP_LOSS.TEMPERATURE = 0.01
 RULES["COMP_LOSS.TEMPERATURE"] = above(0.0)
@@ -136,27 +167,19 @@ RULES["COMP_LOSS.ARC_SCALE"] = above(0.0)
 # uni_bct: ArcFace margin against the old class centres.
 _C.COMP_LOSS.ARC_MARGIN = 0.3
 RULES["COMP_LOSS.ARC_MARGIN"] = between(0.0, 1.0)
-# adv_compatible: discriminator calls, "separate" (one per domain, reference) or "joint".
+# adversarial term: discriminator calls, "separate" (one per domain, reference) or "joint".
 _C.COMP_LOSS.DISC_MODE = "separate"
 RULES["COMP_LOSS.DISC_MODE"] = one_of("separate", "joint")
-# adv_compatible: hidden width of the discriminator.
+# adversarial term: hidden width of the discriminator.
 _C.COMP_LOSS.DISC_HIDDEN = 100
 RULES["COMP_LOSS.DISC_HIDDEN"] = at_least(1)
-
-# Upgrade loss of the reference; only "base" (no extra term) is defined.
-_C.UPGRADE_LOSS = CN()
-# Upgrade loss type ("base").
-_C.UPGRADE_LOSS.TYPE = "base"
-RULES["UPGRADE_LOSS.TYPE"] = one_of("base")
-# Upgrade loss weight.
-_C.UPGRADE_LOSS.WEIGHT = 1.0
-RULES["UPGRADE_LOSS.WEIGHT"] = at_least(0.0)
 
 # -----------------------------------------------------------------------------
 # Training
 # -----------------------------------------------------------------------------
 _C.TRAIN = CN()
-# base (cross-entropy only), compatible (+ COMP_LOSS) or adv_compatible (+ discriminator).
+# base (cross-entropy only), compatible (+ COMP_LOSS terms) or adv_compatible (compatible with the
+# 'adversarial' term added to COMP_LOSS.EXTRA_TERMS; the reference's name for AdvBCT's training).
 _C.TRAIN.TYPE = "base"
 RULES["TRAIN.TYPE"] = one_of("base", "compatible", "adv_compatible")
 # Role of the model trained by TRAIN.TYPE base: "old" (old model) or "new" (oracle).
@@ -182,24 +205,18 @@ RULES["TRAIN.AUGMENT"] = FLAG
 # Host memory: images x EMB_DIM x 4 bytes (1.6 GB for GLDv2's 1.58 M images at 256).
 _C.TRAIN.CACHE_OLD_FEATURES = True
 RULES["TRAIN.CACHE_OLD_FEATURES"] = FLAG
-# Dataset family (only "landmark").
-_C.TRAIN.DATASET_TYPE = "landmark"
-RULES["TRAIN.DATASET_TYPE"] = one_of("landmark")
 # Dataset name (informational: gldv2, synthetic).
 _C.TRAIN.DATASET = "gldv2"
 RULES["TRAIN.DATASET"] = FREE
 # Image root that list paths are relative to.
 _C.TRAIN.ROOT = "./data/GLDv2"
 RULES["TRAIN.ROOT"] = FREE
-# Training list file ("relative/path.jpg label" per line).
-_C.TRAIN.FILE_DIR = "./data/GLDv2/gldv2_train_old_30percent_class.txt"
-RULES["TRAIN.FILE_DIR"] = FREE
+# Training list file ("relative/path.jpg label" per line; the reference's TRAIN.FILE_DIR).
+_C.TRAIN.LIST_FILE = "./data/GLDv2/gldv2_train_old_30percent_class.txt"
+RULES["TRAIN.LIST_FILE"] = FREE
 # Skip missing or undecodable images (counted and reported) instead of stopping.
 _C.TRAIN.SKIP_BAD_IMAGES = False
 RULES["TRAIN.SKIP_BAD_IMAGES"] = FLAG
-# AdvBCT boundary target T of the elastic radius.
-_C.TRAIN.THRESHOLD = 0.5
-RULES["TRAIN.THRESHOLD"] = between(0.0, 2.0, lo_open=True)
 # Save a checkpoint every SAVE_FREQ epochs (and always at the end).
 _C.TRAIN.SAVE_FREQ = 1
 RULES["TRAIN.SAVE_FREQ"] = at_least(1)
@@ -212,6 +229,10 @@ RULES["TRAIN.VAL_FREQ"] = at_least(0)
 # Stop each epoch after this many iterations (0 = full epoch); for smoke runs and benchmarks.
 _C.TRAIN.MAX_ITERS = 0
 RULES["TRAIN.MAX_ITERS"] = at_least(0)
+# With --resume: accept a changed TRAIN.OPTIMIZER.BASE_LR and apply it to the restored optimiser (the
+# schedule's factors go on from where they were), e.g. to continue a diverged run at a lower rate.
+_C.TRAIN.RESUME_WITH_NEW_LR = False
+RULES["TRAIN.RESUME_WITH_NEW_LR"] = FLAG
 # Clip the global gradient norm to this value (0 = no clipping; the norm is logged either way).
 _C.TRAIN.CLIP_GRAD = 0.0
 RULES["TRAIN.CLIP_GRAD"] = at_least(0.0)
@@ -286,15 +307,9 @@ RULES["EXTRACT.SAVE_DIR"] = NONEMPTY
 # Evaluation (docs/evaluation.md)
 # -----------------------------------------------------------------------------
 _C.EVAL = CN()
-# Dataset family (only "landmark").
-_C.EVAL.DATASET_TYPE = "landmark"
-RULES["EVAL.DATASET_TYPE"] = one_of("landmark")
 # roxford5k, rparis6k or gldv2.
 _C.EVAL.DATASET = "roxford5k"
 RULES["EVAL.DATASET"] = NONEMPTY
-# Name kept from the reference (same meaning as EVAL.DATASET).
-_C.EVAL.DATASET_NAME = "roxford5k"
-RULES["EVAL.DATASET_NAME"] = FREE
 # Root holding <dataset>/ (revisited) or the GLDv2 lists (gldv2).
 _C.EVAL.ROOT = "./data/ROxfordParis/"
 RULES["EVAL.ROOT"] = FREE
@@ -338,15 +353,10 @@ RULES["EVAL.OLD_SELF"] = FLAG
 # Skip missing or undecodable images (counted) instead of stopping.
 _C.EVAL.SKIP_BAD_IMAGES = False
 RULES["EVAL.SKIP_BAD_IMAGES"] = FLAG
-# Old-class centres and sorted inlier radii written by extract_feat (radius.json).
-_C.EVAL.OLD_SAVE_FILE = "./output/old_stats/gldv2_class/radius.json"
-RULES["EVAL.OLD_SAVE_FILE"] = FREE
-# Old-class centres and sorted inlier angles written by extract_feat (angle.json; LCE).
-_C.EVAL.OLD_ANGLE_FILE = "./output/old_stats/gldv2_class/angle.json"
-RULES["EVAL.OLD_ANGLE_FILE"] = FREE
-# Partial backfill: report mAP of new queries against a gallery re-embedded at these ratios.
-_C.EVAL.HOT_REFRESH = False
-RULES["EVAL.HOT_REFRESH"] = FLAG
+# Partial backfill: report mAP of new queries against a gallery re-embedded at these ratios (the
+# reference's EVAL.HOT_REFRESH; unrelated to the hot_refresh method).
+_C.EVAL.PARTIAL_BACKFILL = False
+RULES["EVAL.PARTIAL_BACKFILL"] = FLAG
 # Partial-backfill ratios of gallery images re-embedded with the new model.
 _C.EVAL.BACKFILL_RATIOS = [0.0, 0.25, 0.5, 0.75, 1.0]
 RULES["EVAL.BACKFILL_RATIOS"] = each(between(0.0, 1.0))

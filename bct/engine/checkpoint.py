@@ -3,24 +3,133 @@ and the one reader for every trained-model file.
 
 A bct checkpoint is one dict: model state, optimiser, scheduler, scaler, epoch, the config as yaml
 text, RNG states and a `meta` block (arch, embedding dim, number of classes, role, classifier type,
-old-model path) from which the model is rebuilt with no other input. Files are written atomically.
+input size and normalisation, old-model path and digest) from which the model is rebuilt with no
+other input. Files are written atomically, and only with finite weights (`non_finite_entry`).
+
+A training run's folder holds its checkpoints, `last_checkpoint` (the name of the newest one) and
+`config.yaml`; `check_resume_config` decides whether a run may go on from a checkpoint whose config
+differs from its own.
 
 `load_checkpoint` also accepts the reference implementation's checkpoints (recognised by their
 tensors, with or without a `module.` prefix) and returns them in bct's layout (see
 bct/models/reference.py). Every file is read without running code from it
 (bct/utils/safe_pickle.py).
 """
+import os
 import random
 
 import numpy as np
 import torch
+import yaml
 
 from bct.models.reference import reference_state, reference_to_bct
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
 from bct.utils.safe_pickle import read_torch_file
 
+__all__ = ["FORMAT_VERSION", "LAST_POINTER", "CONFIG_NAME", "save_checkpoint", "load_checkpoint", "load_model",
+           "load_trained_model", "load_model_weights", "check_meta", "rng_state", "set_rng_state",
+           "non_finite_entry", "last_checkpoint", "state_keys", "config_changes", "check_resume_config",
+           "atomic_path"]
+
 FORMAT_VERSION = 1
+# In a run's folder: the file naming its newest checkpoint, and the config the checkpoints were written with.
+LAST_POINTER = "last_checkpoint"
+CONFIG_NAME = "config.yaml"
+# Keys whose values are baked into a checkpoint's optimiser and model state: after a change,
+# loading that state fails (another optimiser, other parameters) or silently undoes the change
+# (the optimiser's saved lr, momentum and weight decay win over the config's).
+_STATE_KEYS = ("TRAIN.TYPE", "TRAIN.ROLE", "MODEL.EMB_DIM", "LOSS.TYPE", "COMP_LOSS.TYPE", "COMP_LOSS.EXTRA_TERMS",
+               "COMP_LOSS.ELASTIC_BOUNDARY", "COMP_LOSS.DISC_HIDDEN", "TRAIN.OPTIMIZER.NAME",
+               "TRAIN.OPTIMIZER.BASE_LR", "TRAIN.OPTIMIZER.MOMENTUM", "TRAIN.OPTIMIZER.WEIGHT_DECAY")
+
+
+def non_finite_entry(*states: dict) -> str:
+    """The name of the first tensor of the given state dicts that holds a NaN or an infinity ("" if none)."""
+    for state in states:
+        for name, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return name
+    return ""
+
+
+def last_checkpoint(out_dir: str) -> str:
+    """The checkpoint `last_checkpoint` names in a run's folder ("" when there is none)."""
+    pointer = os.path.join(out_dir, LAST_POINTER)
+    if not os.path.isfile(pointer):
+        return ""
+    with open(pointer) as f:
+        name = f.read().strip()
+    path = os.path.join(out_dir, name)
+    return path if name and os.path.isfile(path) else ""
+
+
+def state_keys(cfg) -> list:
+    """The config keys a resumed run must share with its checkpoint (TRAIN.OPTIMIZER.BASE_LR may
+    change under TRAIN.RESUME_WITH_NEW_LR)."""
+    from bct.models.build import ROLE_KEYS
+
+    trained = cfg.TRAIN.ROLE if cfg.TRAIN.TYPE == "base" else "new"
+    roles = ["old", "new"] if cfg.TRAIN.TYPE != "base" else [trained]
+    model_keys = [f"{ROLE_KEYS[r]}.{k}" for r in roles for k in ("ARCH", "NUM_CLASSES")]
+    keys = list(_STATE_KEYS) + model_keys
+    if cfg.TRAIN.RESUME_WITH_NEW_LR:
+        keys.remove("TRAIN.OPTIMIZER.BASE_LR")
+    return keys
+
+
+def _flat(cfg, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _normalised(flat: dict) -> dict:
+    """A flat config in today's names: renamed keys of older checkpoints under their new names, and
+    TRAIN.TYPE adv_compatible as what it means (compatible + the 'adversarial' extra term)."""
+    from bct.config import RENAMED_KEYS
+
+    out = {RENAMED_KEYS.get(k, k): v for k, v in flat.items()}
+    if out.get("TRAIN.TYPE") == "adv_compatible":
+        out["TRAIN.TYPE"] = "compatible"
+        extra = list(out.get("COMP_LOSS.EXTRA_TERMS") or [])
+        out["COMP_LOSS.EXTRA_TERMS"] = extra + ([] if "adversarial" in extra else ["adversarial"])
+    elif "TRAIN.TYPE" in out and "COMP_LOSS.EXTRA_TERMS" not in out:
+        out["COMP_LOSS.EXTRA_TERMS"] = []
+    if "COMP_LOSS.EXTRA_TERMS" in out:
+        out["COMP_LOSS.EXTRA_TERMS"] = list(out["COMP_LOSS.EXTRA_TERMS"])
+    return out
+
+
+def config_changes(stored_yaml: str, cfg) -> list:
+    """[(key, checkpoint value, current value)] for every key of the stored config that differs."""
+    stored = yaml.safe_load(stored_yaml)
+    before, now = _normalised(_flat(stored if isinstance(stored, dict) else {})), _normalised(_flat(cfg))
+    return [(k, before[k], v) for k, v in now.items() if k in before and before[k] != v]
+
+
+def check_resume_config(ckpt: dict, path: str, cfg, log=None) -> None:
+    """Refuse a resume whose config changed a key the saved state depends on; `log` the others."""
+    if not isinstance(ckpt.get("config"), str):
+        return
+    changes = config_changes(ckpt["config"], cfg)
+    keys = set(state_keys(cfg))
+    bad = [c for c in changes if c[0] in keys]
+    if bad:
+        shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in bad)
+        lr_hint = ("; to go on at another learning rate add TRAIN.RESUME_WITH_NEW_LR True"
+                   if [k for k, _, _ in bad] == ["TRAIN.OPTIMIZER.BASE_LR"] else "")
+        raise BadInputError(
+            f"--resume: the config differs from the one {path} was written with in {shown}; the saved "
+            f"optimiser and model state depend on these keys: set them back to the checkpoint's values "
+            f"or start a fresh run under another TAG{lr_hint}")
+    if changes and log is not None:
+        shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
+        log(f"--resume: config keys changed since {path}: {shown}")
 
 
 def rng_state() -> dict:
@@ -152,8 +261,33 @@ def _eval_model(ckpt: dict, path: str, device):
 def load_model(path: str, device="cpu"):
     """The embedding model of a bct or reference checkpoint, in eval mode on `device`.
 
-    model(images) maps a (B, 3, H, W) float batch (ImageNet-normalised) to the (B, emb_dim)
-    un-normalised embedding; model.embed(images) L2-normalises it. model.meta holds arch, emb_dim,
-    num_classes (and, for a reference file, source == "reference").
+    model(images) maps a (B, 3, H, W) float batch, normalised with model.meta["mean"] and
+    model.meta["std"] (per channel, on [0, 1] pixels) and squashed to model.meta["input_size"]
+    pixels square, to the (B, emb_dim) un-normalised embedding; model.embed(images) L2-normalises
+    it. model.meta also holds arch, emb_dim, num_classes (and, for a reference file,
+    source == "reference").
     """
-    return _eval_model(load_checkpoint(path, "load_model"), path, device)
+    ckpt = load_checkpoint(path, "load_model")
+    ckpt["meta"] = dict(ckpt["meta"])
+    _fill_input_meta(ckpt)
+    return _eval_model(ckpt, path, device)
+
+
+def _fill_input_meta(ckpt: dict) -> None:
+    """Input size and normalisation for checkpoints written before the meta held them: every bct and
+    reference model was trained on ImageNet-normalised input; the size is the stored config's
+    TRAIN.INPUT_SIZE, else the reference's 224."""
+    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    meta = ckpt["meta"]
+    meta.setdefault("mean", list(IMAGENET_MEAN))
+    meta.setdefault("std", list(IMAGENET_STD))
+    if "input_size" not in meta:
+        size = 224
+        if isinstance(ckpt.get("config"), str):
+            try:
+                stored = yaml.safe_load(ckpt["config"]) or {}
+                size = int(stored.get("TRAIN", {}).get("INPUT_SIZE", size))
+            except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+                pass
+        meta["input_size"] = size

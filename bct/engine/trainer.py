@@ -2,9 +2,10 @@
 
 Epochs and iterations, DistributedSampler epochs, the per-iteration LR schedule, AMP on CUDA,
 channels_last, SyncBN, gradient-norm logging, TensorBoard scalars, periodic validation on every
-rank, atomic checkpoints with exact resume (RNG states included), and a clear stop on a non-finite
-loss. The old-model trainer and the compatible trainer differ only in the task module that turns
-a batch into a loss dict (bct/engine/tasks.py).
+rank, atomic checkpoints with exact resume (RNG states included; the file format and the resume
+checks are in bct/engine/checkpoint.py), and a clear stop on a non-finite loss or on non-finite
+weights about to be saved. The old-model trainer and the compatible trainer differ only in the task
+module that turns a batch into a loss dict (bct/engine/tasks.py).
 """
 import os
 import random
@@ -13,7 +14,6 @@ import time
 
 import numpy as np
 import torch
-import yaml
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
@@ -22,24 +22,32 @@ from bct.config import cfg_to_yaml
 from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gpu_decode import raw_collate
 from bct.data.lists import check_labels, read_image_list
-from bct.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from bct.engine.checkpoint import (
+    CONFIG_NAME,
+    LAST_POINTER,
+    check_resume_config,
+    last_checkpoint,
+    load_checkpoint,
+    load_model_weights,
+    load_trained_model,
+    non_finite_entry,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bct.engine.old_cache import OldFeatureCache
 from bct.engine.optim import build_optimizer, build_scheduler
 from bct.engine.tasks import BaseTask, CompatTask
+from bct.losses.registry import Progress, build_terms, needs_angles, needs_stats
+from bct.losses.stats import load_old_stats
 from bct.models.build import ROLE_KEYS, build_model
 from bct.utils.comm import get_rank, get_world_size, is_dist, is_main_process
-from bct.utils.errors import BadInputError, TrainingError  # noqa: F401  (TrainingError re-exported)
-from bct.utils.fileio import write_text_atomic
+from bct.utils.errors import BadInputError, TrainingError
+from bct.utils.fileio import file_digest, write_text_atomic
+
+__all__ = ["Trainer", "TrainingError", "output_dir", "trained_role", "build_train_loader", "LAST_POINTER"]
 from bct.utils.logger import get_logger
 
-LAST_POINTER = "last_checkpoint"
-CONFIG_NAME = "config.yaml"
-# Keys whose values are baked into a checkpoint's optimiser and model state: after a change,
-# loading that state fails (another optimiser, other parameters) or silently undoes the change
-# (the optimiser's saved lr, momentum and weight decay win over the config's).
-_STATE_KEYS = ("TRAIN.TYPE", "TRAIN.ROLE", "MODEL.EMB_DIM", "LOSS.TYPE", "COMP_LOSS.TYPE",
-               "COMP_LOSS.ELASTIC_BOUNDARY", "COMP_LOSS.DISC_HIDDEN", "TRAIN.OPTIMIZER.NAME",
-               "TRAIN.OPTIMIZER.BASE_LR", "TRAIN.OPTIMIZER.MOMENTUM", "TRAIN.OPTIMIZER.WEIGHT_DECAY")
 
 
 def trained_role(cfg) -> str:
@@ -49,30 +57,6 @@ def trained_role(cfg) -> str:
 def output_dir(cfg) -> str:
     """OUTPUT/<arch of the trained model>/<TAG>, as in the reference."""
     return os.path.join(cfg.OUTPUT, cfg[ROLE_KEYS[trained_role(cfg)]].ARCH, cfg.TAG)
-
-
-def state_keys(cfg) -> list:
-    """The config keys a resumed run must share with its checkpoint."""
-    roles = ["old", "new"] if cfg.TRAIN.TYPE != "base" else [trained_role(cfg)]
-    model_keys = [f"{ROLE_KEYS[r]}.{k}" for r in roles for k in ("ARCH", "NUM_CLASSES")]
-    return list(_STATE_KEYS) + model_keys
-
-
-def _flat(cfg, prefix: str = "") -> dict:
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def config_changes(stored_yaml: str, cfg) -> list:
-    """[(key, checkpoint value, current value)] for every key of the stored config that differs."""
-    stored = yaml.safe_load(stored_yaml)
-    before, now = _flat(stored if isinstance(stored, dict) else {}), _flat(cfg)
-    return [(k, before[k], v) for k, v in now.items() if k in before and before[k] != v]
 
 
 # Offset of the new model's initialisation seed from the old model's.
@@ -138,16 +122,16 @@ class GpuDecodedLoader:
 
 def build_train_loader(cfg, seed: int, device="cpu"):
     """(loader, sampler) of the training list; `device` is where DATA.DECODE_DEVICE cuda decodes."""
-    paths, labels = read_image_list(cfg.TRAIN.FILE_DIR, cfg.TRAIN.ROOT)
+    paths, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)
     num_classes = cfg[ROLE_KEYS[trained_role(cfg)]].NUM_CLASSES
-    check_labels(labels, num_classes, cfg.TRAIN.FILE_DIR, key=f"{ROLE_KEYS[trained_role(cfg)]}.NUM_CLASSES")
+    check_labels(labels, num_classes, cfg.TRAIN.LIST_FILE, key=f"{ROLE_KEYS[trained_role(cfg)]}.NUM_CLASSES")
     dataset, decoder = build_image_dataset(cfg, "train", cfg.TRAIN.ROOT, paths, labels, size=cfg.TRAIN.INPUT_SIZE,
                                            augment=cfg.TRAIN.AUGMENT, skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES,
-                                           list_name=cfg.TRAIN.FILE_DIR, device=device)
+                                           list_name=cfg.TRAIN.LIST_FILE, device=device)
     world = get_world_size()
     if len(dataset) < cfg.TRAIN.BATCH_SIZE * world:
         raise BadInputError(
-            f"{cfg.TRAIN.FILE_DIR}: {len(dataset)} images cannot fill one batch of TRAIN.BATCH_SIZE "
+            f"{cfg.TRAIN.LIST_FILE}: {len(dataset)} images cannot fill one batch of TRAIN.BATCH_SIZE "
             f"{cfg.TRAIN.BATCH_SIZE} on {world} process(es); lower TRAIN.BATCH_SIZE"
         )
     sampler = ResumableSampler(dataset, num_replicas=world, rank=get_rank(), shuffle=True,
@@ -205,21 +189,20 @@ class Trainer:
         self.ddp = self.task
         if self.world > 1:
             ids = [device.index] if device.type == "cuda" else None
-            # Parameters outside the graph of a batch (boundary weights of absent classes) are legal.
-            self.ddp = DDP(self.task, device_ids=ids, find_unused_parameters=cfg.TRAIN.TYPE != "base")
+            # Every trainable parameter is in every batch's graph (the elastic boundary weights are
+            # indexed by label, which gives a dense gradient with zeros), so DDP needs no search for
+            # unused ones.
+            self.ddp = DDP(self.task, device_ids=ids)
         self.tb = None
         self._stop_signal = None
+        # The last training batch, which a checkpoint's weights must embed to finite values.
+        self._probe = None
 
     # -- what differs between trainers -------------------------------------------------------
     def build_task(self):
         cfg = self.cfg
         if cfg.TRAIN.TYPE == "base":
             return BaseTask(self.model, cfg.LOSS.LABEL_SMOOTHING)
-        from bct.engine.checkpoint import load_trained_model
-        from bct.losses import build_comp_loss, load_old_stats
-        from bct.losses.stats import STATS_LOSSES
-        from bct.losses.adversarial import AdversarialLoss
-
         old_model, meta = load_trained_model(cfg, "old", device=self.device)
         if meta["emb_dim"] != cfg.MODEL.EMB_DIM:
             raise BadInputError(
@@ -230,21 +213,17 @@ class Trainer:
             p.requires_grad_(False)
         self.old_model = old_model
         stats = None
-        if cfg.COMP_LOSS.TYPE in STATS_LOSSES:
-            stats = load_old_stats(cfg.EVAL.OLD_SAVE_FILE,
-                                   cfg.EVAL.OLD_ANGLE_FILE if cfg.COMP_LOSS.TYPE == "lce" else None,
+        if needs_stats(cfg):
+            stats = load_old_stats(cfg.COMP_LOSS.RADIUS_FILE, cfg.COMP_LOSS.ANGLE_FILE if needs_angles(cfg) else None,
                                    num_classes=cfg.OLD_MODEL.NUM_CLASSES, emb_dim=cfg.MODEL.EMB_DIM,
                                    device=self.device)
-        comp = build_comp_loss(cfg, old_classifier=old_model.classifier, stats=stats)
-        adv = None
-        if cfg.TRAIN.TYPE == "adv_compatible":
-            adv = AdversarialLoss(cfg.MODEL.EMB_DIM, cfg.COMP_LOSS.DISC_HIDDEN, cfg.COMP_LOSS.DISC_MODE)
-        return CompatTask(self.model, old_model, comp, adv, cfg.LOSS.LABEL_SMOOTHING)
+        terms = build_terms(cfg, old_classifier=old_model.classifier, stats=stats)
+        return CompatTask(self.model, old_model, terms, cfg.LOSS.LABEL_SMOOTHING)
 
     def build_old_cache(self):
         """The store of old embeddings (bct.engine.old_cache) when the task runs the old model."""
         cfg = self.cfg
-        if not (isinstance(self.task, CompatTask) and self.task.needs_old_features and cfg.TRAIN.CACHE_OLD_FEATURES):
+        if not (self.task.needs_old_features and cfg.TRAIN.CACHE_OLD_FEATURES):
             return None
         if cfg.TRAIN.AUGMENT:
             self.logger.info("TRAIN.CACHE_OLD_FEATURES: off, because TRAIN.AUGMENT changes the images every epoch; "
@@ -258,26 +237,65 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dict(self, epoch: int) -> dict:
+        from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        cfg = self.cfg
         meta = dict(self.model.meta)
-        meta["old_model_path"] = self.cfg.OLD_MODEL.MODEL_PATH if self.old_model is not None else ""
-        meta["train_type"] = self.cfg.TRAIN.TYPE
-        meta["comp_loss"] = self.cfg.COMP_LOSS.TYPE if self.cfg.TRAIN.TYPE != "base" else "none"
+        old_path = cfg.OLD_MODEL.MODEL_PATH if self.old_model is not None else ""
+        meta["old_model_path"] = old_path
+        meta["old_model_digest"] = file_digest(old_path) if old_path else ""
+        meta["train_type"] = cfg.TRAIN.TYPE
+        meta["comp_loss"] = cfg.COMP_LOSS.TYPE if cfg.TRAIN.TYPE != "base" else "none"
+        meta["method"] = cfg.METHOD.NAME
+        # What the model's input must be: squashed to input_size pixels, normalised per channel.
+        meta["input_size"] = cfg.TRAIN.INPUT_SIZE
+        meta["mean"], meta["std"] = list(IMAGENET_MEAN), list(IMAGENET_STD)
         return {
             "model": self.model.state_dict(),
-            "extra": self.task.extra_state() if isinstance(self.task, CompatTask) else {},
+            "extra": self.task.extra_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
-            "config": cfg_to_yaml(self.cfg),
+            "config": cfg_to_yaml(cfg),
             "meta": meta,
             "rng": rng_state(),
             "world_size": self.world,
         }
 
+    def _check_finite_weights(self, where: str) -> None:
+        """Stop, saving nothing, when a parameter or buffer about to be saved is not finite, or when the
+        weights (finite but huge after a diverging update) turn the last training batch into
+        non-finite embeddings. Every rank takes part, so all stop together."""
+        problem = non_finite_entry(self.task.state_dict())
+        if problem:
+            problem = f"non-finite weights {where} ({problem})"
+        elif self._probe is not None:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                emb = self.model(self._probe)
+            self.model.train(was_training)
+            if not bool(torch.isfinite(emb).all()):
+                problem = f"the weights {where} turn the last training batch into non-finite embeddings"
+        flag = torch.tensor([0.0 if problem else 1.0], device=self.device)
+        if is_dist():
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if flag.item() >= 1:
+            return
+        last = last_checkpoint(self.out_dir)
+        resume = (f"the last checkpoint with finite weights is {last}: go on from it at a lower rate with --resume "
+                  f"TRAIN.RESUME_WITH_NEW_LR True TRAIN.OPTIMIZER.BASE_LR <lower>" if last else
+                  "no checkpoint of this run has been saved: start again with a lower TRAIN.OPTIMIZER.BASE_LR")
+        raise TrainingError(f"{problem or f'non-finite weights {where} on another rank'}; nothing saved "
+                            f"(no model_final.pth); {resume}, or enable TRAIN.CLIP_GRAD")
+
     def save(self, epoch: int, final: bool = False, iteration: int = 0) -> None:
         """Rank 0 writes ckpt_epoch_<epochs done>.pth (or ckpt_interrupted.pth mid-epoch) and points
-        last_checkpoint at it; every file is written atomically, so the pointer always names a whole file."""
+        last_checkpoint at it; every file is written atomically, so the pointer always names a whole
+        file, and only finite weights are written."""
+        where = f"after epoch {epoch}" if iteration == 0 else f"at epoch {epoch + 1} iteration {iteration}"
+        self._check_finite_weights(where)
         if not is_main_process():
             return
         name = f"ckpt_epoch_{epoch}.pth" if iteration == 0 else "ckpt_interrupted.pth"
@@ -299,14 +317,16 @@ class Trainer:
         self.logger.info(f"saved {os.path.join(self.out_dir, name)}")
 
     def resume(self) -> None:
-        pointer = os.path.join(self.out_dir, LAST_POINTER)
-        if not os.path.isfile(pointer):
+        path = last_checkpoint(self.out_dir)
+        if not path:
             self.logger.info(f"--resume: no checkpoint in {self.out_dir} yet, starting from scratch")
             return
-        with open(pointer) as f:
-            path = os.path.join(self.out_dir, f.read().strip())
         ckpt = load_checkpoint(path, "--resume")
-        self._check_resume_config(ckpt, path)
+        check_resume_config(ckpt, path, self.cfg, log=self.logger.info)
+        bad = non_finite_entry(ckpt["model"], ckpt.get("extra", {}))
+        if bad:
+            raise BadInputError(f"--resume: {path} holds non-finite weights ({bad}); point {LAST_POINTER} in "
+                                f"{self.out_dir} at an earlier ckpt_epoch_<N>.pth, or start a fresh run")
         load_model_weights(self.model, ckpt["model"], path)
         if isinstance(self.task, CompatTask):
             state = dict(ckpt.get("extra", {}), **{f"model.{k}": v for k, v in ckpt["model"].items()})
@@ -323,6 +343,8 @@ class Trainer:
             raise BadInputError(f"--resume: the optimiser or scheduler state in {path} does not fit this run "
                                 f"({type(e).__name__}: {reason}); resume with the config the checkpoint was "
                                 f"written with, or start a fresh run under another TAG") from None
+        if self.cfg.TRAIN.RESUME_WITH_NEW_LR:
+            self._apply_new_base_lr()
         self.start_epoch = int(ckpt["epoch"])
         self.start_iter = int(ckpt.get("iteration", 0))
         if ckpt.get("world_size", 1) == self.world:
@@ -332,22 +354,19 @@ class Trainer:
                                 f"random streams restart from the seed")
         self.logger.info(f"resumed from {path} at epoch {self.start_epoch + 1}, iteration {self.start_iter}")
 
-    def _check_resume_config(self, ckpt: dict, path: str) -> None:
-        """Refuse a resume whose config changed a key the saved state depends on; log the others."""
-        if not isinstance(ckpt.get("config"), str):
-            return
-        changes = config_changes(ckpt["config"], self.cfg)
-        keys = set(state_keys(self.cfg))
-        bad = [c for c in changes if c[0] in keys]
-        if bad:
-            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in bad)
-            raise BadInputError(
-                f"--resume: the config differs from the one {path} was written with in {shown}; the saved "
-                f"optimiser and model state depend on these keys: set them back to the checkpoint's values "
-                f"or start a fresh run under another TAG")
-        if changes:
-            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
-            self.logger.info(f"--resume: config keys changed since {path}: {shown}")
+    def _apply_new_base_lr(self) -> None:
+        """TRAIN.RESUME_WITH_NEW_LR: the restored optimiser and schedule go on from the config's
+        BASE_LR, with the schedule's factor of the step reached (momentum buffers are kept)."""
+        base = self.cfg.TRAIN.OPTIMIZER.BASE_LR
+        sched = self.scheduler
+        sched.base_lrs = [base for _ in self.optimizer.param_groups]
+        factor = sched.lr_lambdas[0](sched.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = base
+            group["lr"] = base * factor
+        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self.logger.info(f"TRAIN.RESUME_WITH_NEW_LR: going on with TRAIN.OPTIMIZER.BASE_LR {base:g} "
+                         f"(learning rate now {base * factor:g})")
 
     # -- the loop ------------------------------------------------------------------------------
     def _tb(self):
@@ -359,11 +378,9 @@ class Trainer:
                 self.tb = False
         return self.tb or None
 
-    def schedules(self, epoch: int, it: int):
-        """(alpha, epoch weight) of docs/method.md: DANN alpha per iteration, w_e = (E - e + 1)/E."""
-        from bct.losses.functional import dann_alpha, epoch_weight
-        progress = (epoch * self.iters_per_epoch + it) / max(1, self.total_iters)
-        return dann_alpha(progress), epoch_weight(epoch, self.cfg.TRAIN.EPOCHS)
+    def progress(self, epoch: int, it: int) -> Progress:
+        """Where training stands, for terms with a schedule (AdvBCT's adversarial term)."""
+        return Progress(epoch, self.cfg.TRAIN.EPOCHS, it, self.iters_per_epoch)
 
     def _install_signal_handlers(self) -> dict:
         """Catch SIGTERM / SIGINT for a clean stop; returns the handlers they replaced."""
@@ -416,8 +433,7 @@ class Trainer:
                     # BatchNorm needs two samples; every rank skips together so no collective waits.
                     skipped += images.shape[0] if images.numel() else 0
                     continue
-                out = self.step(images, labels, epoch, it, params, idx)
-                stopped = out.pop("stop")
+                out, stopped = self.step(images, labels, epoch, it, params, idx)
                 seen += images.shape[0]
                 steps += 1
                 for k, v in out.items():
@@ -447,7 +463,7 @@ class Trainer:
                 raise KeyboardInterrupt
             if steps == 0 and first < self.iters_per_epoch:
                 raise BadInputError(
-                    f"{cfg.TRAIN.FILE_DIR}: epoch {epoch + 1} took no optimiser step: no batch held two readable "
+                    f"{cfg.TRAIN.LIST_FILE}: epoch {epoch + 1} took no optimiser step: no batch held two readable "
                     f"images ({skipped} skipped under TRAIN.SKIP_BAD_IMAGES); nothing was saved: fix or remove "
                     f"the unreadable images")
             # Averages over the optimiser steps taken (skipped batches and an early stop excluded).
@@ -479,19 +495,21 @@ class Trainer:
             self.tb.close()
         return history
 
-    def step(self, images, labels, epoch: int, it: int, params, idx=None) -> dict:
+    def step(self, images, labels, epoch: int, it: int, params, idx=None):
+        """One optimiser step. Returns (log: the step's losses and logged values as floats, stop: whether
+        a stop signal reached any rank, so the run saves and ends after this step)."""
         cfg = self.cfg
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if cfg.CHANNELS_LAST:
             images = images.contiguous(memory_format=torch.channels_last)
-        alpha, w_e = self.schedules(epoch, it)
+        self._probe = images
         cache = self.old_cache if idx is not None else None
         feat_old = cache.lookup(idx) if cache is not None else None
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.ddp(images, labels, alpha, w_e, feat_old)
+            out, feat_old = self.ddp(images, labels, feat_old, self.progress(epoch, it))
         if cache is not None:
-            cache.store(idx, self.task.last_feat_old)
+            cache.store(idx, feat_old)
         loss = sum(v for k, v in out.items() if k.startswith("loss_"))
         stop = self._sync_flags(loss, out, epoch, it)
         self.optimizer.zero_grad(set_to_none=True)
@@ -505,10 +523,7 @@ class Trainer:
         log = {k: _scalar(v) for k, v in out.items()}
         log["loss"] = float(loss.detach())
         log["grad_norm"] = float(grad_norm)
-        log["stop"] = stop
-        if cfg.TRAIN.TYPE == "adv_compatible":
-            log["alpha"], log["epoch_weight"] = alpha, w_e
-        return log
+        return log, stop
 
     def _batch_usable(self, images) -> bool:
         """At least two readable images on every rank (only SKIP_BAD_IMAGES can leave fewer)."""
@@ -532,10 +547,18 @@ class Trainer:
             terms = ", ".join(f"{k}={_scalar(v):.4g}" for k, v in out.items())
             raise TrainingError(
                 f"non-finite loss at epoch {epoch + 1} iteration {it + 1} ({terms or 'on another rank'}); "
-                f"lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data; "
-                f"resume from the last checkpoint with --resume"
+                f"{self._nan_advice()}"
             )
         return bool(flags[1].item() > 0)
+
+    def _nan_advice(self) -> str:
+        """What to do after a non-finite loss: checkpoints are only ever saved with finite weights, so
+        the newest one is a sound start."""
+        last = last_checkpoint(self.out_dir)
+        if not last:
+            return "nothing was saved yet: start again with a lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data"
+        return (f"lower the rate, enable TRAIN.CLIP_GRAD or check the data; the last checkpoint ({last}, finite "
+                f"weights) goes on at a lower rate with --resume TRAIN.RESUME_WITH_NEW_LR True TRAIN.OPTIMIZER.BASE_LR <lower>")
 
     def validate(self) -> dict:
         """Medium mAP of the trained model on VAL (and cross-test against the old model) on every rank."""

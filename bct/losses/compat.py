@@ -1,6 +1,7 @@
 """The compatibility losses of docs/method.md: none, bct, lce, uni_bct, hot_refresh, bct_limit.
 
-All share one call shape, ``forward(feat_new, feat_old, labels, new_classifier) -> dict``:
+All share one call shape, ``forward(feat_new, feat_old, labels, new_classifier, progress=None) -> dict``
+(progress: bct.losses.registry.Progress, read by terms with a schedule; none of these has one):
 feat_new (B, D) un-normalised new embeddings (with grad), feat_old (B, D) un-normalised old
 embeddings (no grad; may be None for a loss that does not set NEEDS_OLD_FEATURES, since the
 frozen old model only runs when some term reads its output), labels (B,) int64 in the new label
@@ -50,13 +51,13 @@ class _CompLoss(nn.Module):
 
 @register_comp_loss("none")
 class NoCompLoss(_CompLoss):
-    """No compatibility term (TRAIN.TYPE base, or a discriminator alone)."""
+    """No compatibility term (TRAIN.TYPE base, or COMP_LOSS.EXTRA_TERMS alone)."""
 
     @classmethod
     def from_config(cls, cfg, old_classifier=None, stats=None):
         return cls()
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         return {}
 
 
@@ -81,7 +82,7 @@ class BCTLoss(_CompLoss):
     def from_config(cls, cfg, old_classifier=None, stats=None):
         return cls(old_classifier, cfg.COMP_LOSS.WEIGHT)
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         is_old, target = self._old_labels(labels, self.num_old)
         logits = self.old_classifier(feat_new.float(), target)
         ce = F.cross_entropy(logits.float(), target, reduction="none")
@@ -111,7 +112,7 @@ class LCELoss(_CompLoss):
     def from_config(cls, cfg, old_classifier=None, stats: OldClassStats = None):
         return cls(stats.centers, stats.theta_max, stats.theta_valid, cfg.COMP_LOSS.WEIGHT)
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         num_old = self.center_dirs.shape[0]
         if new_classifier.weight.shape[0] < num_old:
             raise ValueError(f"the new classifier has {new_classifier.weight.shape[0]} classes, fewer than the "
@@ -149,7 +150,7 @@ class UniBCTLoss(_CompLoss):
         return cls(stats.centers, stats.present, cfg.COMP_LOSS.ARC_SCALE, cfg.COMP_LOSS.ARC_MARGIN,
                    cfg.COMP_LOSS.WEIGHT)
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         is_old, y = self._old_labels(labels, self.center_dirs.shape[0])
         keep = is_old & self.present[y]
         cos = F.normalize(feat_new.float(), dim=1) @ self.center_dirs.t()
@@ -196,7 +197,7 @@ class HotRefreshLoss(_CompLoss):
         logits = torch.cat([pos, n2o, n2n], dim=1) / self.temperature
         return torch.logsumexp(logits, dim=1) - logits[:, 0]
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         return {"loss_hot_refresh": self.weight * self.per_anchor(feat_new, feat_old, labels).mean()}
 
 
@@ -235,9 +236,9 @@ class BoundaryLoss(_CompLoss):
             if choice not in cls.RADIUS_CHOICES:
                 raise BadInputError(f"COMP_LOSS.RADIUS '{choice}' is not one of {', '.join(cls.RADIUS_CHOICES)}")
             radius = {"min": stats.r_min, "median": stats.r_median, "max": stats.r_max}[choice]
-        return cls(stats.centers, radius, stats.valid, elastic, cfg.TRAIN.THRESHOLD, cfg.COMP_LOSS.WEIGHT)
+        return cls(stats.centers, radius, stats.valid, elastic, cfg.COMP_LOSS.THRESHOLD, cfg.COMP_LOSS.WEIGHT)
 
-    def forward(self, feat_new, feat_old, labels, new_classifier) -> dict:
+    def forward(self, feat_new, feat_old, labels, new_classifier, progress=None) -> dict:
         is_old, y = self._old_labels(labels, self.centers.shape[0])
         keep = is_old & self.valid[y]
         dist = (F.normalize(feat_new.float(), dim=1) - self.centers[y]).norm(dim=1)

@@ -1,13 +1,17 @@
 """Pure tensor maths of the compatibility losses (docs/method.md), testable without any module.
 
 Gradient reversal and the DANN / epoch schedules of the adversarial term, the AdvBCT elastic
-radius and its violators-only hinge, a clamped acos, ArcFace logits, a pairwise label mask and
+radius and its violators-only hinge, a clamped acos, ArcFace logits (defined with the ArcFace
+classifier in bct/models/heads.py), a pairwise label mask and
 masked top-k negatives. Everything is vectorised over the batch; nothing here synchronises
 with the device (counts come back as tensors).
 """
 import math
 
 import torch
+
+# One ArcFace implementation for the classifier and the UniBCT term (models never import losses).
+from bct.models.heads import arcface_logits
 
 __all__ = [
     "grad_reverse",
@@ -87,23 +91,6 @@ def boundary_hinge(dist: torch.Tensor, radius: torch.Tensor, mask: torch.Tensor 
 def safe_acos(x: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """acos of x clamped to [-1 + eps, 1 - eps]: finite values and gradients (use fp32 input)."""
     return torch.acos(x.clamp(-1.0 + eps, 1.0 - eps))
-
-
-def arcface_logits(cos: torch.Tensor, labels: torch.Tensor, s: float, m: float) -> torch.Tensor:
-    """ArcFace logits: s * cos(theta_y + m) for the target class, s * cos(theta_j) elsewhere.
-
-    cos: (B, C) cosine similarities. labels: (B,) int64; a negative label adds no margin to its
-    row. Past theta_y = pi - m, cos(theta + m) would rise again; like the project's ArcFace
-    classifier (bct/models/heads.py), the target then falls back to cos(theta_y) - m sin(m).
-    Returns (B, C).
-    """
-    has_target = labels >= 0
-    idx = labels.clamp(min=0)[:, None]
-    target = cos.gather(1, idx)
-    theta = safe_acos(target)
-    shifted = torch.where(theta + m < math.pi, torch.cos(theta + m), target - m * math.sin(m))
-    one_hot = torch.zeros_like(cos, dtype=torch.bool).scatter_(1, idx, has_target[:, None])
-    return torch.where(one_hot, shifted, cos) * s
 
 
 def label_match_mask(labels: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 `bct.tools.extract_feat` writes two files with the same layout,
 ``{"<class id>": {"center": [D floats], "radius": [sorted inlier values]}}``:
-- radius.json (EVAL.OLD_SAVE_FILE): "radius" holds the distances ||f_hat - c_k||;
-- angle.json (EVAL.OLD_ANGLE_FILE): "radius" holds the angles acos(f_hat . c_k / ||c_k||), in
+- radius.json (COMP_LOSS.RADIUS_FILE): "radius" holds the distances ||f_hat - c_k||;
+- angle.json (COMP_LOSS.ANGLE_FILE): "radius" holds the angles acos(f_hat . c_k / ||c_k||), in
   radians. The key is "radius" in both files, as in the reference's angle file, so one reader
   serves both.
 The centre c_k is the mean of the normalised old features, not re-normalised (||c_k|| <= 1).
@@ -28,8 +28,16 @@ from bct.utils.fileio import read_text
 
 __all__ = ["OldClassStats", "load_old_stats", "STATS_LOSSES"]
 
-# COMP_LOSS.TYPE values whose loss reads these statistics.
-STATS_LOSSES = ("lce", "uni_bct", "bct_limit")
+
+
+def __getattr__(name):
+    # STATS_LOSSES: the registered terms that read these statistics, derived from their NEEDS_STATS
+    # flag when asked (a user's term registered later counts too). A run's own question is
+    # bct.losses.registry.needs_stats(cfg).
+    if name == "STATS_LOSSES":
+        from bct.losses.registry import COMP_LOSS_REGISTRY
+        return tuple(n for n, cls in sorted(COMP_LOSS_REGISTRY.items()) if cls.NEEDS_STATS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _MAKE_HINT = ("make it with `bash scripts/extract_feat.sh` "
               "(python -m bct.tools.extract_feat --cfg configs/extract_feat.yml)")
@@ -137,7 +145,7 @@ def load_old_stats(radius_json: str, angle_json: Optional[str] = None, *, num_cl
     (one line naming the file, the class and the expected value) for a missing or malformed
     file, a class id outside 0..C_old-1 or a centre of the wrong size. Runs once, before training.
     """
-    ids, centres, radii = _parse(radius_json, _read_json(radius_json, "EVAL.OLD_SAVE_FILE"), num_classes, emb_dim)
+    ids, centres, radii = _parse(radius_json, _read_json(radius_json, "COMP_LOSS.RADIUS_FILE"), num_classes, emb_dim)
     idx = torch.as_tensor(ids, dtype=torch.long)
     centers = torch.zeros(num_classes, emb_dim)
     centers[idx] = torch.from_numpy(centres)
@@ -152,7 +160,7 @@ def load_old_stats(radius_json: str, angle_json: Optional[str] = None, *, num_cl
 
     theta_max = theta_valid = None
     if angle_json is not None:
-        a_ids, _, angles = _parse(angle_json, _read_json(angle_json, "EVAL.OLD_ANGLE_FILE"), num_classes, emb_dim)
+        a_ids, _, angles = _parse(angle_json, _read_json(angle_json, "COMP_LOSS.ANGLE_FILE"), num_classes, emb_dim)
         a_idx = torch.as_tensor(a_ids, dtype=torch.long)
         theta_max = torch.zeros(num_classes)
         theta_max[a_idx] = torch.tensor([a[-1] for a in angles])

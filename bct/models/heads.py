@@ -37,6 +37,24 @@ class LinearClassifier(nn.Module):
         return F.linear(emb, self.weight)
 
 
+def arcface_logits(cos: torch.Tensor, labels: torch.Tensor, s: float, m: float) -> torch.Tensor:
+    """ArcFace logits, the one implementation (the ArcFace classifier here, UniBCT in bct/losses):
+    s * cos(theta_y + m) for the target class, s * cos(theta_j) elsewhere.
+
+    cos: (B, C) cosine similarities. labels: (B,) int64; a negative label adds no margin to its
+    row. Past theta_y = pi - m, cos(theta + m) would rise again: the target then falls back to the
+    usual linear cos(theta_y) - m sin(m), which keeps it monotonic. Returns (B, C).
+    """
+    has_target = labels >= 0
+    idx = labels.clamp(min=0)[:, None]
+    target = cos.gather(1, idx)
+    # acos clamped inside (-1, 1): finite values and gradients.
+    theta = torch.acos(target.clamp(-1.0 + 1e-7, 1.0 - 1e-7))
+    shifted = torch.where(theta + m < math.pi, torch.cos(theta + m), target - m * math.sin(m))
+    one_hot = torch.zeros_like(cos, dtype=torch.bool).scatter_(1, idx, has_target[:, None])
+    return torch.where(one_hot, shifted, cos) * s
+
+
 class CosineClassifier(nn.Module):
     """ArcFace (cos(theta + m)) or CosFace (cos(theta) - m) on normalised emb and weights, times s.
 
@@ -55,19 +73,12 @@ class CosineClassifier(nn.Module):
         cos = F.linear(F.normalize(emb.float(), dim=1), F.normalize(self.weight.float(), dim=1))
         if labels is None:
             return cos * self.scale
+        # Every cosine inside (-1, 1), as the classifier always had it (the margin term clamps anyway).
         cos = cos.clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+        if self.kind == "arcface":
+            return arcface_logits(cos, labels, self.scale, self.margin)
         target = cos.gather(1, labels[:, None])
-        if self.kind == "cosface":
-            shifted = target - self.margin
-        else:
-            theta = torch.acos(target)
-            # Past pi - m, cos(theta + m) stops decreasing; the usual linear fallback keeps it monotonic.
-            shifted = torch.where(
-                theta + self.margin < math.pi,
-                torch.cos(theta + self.margin),
-                target - self.margin * math.sin(self.margin),
-            )
-        return cos.scatter(1, labels[:, None], shifted) * self.scale
+        return cos.scatter(1, labels[:, None], target - self.margin) * self.scale
 
 
 def build_classifier(loss_type: str, emb_dim: int, num_classes: int, scale: float, margin: float) -> nn.Module:
