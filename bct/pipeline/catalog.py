@@ -6,45 +6,39 @@ Everything else in bct.pipeline goes through these functions, so the method cata
 """
 import os
 
-from bct.config import get_cfg_defaults, load_cfg
+from bct.config import get_cfg_defaults
 from bct.utils.errors import BadInputError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 # Config keys that name a training run's input files (its list, the old model, the statistics).
-LIST_KEY = "TRAIN.FILE_DIR"
-RADIUS_KEY = "EVAL.OLD_SAVE_FILE"
-ANGLE_KEY = "EVAL.OLD_ANGLE_FILE"
-
-_PAPER_ORDER = ("oracle", "bct", "lce", "unibct", "hot_refresh", "advbct")
-_TITLES = {"oracle": "Oracle", "bct": "BCT", "lce": "LCE", "unibct": "UniBCT", "hot_refresh": "Hot-refresh",
-           "advbct": "AdvBCT"}
+LIST_KEY = "TRAIN.LIST_FILE"
+RADIUS_KEY = "COMP_LOSS.RADIUS_FILE"
+ANGLE_KEY = "COMP_LOSS.ANGLE_FILE"
 
 
 def method_names(include_oracle: bool = True) -> list:
-    """Every method of configs/methods, oracle first, then the paper's order, then the others."""
-    found = sorted(f[:-4] for f in os.listdir(os.path.join(REPO, "configs", "methods")) if f.endswith(".yml"))
-    names = [m for m in _PAPER_ORDER if m in found] + [m for m in found if m not in _PAPER_ORDER]
-    return names if include_oracle else [m for m in names if m != "oracle"]
+    """Every method of the catalogue (configs/methods), oracle first, then the paper's order."""
+    from bct.config.methods import method_names as names
+    return names(include_oracle)
 
 
 def method_title(name: str) -> str:
-    return _TITLES.get(name, name)
+    """A method's display title (METHOD.TITLE of its yml); names outside the catalogue (e.g. "old") as they are."""
+    from bct.config.methods import method_title as title
+    return title(name) if name in method_names() else name
 
 
 def method_cfg(setting_dir: str, method: str, opts=()):
     """The frozen config of the new model of ``method`` in a setting folder (e.g. configs/synthetic)."""
-    if method not in method_names():
-        raise BadInputError(f"unknown method {method!r}; the methods are {', '.join(method_names())}")
-    return load_cfg(os.path.join(setting_dir, f"new_{method}.yml"), list(opts))
+    from bct.config.methods import load_method_cfg
+    return load_method_cfg(setting_dir, method, list(opts))
 
 
 def statistics_read(cfg) -> tuple:
-    """The config keys of the old-class statistics files that the method of ``cfg`` reads."""
-    from bct.losses.stats import STATS_LOSSES
-    if cfg.TRAIN.TYPE == "base" or cfg.COMP_LOSS.TYPE not in STATS_LOSSES:
+    """The config keys of the old-class statistics files that the terms of ``cfg`` read."""
+    from bct.losses.registry import needs_angles, needs_stats
+    if cfg.TRAIN.TYPE == "base" or not needs_stats(cfg):
         return ()
-    return (RADIUS_KEY, ANGLE_KEY) if cfg.COMP_LOSS.TYPE == "lce" else (RADIUS_KEY,)
+    return (RADIUS_KEY, ANGLE_KEY) if needs_angles(cfg) else (RADIUS_KEY,)
 
 
 def get(cfg, key: str):

@@ -48,7 +48,7 @@ def main(argv=None):
             logger.info(f"results written to {path}")
 
     results = evaluate(cfg, sets, cfg.NEW_MODEL.MODEL_PATH, cfg.OLD_MODEL.MODEL_PATH, device,
-                       with_old_self=cfg.EVAL.OLD_SELF, backfill=cfg.EVAL.HOT_REFRESH, check=("arch", "emb_dim"),
+                       with_old_self=cfg.EVAL.OLD_SELF, backfill=cfg.EVAL.PARTIAL_BACKFILL, check=("arch", "emb_dim"),
                        on_result=report)
     if args.summary and is_main_process():
         table = summary_table(results)
