@@ -167,8 +167,10 @@ def test_plots_label_their_axes_and_keep_legends_off_the_data(tmp_path, monkeypa
            "methods": {"advbct": {"self": {"rparis6k": (50.0, 2.0), "gldv2": (15.0, 1.0)},
                                   "cross": {"rparis6k": (35.0, 2.0), "gldv2": (11.0, 1.0)},
                                   "curves": {d: [(0.0, 35.0, 1.0), (1.0, 50.0, 2.0)] for d in ("rparis6k", "gldv2")}}}}
-    plots.self_cross_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "x.png", seeds=3)
-    plots.backfill_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "y.png", seeds=3)
+    labels = {"rparis6k": {"title": "RParis", "headline_name": "Medium mAP"},
+              "gldv2": {"title": "GLDv2", "headline_name": "private mAP@100"}}
+    plots.self_cross_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "x.png", seeds=3, labels=labels)
+    plots.backfill_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "y.png", seeds=3, labels=labels)
     for fig in figs:
         axes = fig.get_axes()
         assert [ax.get_ylabel().split(" x100")[0] for ax in axes] == ["Medium mAP", "private mAP@100"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bct.data import revisited
-from bct.evaluation import protocol
+from bct.evaluation import protocol, sets
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
 from bct.pipeline import matrix
 from bct.tools import compat_matrix
@@ -91,7 +91,7 @@ def toy(tmp_path, monkeypatch):
     # refuses for a real set; the matrix here is read under the Medium protocol only.
     monkeypatch.setattr(revisited, "_check_positives", lambda gnd, source: None)
     monkeypatch.setattr(matrix, "load_for_eval", fake_load)
-    monkeypatch.setattr(protocol, "_embed", fake_embed)
+    monkeypatch.setattr(sets, "embed_images", fake_embed)
     return tmp_path
 
 

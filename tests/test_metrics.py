@@ -130,6 +130,9 @@ def test_revisited_protocols_and_levels():
     line = format_revisited(res)
     assert line.startswith("E: 62.50 M: 89.58 H: 100.00 | mP@k[1, 5, 10] E: 50.00/")
     assert "\n" not in line
+    # A protocol under which no query has a positive prints as n/a.
+    res["hard"] = {"map": float("nan"), "mp": {k: float("nan") for k in (1, 5, 10)}, "aps": res["hard"]["aps"]}
+    assert " H: n/a | " in format_revisited(res) and format_revisited(res).endswith("H: n/a/n/a/n/a")
 
 
 def test_gldv2_map_at_k_rules():

@@ -73,7 +73,7 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
         assert set(res[key]) >= {"easy", "medium", "hard"} and 0 <= res[key]["medium"]["map"] <= 1
         assert set(res[key]["medium"]["mp"]) == {"1", "5", "10"}
     assert res["models"]["new"]["path"] == new_ckpt and len(res["models"]["old"]["sha256"]) == 64
-    curve = res["backfill"]
+    curve = res["backfill_detail"]
     assert [p["ratio"] for p in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert curve[0]["medium"] == pytest.approx(res["cross"]["medium"]["map"])
     assert curve[-1]["medium"] == pytest.approx(res["self"]["medium"]["map"])

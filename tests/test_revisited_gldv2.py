@@ -140,3 +140,18 @@ def test_gldv2_retrieval_errors(tmp_path):
     _gldv2_lists(tmp_path, gt="test/q/r/s/qrs1.jpg 0 2\n")
     with pytest.raises(BadInputError, match=r"query_gt.txt:2: does not match"):
         load_gldv2_retrieval(str(tmp_path), "private")
+
+
+def test_a_protocol_without_positives_is_read_and_named_and_none_at_all_is_refused(tmp_path):
+    gnd = _gnd(False)
+    for g in gnd["gnd"]:
+        g["hard"] = []
+    gnd["gnd"][1]["easy"] = [1]
+    _dataset(tmp_path, gnd=gnd)
+    assert load_revisited("synval", str(tmp_path)).empty_levels == ["hard"]
+    for g in gnd["gnd"]:
+        g["easy"] = []
+    (tmp_path / "synval" / "gnd_synval.pkl").write_bytes(pickle.dumps(gnd))
+    with pytest.raises(BadInputError, match=r"gnd_synval.pkl: no query has a positive image under any protocol \(the "
+                                            r"'easy' and 'hard' lists of all 2 queries are empty\)"):
+        load_revisited("synval", str(tmp_path))

@@ -11,8 +11,14 @@ Pickle files can run arbitrary code when loaded, so ``load_gnd`` uses an unpickl
 only plain builtin containers and scalars and what NumPy needs to rebuild arrays and scalars
 (bct/utils/safe_pickle.py); every other global is refused before anything is called.
 
-mAP is a mean over the queries that have at least one positive; a ground truth in which no query
-has a positive under some protocol would make that mean undefined, and is refused when read.
+mAP is a mean over the queries that have at least one positive. A ground truth in which no query
+has a positive under one protocol (say, only ``easy`` lists are filled, so Hard has none) is read:
+that protocol's scores are not available (``empty_levels``). One in which no query has any positive
+defines no score at all and is refused when read.
+
+Query boxes are checked when they are used to crop (``crop_boxes``): a box that is not four finite
+numbers with x1 < x2 and y1 < y2, or that lies outside its image, is refused with one line naming
+the ground-truth file, the query and the box.
 """
 import os
 from dataclasses import dataclass, field
@@ -110,14 +116,37 @@ def protocol_sets(gnd: list, level: str) -> list:
 _POSITIVE_LISTS = {"easy": "'easy'", "medium": "'easy' and 'hard'", "hard": "'hard'"}
 
 
+def levels_without_positives(gnd: list) -> list:
+    """The protocol levels under which no query of ``gnd`` has a positive (in PROTOCOLS order)."""
+    return [level for level in PROTOCOLS if not any(len(p["ok"]) for p in protocol_sets(gnd, level))]
+
+
 def _check_positives(gnd: list, source: str) -> None:
-    """Refuse a ground truth where no query has a positive under one of the protocols."""
-    for level in PROTOCOLS:
-        if not any(len(p["ok"]) for p in protocol_sets(gnd, level)):
-            raise BadInputError(
-                f"{source}: no query has a positive image under the {level.capitalize()} protocol (the "
-                f"{_POSITIVE_LISTS[level]} lists of all {len(gnd)} queries are empty), so its mAP, a mean over "
-                f"the queries that have a positive, is undefined; use the complete ground truth of the set")
+    """Refuse a ground truth where no query has a positive under any protocol."""
+    if "medium" in levels_without_positives(gnd):
+        raise BadInputError(
+            f"{source}: no query has a positive image under any protocol (the {_POSITIVE_LISTS['medium']} lists "
+            f"of all {len(gnd)} queries are empty), so mAP, a mean over the queries that have a positive, is "
+            f"undefined; use the complete ground truth of the set")
+
+
+def _box_problem(box, path: str) -> str:
+    """Why ``box`` cannot crop the image at ``path`` ("" if it can). The image's size is read from its
+    header; an image that cannot be opened is left to the loader, which names it."""
+    if not all(np.isfinite(box)):
+        return "is not four finite numbers"
+    x1, y1, x2, y2 = box
+    if not (x1 < x2 and y1 < y2):
+        return "is empty or inverted (expected x1 < x2 and y1 < y2)"
+    try:
+        from PIL import Image
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception:  # unreadable here: the feature extraction reports the file
+        return ""
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        return f"lies outside the {width} x {height} image"
+    return ""
 
 
 @dataclass
@@ -133,10 +162,23 @@ class RevisitedDataset:
     query_boxes: list
     gnd: list = field(repr=False)
     checked_gnd: list = field(repr=False)
+    gnd_file: str = ""
+    empty_levels: list = field(default_factory=list)
 
     def protocol(self, level: str) -> list:
         """Per query {'ok': int64 array, 'junk': int64 array} for level easy / medium / hard."""
         return protocol_sets(self.checked_gnd, level)
+
+    def crop_boxes(self) -> list:
+        """The query boxes, checked for cropping (module docstring); BadInputError on the first bad one."""
+        for q, (box, path) in enumerate(zip(self.query_boxes, self.query_paths)):
+            reason = _box_problem(box, path)
+            if reason:
+                shown = "[" + ", ".join(f"{v:g}" for v in box) + "]"
+                name = os.path.splitext(os.path.basename(path))[0]
+                raise BadInputError(f"{self.gnd_file}: query {q} ({name}) has the bounding box {shown}, which "
+                                    f"{reason}; fix gnd[{q}]['bbx'] or set EVAL.QUERY_CROP False")
+        return self.query_boxes
 
 
 def gnd_path(name: str, root: str) -> str:
@@ -166,4 +208,6 @@ def load_revisited(name: str, root: str) -> RevisitedDataset:
         query_boxes=[g["bbx"] for g in checked],
         gnd=list(raw["gnd"]),
         checked_gnd=checked,
+        gnd_file=path,
+        empty_levels=levels_without_positives(checked),
     )

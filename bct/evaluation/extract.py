@@ -8,6 +8,7 @@ batch. Gallery features can be cached on disk, keyed by the checkpoint's content
 and each image file's size and modification time, so a cross-test reuses the old gallery instead of
 re-extracting it while a repaired or replaced image gets fresh features. A cache entry that cannot
 be read back whole (truncated, wrong shape) is extracted again, with one info line.
+``embed_images`` is what the benchmark sets call: image paths in, features out, through the cache.
 """
 import errno
 import hashlib
@@ -19,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gpu_decode import raw_collate
+from bct.utils.errors import BadInputError
 from bct.utils.comm import all_gather_nograd, get_rank, get_world_size, is_main_process, barrier
 from bct.utils.fileio import atomic_path, file_signature
 from bct.utils.logger import get_logger
@@ -196,3 +199,44 @@ def cached_extract(model, dataset, key: str, cache_dir: str, use_cache: bool, **
                 np.save(f, ok)
     barrier()
     return feats, ok
+
+
+def feature_settings(cfg, role: str) -> dict:
+    """The preprocessing that shapes a feature, as it enters the cache key of ``role`` ("query" or
+    "gallery") images."""
+    settings = {"size": cfg.EVAL.INPUT_SIZE, "resize": cfg.EVAL.RESIZE, "role": role,
+                "crop": cfg.EVAL.QUERY_CROP if role == "query" else False}
+    # Features of another decoding differ slightly: they get their own cache entries. The default
+    # settings add nothing, so the keys of existing caches stay valid.
+    if cfg.DATA.EVAL_FAST_DECODE or cfg.DATA.EVAL_DECODE_DEVICE != "cpu":
+        settings["decode"] = [bool(cfg.DATA.EVAL_FAST_DECODE), cfg.DATA.EVAL_DECODE_DEVICE]
+    return settings
+
+
+def embed_images(cfg, model, paths, role: str, device, digest: str = "", boxes=None, list_name: str = ""):
+    """Features (N, D) float32 of absolute image ``paths`` and the number of unreadable images.
+
+    ``boxes``: one [x1, y1, x2, y2] crop per image, or None. Gallery features go through the
+    on-disk cache (EVAL.CACHE_DIR) when EVAL.USE_CACHE is on and the model's checkpoint ``digest``
+    is known. Under EVAL.SKIP_BAD_IMAGES an unreadable image gets a zero feature and a warning; when
+    none can be read, BadInputError (``list_name`` names the list in both).
+    """
+    dataset, decoder = build_image_dataset(cfg, "eval", "", paths, size=cfg.EVAL.INPUT_SIZE, resize=cfg.EVAL.RESIZE,
+                                           boxes=boxes, skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=list_name,
+                                           device=device)
+    # Aspect-preserving images differ in size: one per batch, so no padding enters the pooling.
+    batch = 1 if cfg.EVAL.RESIZE == "aspect" else cfg.EVAL.BATCH_SIZE
+    workers = loader_workers(cfg.EVAL.NUM_WORKERS, "EVAL.NUM_WORKERS")
+    kwargs = dict(batch_size=batch, num_workers=workers, device=device,
+                  amp=cfg.USE_AMP, desc=f"{role} features", batch_decoder=decoder)
+    use_cache = bool(cfg.EVAL.USE_CACHE and digest and role == "gallery")
+    key = cache_key(digest, zip(paths, boxes or [None] * len(paths)), feature_settings(cfg, role)) if use_cache else ""
+    feats, ok = cached_extract(model, dataset, key, cfg.EVAL.CACHE_DIR, use_cache, **kwargs)
+    bad = int((~ok).sum())
+    if bad == len(paths):
+        raise BadInputError(f"{list_name}: none of the {len(paths)} {role} images could be read "
+                            f"(EVAL.SKIP_BAD_IMAGES): there is nothing to score; no result written")
+    if bad:
+        get_logger().warning(f"{list_name}: {bad} of {len(paths)} {role} images could not be read and were "
+                             f"given a zero feature (EVAL.SKIP_BAD_IMAGES)")
+    return np.ascontiguousarray(feats, dtype=np.float32), bad

@@ -117,13 +117,21 @@ def compute_map_revisited(
     return result
 
 
+def percent(value) -> str:
+    """A fraction as percent with 2 decimals; "n/a" for None or NaN (a score with no query to average)."""
+    if value is None or np.isnan(value):
+        return "n/a"
+    return f"{100.0 * value:.2f}"
+
+
 def format_revisited(result: Mapping) -> str:
-    """One line, in percent with 2 decimals: ``E: x M: y H: z | mP@k[1, 5, 10] E: a/b/c ...``."""
+    """One line, in percent with 2 decimals: ``E: x M: y H: z | mP@k[1, 5, 10] E: a/b/c ...``.
+    A protocol under which no query has a positive prints as ``n/a``."""
     levels = [name for name in result if name != "kappas"]
     tag = {name: _LEVEL_LETTER.get(name, name) for name in levels}
-    maps = " ".join(f"{tag[n]}: {100.0 * result[n]['map']:.2f}" for n in levels)
+    maps = " ".join(f"{tag[n]}: {percent(result[n]['map'])}" for n in levels)
     mps = " ".join(
-        f"{tag[n]}: " + "/".join(f"{100.0 * result[n]['mp'][k]:.2f}" for k in result["kappas"])
+        f"{tag[n]}: " + "/".join(percent(result[n]["mp"][k]) for k in result["kappas"])
         for n in levels
     )
     return f"{maps} | mP@k{list(result['kappas'])} {mps}"
@@ -163,6 +171,80 @@ def gldv2_map_at_k(
         precision = np.cumsum(hit) / np.arange(1, pred.size + 1)
         total += float(precision[hit].sum()) / min(np.unique(gt).size, k)
     return total / len(solution)
+
+
+def retrieval_scores(
+    ids: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    self_index: np.ndarray | None = None,
+    k: int = 100,
+    recall_ks: Sequence[int] = (1, 5, 10),
+) -> dict:
+    """Per-query scores of a labelled query / gallery set (a user's own set, docs/evaluation.md).
+
+    Unlike the revisitop functions above, ``ids`` has one ROW per query: (n_q, n_rank) gallery
+    indices, best first, as :func:`bct.evaluation.search.search` returns them (a full ranking for
+    mAP; a shorter one counts the positives it misses as never retrieved). ``query_labels`` (n_q,),
+    ``gallery_labels`` (n_db,): the positives of query i are the gallery images with label
+    ``query_labels[i]``. ``self_index`` (n_q,): the gallery index of query i's own image, or -1;
+    that entry is deleted from the ranking (junk), so it is never a positive and the images after
+    it move up by one position.
+
+    With p_1 < p_2 < ... the 1-based junk-free positions of the n_pos positives of a query:
+
+    - AP = (1 / n_pos) * sum_j j / p_j (non-interpolated; a positive that is never retrieved adds 0);
+    - AP@k = (1 / min(n_pos, k)) * sum_{p_j <= k} j / p_j (the GLDv2 mAP@k of one query);
+    - R@r = 1 if a positive is at a position <= r, else 0.
+
+    Returns ``{'ap': (n_q,), 'ap_at_k': (n_q,), 'recall': (n_q, len(recall_ks)), 'n_pos': (n_q,)}``,
+    the scores as fractions; a query with no positive (n_pos 0) has NaN scores.
+    """
+    from bct.data.retrieval_set import count_positives
+
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be 2-D (n_q, n_rank), got shape {ids.shape}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    n_q = ids.shape[0]
+    query_labels = np.asarray(query_labels, dtype=np.int64)
+    gallery_labels = np.asarray(gallery_labels, dtype=np.int64)
+    if query_labels.shape != (n_q,):
+        raise ValueError(f"query_labels has shape {query_labels.shape}, expected ({n_q},)")
+    self_index = np.full(n_q, -1, np.int64) if self_index is None else np.asarray(self_index, dtype=np.int64)
+    n_pos = count_positives(query_labels, gallery_labels, self_index)
+    junk = ids == self_index[:, None]
+    relevant = (gallery_labels[ids] == query_labels[:, None]) & ~junk
+    position = np.cumsum(~junk, axis=1)  # 1-based junk-free position of every kept entry
+    hits = np.cumsum(relevant, axis=1)
+    precision = np.where(relevant, hits / np.maximum(position, 1), 0.0)
+    scored = n_pos > 0
+    denom = np.maximum(n_pos, 1)
+    ap = precision.sum(axis=1) / denom
+    ap_at_k = np.where(position <= k, precision, 0.0).sum(axis=1) / np.minimum(denom, k)
+    ks = np.asarray(recall_ks, dtype=np.int64)
+    first = np.where(relevant.any(axis=1), np.argmax(relevant, axis=1), 0)
+    first_pos = np.where(relevant.any(axis=1), position[np.arange(n_q), first], np.iinfo(np.int64).max)
+    recall = (first_pos[:, None] <= ks[None, :]).astype(np.float64)
+    nan = np.where(scored, 1.0, np.nan)
+    return {"ap": ap * nan, "ap_at_k": ap_at_k * nan, "recall": recall * nan[:, None], "n_pos": n_pos}
+
+
+def mean_retrieval_scores(per_query: Mapping, recall_ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """Means of :func:`retrieval_scores` over the queries that have a positive:
+    ``{'map', 'map_at_k', 'recall': {r: R@r}, 'n_scored'}`` (fractions; NaN if no query has one)."""
+    scored = np.asarray(per_query["n_pos"]) > 0
+    n = int(scored.sum())
+
+    def mean(x):
+        return float(np.mean(x[scored], axis=0)) if n else float("nan")
+
+    recall = np.asarray(per_query["recall"])
+    return {"map": mean(np.asarray(per_query["ap"])), "map_at_k": mean(np.asarray(per_query["ap_at_k"])),
+            "recall": {int(r): (float(recall[scored, i].mean()) if n else float("nan"))
+                       for i, r in enumerate(recall_ks)},
+            "n_scored": n}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ import numpy as np
 from bct.evaluation.metrics import compatibility_scores
 from bct.utils.fileio import atomic_path
 
+# The paper's titles of the built-in sets; tools read a set's title from its BenchmarkSet
+# (bct.evaluation.sets), which takes it from here (any other set is titled by its name).
 DATASET_TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
 _MISSING = "—"
 
@@ -31,6 +33,7 @@ def markdown_table(
     datasets: Sequence[str],
     old_self: Mapping[str, float],
     oracle_self: Mapping[str, float],
+    titles: Mapping[str, str] | None = None,
 ) -> str:
     """Markdown table laid out like the paper's table (README.md).
 
@@ -39,9 +42,11 @@ def markdown_table(
     ``rparis6k``, ``roxford5k``, ``gldv2`` get the paper's titles). Each dataset cell reads
     ``self / cross``; then P_up, P_comp, P_1 and the mean update gain (in percent) computed by
     :func:`compatibility_scores` over the listed datasets the row has. The first two rows are the
-    old model and the oracle (self-test only). A missing value prints as "—".
+    old model and the oracle (self-test only). A missing value prints as "—". ``titles``: column
+    titles by dataset name (e.g. ``{name: bset.title}``), else the paper's titles or the name.
     """
-    header = ["Method"] + [f"{DATASET_TITLES.get(d, d)} (self / cross)" for d in datasets]
+    titles = {**DATASET_TITLES, **(titles or {})}
+    header = ["Method"] + [f"{titles.get(d, d)} (self / cross)" for d in datasets]
     header += ["P_up", "P_comp", "P_1", "Gain %"]
     lines = [_row(header), _row(["---"] * len(header))]
     blank_scores = [_MISSING] * 4

@@ -13,7 +13,7 @@ _WHERE = {
     "class_stats": "stats",
     "pretrained_start": "pretrained",
     "training_inputs": "records", "training_record": "records",
-    "evaluate": "evaluation", "load_for_eval": "evaluation", "result_lines": "evaluation",
+    "evaluate": "evaluation", "load_for_eval": "evaluation",
     "parse_sets": "catalog", "method_names": "catalog", "method_title": "catalog",
     "compare": "comparison",
     "generations": "chains",

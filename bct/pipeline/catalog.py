@@ -59,61 +59,31 @@ def has_key(key: str) -> bool:
 # -- benchmark sets ------------------------------------------------------------------------------
 
 def parse_sets(text: str) -> list:
-    """[(name, root or None)] from the one comma-separated --datasets value (NAME or NAME=ROOT)."""
-    out = []
-    for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
-        name, _, root = item.partition("=")
-        if not name or "." in name or name.isupper() or "/" in name:
-            raise BadInputError(f"--datasets: {item!r} is not NAME or NAME=ROOT (e.g. rparis6k,roxford5k,gldv2)")
-        out.append((name, root or None))
-    if not out:
-        raise BadInputError("--datasets is empty; give e.g. rparis6k,roxford5k,gldv2")
-    return out
+    """[(name, root or None)] from the one comma-separated --datasets value (NAME or NAME=PATH)."""
+    from bct.evaluation.sets import parse_set_specs
+    return parse_set_specs(text)
+
+
+def build_set(name: str, root, cfg):
+    """The benchmark set ``name`` at ``root`` (None: the config's root), its data read and checked now."""
+    from bct.evaluation.sets import build_set as build
+    return build(name, root, cfg)
 
 
 def set_title(name: str) -> str:
-    """The title of a set in tables and plots."""
+    """The title of a set in tables when no built set is at hand (the built set's ``title`` otherwise)."""
     from bct.evaluation.report import DATASET_TITLES
     return DATASET_TITLES.get(name, name)
 
 
-def headline_name(name: str) -> str:
-    """Which number a set's headline is (e.g. "Medium mAP")."""
-    return "private mAP@100" if name == "gldv2" else "Medium mAP"
-
-
-class _Set:
-    def __init__(self, name: str, root: str):
-        self.name, self.root = name, root
-        self.title, self.headline_name = set_title(name), headline_name(name)
-        self.family = "gldv2" if name == "gldv2" else "revisited"
-
-
-def build_set(name: str, root, cfg):
-    if root is None:
-        root = cfg.EVAL.GLDV2_ROOT if name == "gldv2" else cfg.EVAL.ROOT
-    return _Set(name, root)
-
-
 def evaluate_set(cfg, bset, new_model, old_model, device, *, with_old_self: bool, backfill: bool, digests: dict,
                  use_cache: bool) -> dict:
-    """The result of one set: the family's scores plus "headline" (x100) and "curve" ([(ratio, x100)])."""
-    from bct.evaluation.protocol import evaluate_gldv2_models, evaluate_revisited_models, headline
-    kw = dict(device=device, with_old_self=with_old_self, use_cache=use_cache, digests=digests, backfill=backfill)
-    if bset.family == "gldv2":
-        result = evaluate_gldv2_models(cfg, bset.root, new_model, old_model, **kw)
-        curve = [(p["ratio"], 100.0 * p["map"]) for p in result.get("backfill", {}).get("private", [])]
-    else:
-        result = evaluate_revisited_models(cfg, bset.name, bset.root, new_model, old_model, **kw)
-        curve = [(p["ratio"], 100.0 * p["medium"]) for p in result.get("backfill", [])]
-    result["headline"] = {k: headline(result, k) for k in ("self", "cross", "old_self") if k in result}
-    if backfill and old_model is not None:
-        result["curve"] = curve
-    return result
+    """One set's result: its scores, "headline" (x100) and "backfill" ([(ratio, headline x100)])."""
+    from bct.evaluation.sets import evaluate_models
+    return evaluate_models(cfg, bset, new_model, old_model, device, with_old_self=with_old_self, backfill=backfill,
+                           digests=digests, use_cache=use_cache)
 
 
 def matrix_on_set(cfg, bset, models: list, device, digests: list) -> dict:
-    from bct.evaluation.protocol import compatibility_matrix
-    return compatibility_matrix(cfg, bset.name, bset.root, models, device, digests)
+    from bct.evaluation.sets import compatibility_matrix
+    return compatibility_matrix(cfg, bset, models, device, digests)

@@ -132,7 +132,7 @@ def _transitivity(chain: str, report: dict) -> list:
         if far:
             cells = ", ".join(f"{c['query']}→{c['gallery']} {c['value']:.2f} vs {c['reference']:.2f} "
                               f"{'✓' if c['met'] else '✗'}" for c in far)
-            lines.append(f"- {catalog.method_title(chain)}, {catalog.set_title(ds)}: {cells}")
+            lines.append(f"- {catalog.method_title(chain)}, {e['title']}: {cells}")
     return lines
 
 
@@ -197,8 +197,8 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
             {"config_dir": config_dir, "seed": seed, "split": split, "fractions": fractions,
              "classes": [n for _, n in lists], "lists": [p for p, _ in lists], "chains": reports,
              "train_seconds": times, "wall_seconds": wall}), indent=1)
-        matrix_heatmaps([[{"title": f"{catalog.method_title(m)}: {catalog.set_title(ds)}", "names": names,
-                           "matrix": e["matrix"]} for ds, e in r["datasets"].items()] for m, r in reports.items()],
+        matrix_heatmaps([[{"title": f"{catalog.method_title(m)}: {e['title']}", "names": names,
+                           "matrix": e["matrix"]} for e in r["datasets"].values()] for m, r in reports.items()],
                         os.path.join(report_dir, "heatmaps.png"))
         logger.info("\n" + text)
         logger.info(f"generations written to {report_dir}/results.md (+ results.json, heatmaps.png, one folder per "
@@ -210,14 +210,15 @@ def generations_markdown(config_dir, seed, fractions, split, lists, reports: dic
     """The report of a generations run: the summary of every chain, the pairs no training linked
     directly, every matrix, and the times."""
     title = catalog.method_title
-    datasets = list(next(iter(reports.values()))["datasets"])
+    first = next(iter(reports.values()))["datasets"]
+    datasets, titles = list(first), {ds: e["title"] for ds, e in first.items()}
     md = [f"# Model generations ({config_dir}, seed {seed})", "",
           f"{len(fractions)} generations on nested {split} splits of "
           f"{' → '.join(f'{percent_tag(f)}%' for f in fractions)} ({' → '.join(str(n) for _, n in lists)} classes). "
           "Generation 1 is the old model of every chain; in the chain of a method, generation t+1 is trained "
           "with that method against generation t; the oracle chain trains every generation without a "
           "compatibility term. " + HEADLINE, "",
-          "| Chain | " + " | ".join(f"{catalog.set_title(ds)} AC / AMA" for ds in datasets) +
+          "| Chain | " + " | ".join(f"{titles[ds]} AC / AMA" for ds in datasets) +
           " | mean AC | mean AMA | " + " | ".join(f"P_1 gen{t}→gen{t + 1}" for t in range(1, len(fractions))) + " |",
           "|" + " --- |" * (len(datasets) + 3 + len(fractions) - 1)]
     for m, r in reports.items():
@@ -235,7 +236,7 @@ def generations_markdown(config_dir, seed, fractions, split, lists, reports: dic
         names = [x["name"] for x in r["models"]]
         md += ["", f"## {title(m)} chain", ""]
         for ds, e in r["datasets"].items():
-            md += [f"{catalog.set_title(ds)}:", "", matrix_table(names, e["matrix"]).rstrip(), ""]
+            md += [f"{e['title']} ({e['headline_name']} x100):", "", matrix_table(names, e["matrix"]).rstrip(), ""]
         md.append(f"Per-chain files: [{m}/{FILES[1]}]({m}/{FILES[1]}), {m}/{FILES[0]}, {m}/{FILES[2]}.")
     md += ["", "Training time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items() if not np.isnan(v)),
            "", f"Wall time of the run: {wall:.0f} s.", "", "![heat-maps](heatmaps.png)"]

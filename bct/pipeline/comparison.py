@@ -133,9 +133,10 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
     cfg = setting.for_run(setting.file("test_model.yml"), seed, run_dir)
     names = [n for n, _ in sets]
     res = {"seed": seed, "train_seconds": times, "backfill_seed": cfg.EVAL.BACKFILL_SEED, "old_self": {},
-           "oracle_self": {}, "oracle_cross": {}, "methods": {}, "curves": {}}
+           "oracle_self": {}, "oracle_cross": {}, "methods": {}, "curves": {}, "sets": {}}
     for ds, r in evaluate(cfg, sets, old_path, "", device).items():
         res["old_self"][ds] = r["headline"]["self"]
+        res["sets"][ds] = {"title": r["title"], "headline_name": r["headline_name"]}
     # The oracle's cross-test is the no-compatibility reference: about chance.
     for ds, r in evaluate(cfg, sets, paths["oracle"], old_path, device).items():
         res["oracle_self"][ds], res["oracle_cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
@@ -143,7 +144,7 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
         entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
         for ds, r in evaluate(cfg, sets, paths[m], old_path, device, backfill=True).items():
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
-            res["curves"].setdefault(m, {})[ds] = r["curve"]
+            res["curves"].setdefault(m, {})[ds] = r["backfill"]
     for ds in names:
         logger.info(f"[seed {seed}] {ds}: old {res['old_self'][ds]:.2f}, oracle {res['oracle_self'][ds]:.2f}, " +
                     ", ".join(f"{m} {res['methods'][m]['self'][ds]:.2f}/{res['methods'][m]['cross'][ds]:.2f}"
@@ -185,8 +186,15 @@ def _pm(ms):
     return f"{ms[0]:.2f} ± {ms[1]:.2f}"
 
 
-def seeds_table(agg: dict, methods, datasets) -> str:
-    head = (["Method"] + [f"{catalog.set_title(d)} (self / cross)" for d in datasets] +
+def _labels(per_seed: list) -> tuple:
+    """(title, headline name) functions of the sets of a comparison."""
+    labels = per_seed[0].get("sets") or {} if per_seed else {}
+    return (lambda d: labels.get(d, {}).get("title") or catalog.set_title(d),
+            lambda d: labels.get(d, {}).get("headline_name") or "headline mAP")
+
+
+def seeds_table(agg: dict, methods, datasets, set_title=catalog.set_title) -> str:
+    head = (["Method"] + [f"{set_title(d)} (self / cross)" for d in datasets] +
             ["P_up", "P_comp", "P_1", "Gain %"])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, key in (("Old", "old_self"), ("Oracle", "oracle_self")):
@@ -204,24 +212,24 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
     """results.md, results.json, backfill.png and self_cross.png of a comparison in ``out``."""
     methods, datasets = list(methods), list(datasets)
     title = catalog.method_title
+    set_title, headline_name = _labels(per_seed)
     agg = aggregate(per_seed, methods, datasets)
     one = len(per_seed) == 1
     md = [f"# Compatibility comparison ({config_dir}, seeds {', '.join(str(r['seed']) for r in per_seed)})", "",
-          "Headline numbers x100: " + ", ".join(f"{catalog.headline_name(d)} for {catalog.set_title(d)}"
-                                                for d in datasets) +
+          "Headline numbers x100: " + ", ".join(f"{headline_name(d)} for {set_title(d)}" for d in datasets) +
           "; cells read self-test M(new, new) / cross-test M(new, old).", ""]
     if one:
         r = per_seed[0]
         rows = [{"method": title(m), "self": r["methods"][m]["self"], "cross": r["methods"][m]["cross"]} for m in methods]
         md.append(markdown_table(rows, datasets, r["old_self"], r["oracle_self"]))
     else:
-        md.append(seeds_table(agg, methods, datasets))
+        md.append(seeds_table(agg, methods, datasets, set_title))
 
     def value(values):  # one seed: the number; several: mean ± std
         return f"{values[0]:.2f}" if one else _pm(_mean_std(values))
 
     md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
-           ", ".join(f"{catalog.set_title(d)} {value([r['oracle_cross'][d] for r in per_seed])}" for d in datasets)]
+           ", ".join(f"{set_title(d)} {value([r['oracle_cross'][d] for r in per_seed])}" for d in datasets)]
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset" +
            (":" if one else ", in the mean over seeds (and on how many seeds):"), ""]
     for m in methods:
@@ -229,11 +237,11 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
         for ds in datasets:
             held = sum(bool(r["methods"][m]["bct_criterion"][ds]) for r in per_seed)
             if one:
-                cells.append(f"{catalog.set_title(ds)} {'yes' if held else 'no'}")
+                cells.append(f"{set_title(ds)} {'yes' if held else 'no'}")
                 continue
             a = agg["methods"][m]  # (mean, std) per dataset
             in_mean = meets_bct_criterion(agg["old_self"][ds][0], a["self"][ds][0], a["cross"][ds][0])
-            cells.append(f"{catalog.set_title(ds)} {'yes' if in_mean else 'no'} ({held} of {len(per_seed)} seeds)")
+            cells.append(f"{set_title(ds)} {'yes' if in_mean else 'no'} ({held} of {len(per_seed)} seeds)")
         md.append(f"- {title(m)}: " + ", ".join(cells))
     # How far each cross-test is above the no-compatibility level, and how far the old model is.
     mean = {k: {d: float(np.mean([r[k][d] for r in per_seed])) for d in datasets} for k in ("old_self", "oracle_cross")}
@@ -243,15 +251,16 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
                f"{title(m)} {min(np.mean([r['methods'][m]['cross'][d] for r in per_seed]) / mean['oracle_cross'][d] for d in datasets):.1f}x"
                for m in methods)]
     for ds in datasets:
-        md += ["", f"Partial backfill on {catalog.set_title(ds)} ({catalog.headline_name(ds)} x100 of new queries; "
+        md += ["", f"Partial backfill on {set_title(ds)} ({headline_name(ds)} x100 of new queries; "
                f"per-image refresh, seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
         md.append(backfill_curve_table({title(m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
                                         for m in methods}))
     times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}
     md += ["", "Training time (s): " + ", ".join(f"{title(k)} {v[0]:.0f}" for k, v in times.items())]
     pngs = [os.path.join(out, "backfill.png"), os.path.join(out, "self_cross.png")]
-    backfill_plot(agg, methods, datasets, pngs[0], len(per_seed))
-    self_cross_plot(agg, methods, datasets, pngs[1], len(per_seed))
+    labels = per_seed[0].get("sets")
+    backfill_plot(agg, methods, datasets, pngs[0], len(per_seed), labels)
+    self_cross_plot(agg, methods, datasets, pngs[1], len(per_seed), labels)
     md += ["", *[f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs]]
     text = "\n".join(md) + "\n"
     write_text_atomic(os.path.join(out, "results.md"), text)

@@ -55,7 +55,8 @@ def evaluate(cfg, sets: list, new_path: str = "", old_path: str = "", device="cp
              backfill: bool = False, check=("emb_dim",), on_result=None) -> dict:
     """{set name: result} of the new checkpoint (and its cross-test against the old one, if given) on
     ``sets`` ([(name, root or None)]), with the models loaded once. Each result records the models'
-    paths and digests; ``on_result(name, result)`` is called as each set finishes."""
+    paths and digests; ``on_result(set, result)`` is called as each set finishes (the set reports it:
+    ``set.report_lines(result)``)."""
     bsets = [catalog.build_set(name, root, cfg) for name, root in sets]
     new_path = new_path or cfg.NEW_MODEL.MODEL_PATH
     new_model, _, new_digest = load_for_eval(cfg, "new", new_path, device, check)
@@ -71,31 +72,6 @@ def evaluate(cfg, sets: list, new_path: str = "", old_path: str = "", device="cp
         result.update(new_model=new_path, old_model=old_path, models=models)
         results[bset.name] = result
         if on_result is not None:
-            on_result(bset.name, result)
+            on_result(bset, result)
     return results
 
-
-_PARTS = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
-
-
-def result_lines(result: dict) -> list:
-    """The lines that report one set's result: every part's scores, then the backfill curve."""
-    from bct.evaluation.metrics import format_revisited
-
-    lines = []
-    for key, label in _PARTS.items():
-        part = result.get(key)
-        if not isinstance(part, dict):
-            continue
-        if "medium" in part:
-            lines.append(f"{label}: {format_revisited(part)}")
-        elif "private" in part:
-            lines.append(f"{label}: mAP@{result.get('k', '')} public {100 * part['public']:.2f} "
-                         f"private {100 * part['private']:.2f}")
-        else:
-            lines.append(f"{label}: {result['headline'][key]:.2f}")
-    if result.get("curve"):
-        curve = " ".join(f"{ratio:.2f}:{value:.2f}" for ratio, value in result["curve"])
-        lines.append(f"partial backfill (ratio:{catalog.headline_name(result['dataset'])} x100, seed "
-                     f"{result.get('backfill_seed', '')}): {curve}")
-    return lines

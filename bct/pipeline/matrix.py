@@ -35,7 +35,8 @@ def evaluate_models(cfg, named_paths: list, sets: list, device) -> dict:
         dims.append((name, path, meta["emb_dim"]))
         models.append(model)
         digests.append(digest)
-    return {b.name: catalog.matrix_on_set(cfg, b, models, device, digests) for b in bsets}
+    return {b.name: dict(catalog.matrix_on_set(cfg, b, models, device, digests), title=b.title,
+                         headline_name=b.headline_name) for b in bsets}
 
 
 def summarize(named_paths: list, results: dict, oracle_self: dict = None, oracles: dict = None) -> dict:
@@ -45,7 +46,8 @@ def summarize(named_paths: list, results: dict, oracle_self: dict = None, oracle
     names = [n for n, _ in named_paths]
     per_set = {}
     for ds, r in results.items():
-        entry = {"matrix": r["matrix"], **matrix_compatibility(r["matrix"]),
+        entry = {"title": r.get("title", catalog.set_title(ds)), "headline_name": r.get("headline_name", ""),
+                 "matrix": r["matrix"], **matrix_compatibility(r["matrix"]),
                  "pairs": [{"query": names[i], "gallery": names[j], "scores": s} for (i, j), s in r["pairs"].items()]}
         for c in entry["criterion"]:
             c["query"], c["gallery"] = names[c["query"]], names[c["gallery"]]
@@ -80,7 +82,7 @@ def summary_markdown(report: dict) -> str:
     """AC and AMA per set and their means, then the P-scores of the consecutive pairs."""
     lines = ["| Dataset | criterion met | AC | AMA |", "| --- | --- | --- | --- |"]
     for ds, e in report["datasets"].items():
-        lines.append(f"| {catalog.set_title(ds)} | {e['n_met']} of {e['n_pairs']} | {e['AC']:.2f} | {e['AMA']:.2f} |")
+        lines.append(f"| {e['title']} | {e['n_met']} of {e['n_pairs']} | {e['AC']:.2f} | {e['AMA']:.2f} |")
     lines.append(f"| Mean | | {report['AC']:.2f} | {report['AMA']:.2f} |")
     if report["consecutive"]:
         lines += ["", "P-scores of consecutive pairs (against the oracle of the newer generation):", "",
@@ -96,11 +98,11 @@ def write_report(out: str, report: dict, title: str) -> str:
     names = [m["name"] for m in report["models"]]
     md = [f"# {title}", "", HEADLINE]
     for ds, e in report["datasets"].items():
-        md += ["", f"## {catalog.set_title(ds)}", "", matrix_table(names, e["matrix"]).rstrip()]
+        md += ["", f"## {e['title']} ({e['headline_name']} x100)", "", matrix_table(names, e["matrix"]).rstrip()]
     md += ["", "## Summary", "", summary_markdown(report).rstrip(), "", f"![heat-maps]({FILES[2]})"]
     text = "\n".join(md) + "\n"
     write_json_atomic(os.path.join(out, FILES[0]), jsonable(report), indent=1)
     write_text_atomic(os.path.join(out, FILES[1]), text)
-    matrix_heatmaps([[{"title": catalog.set_title(ds), "names": names, "matrix": e["matrix"]}
-                      for ds, e in report["datasets"].items()]], os.path.join(out, FILES[2]))
+    matrix_heatmaps([[{"title": e["title"], "names": names, "matrix": e["matrix"]}
+                      for e in report["datasets"].values()]], os.path.join(out, FILES[2]))
     return text

@@ -26,7 +26,12 @@ def _legend_below(fig, axes, ncol: int) -> None:
     fig.tight_layout(rect=(0, 0.12, 1, 1))
 
 
-def backfill_plot(agg: dict, methods, datasets, path: str, seeds: int) -> None:
+def _label(labels: dict, ds: str, field: str) -> str:
+    default = catalog.set_title(ds) if field == "title" else "headline mAP"
+    return (labels or {}).get(ds, {}).get(field) or default
+
+
+def backfill_plot(agg: dict, methods, datasets, path: str, seeds: int, labels: dict = None) -> None:
     """Partial-backfill curves: headline mAP of new queries against the share of the gallery re-embedded."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
@@ -39,16 +44,16 @@ def backfill_plot(agg: dict, methods, datasets, path: str, seeds: int) -> None:
                         label=catalog.method_title(m))
         ax.axhline(agg["old_self"][ds][0], color="grey", ls="--", lw=1, label="old self-test")
         ax.axhline(agg["oracle_self"][ds][0], color="black", ls=":", lw=1, label="oracle self-test")
-        ax.set_title(catalog.set_title(ds))
+        ax.set_title(_label(labels, ds, "title"))
         ax.set_xlabel("% of the gallery re-embedded")
-        ax.set_ylabel(f"{catalog.headline_name(ds)} x100 (new queries)")
+        ax.set_ylabel(f"{_label(labels, ds, 'headline_name')} x100 (new queries)")
     fig.suptitle("Partial backfill" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
     _legend_below(fig, axes, len(methods) + 2)
     _save(fig, path)
     plt.close(fig)
 
 
-def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int) -> None:
+def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int, labels: dict = None) -> None:
     """Self-test and cross-test bars of every method beside the old model's and the oracle's self-tests."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
@@ -62,8 +67,8 @@ def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int) -> None
         ax.axhline(agg["old_self"][ds][0], color="grey", ls="--", lw=1, label="old self-test M(old, old)")
         ax.axhline(agg["oracle_self"][ds][0], color="black", ls=":", lw=1, label="oracle self-test")
         ax.set_xticks(x, [catalog.method_title(m) for m in methods], rotation=30, fontsize=8)
-        ax.set_title(catalog.set_title(ds))
-        ax.set_ylabel(f"{catalog.headline_name(ds)} x100")
+        ax.set_title(_label(labels, ds, "title"))
+        ax.set_ylabel(f"{_label(labels, ds, 'headline_name')} x100")
     fig.suptitle("Self-test and cross-test" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
     _legend_below(fig, axes, 4)
     _save(fig, path)

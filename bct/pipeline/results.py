@@ -26,10 +26,10 @@ def summary_table(results: dict) -> str:
         h = r["headline"]
         old, new, cross = h.get("old_self"), h["self"], h.get("cross")
         if old is None or cross is None:
-            lines.append(f"| {catalog.set_title(name)} | — | {new:.2f} | — | — | — | — |")
+            lines.append(f"| {r.get('title') or catalog.set_title(name)} | — | {new:.2f} | — | — | — | — |")
             continue
         ok = meets_bct_criterion(old, new, cross)
-        lines.append(f"| {catalog.set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
+        lines.append(f"| {r.get('title') or catalog.set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
                      f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
     return "\n".join(lines) + "\n"
 

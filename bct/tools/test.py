@@ -12,7 +12,7 @@ mAP@100. --summary ends with the old/new/cross table of bct.tools.summarize.
 """
 import os
 
-from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, result_lines, summary_table
+from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, summary_table
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.comm import is_main_process
 from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
@@ -39,11 +39,11 @@ def main(argv=None):
         refuse_overwrite(out, {f"the {role} model": path for role, path in models.items()}, "EVAL.SAVE_DIR")
         refuse_other_models_result(out, models)
 
-    def report(name, result):
+    def report(bset, result):
         if is_main_process():
-            for line in result_lines(result):
-                logger.info(f"[{name}] {line}")
-            path = os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json")
+            for line in bset.report_lines(result):
+                logger.info(f"[{bset.name}] {line}")
+            path = os.path.join(cfg.EVAL.SAVE_DIR, f"{bset.name}.json")
             write_json_atomic(path, jsonable(result), indent=1)
             logger.info(f"results written to {path}")
 
