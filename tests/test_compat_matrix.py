@@ -153,15 +153,17 @@ def test_a_model_path_with_an_equals_sign_is_a_path(toy, monkeypatch):
     assert named_paths("lr=0.1_m1.pth,new=m2.pth", "--models") == [("lr=0.1_m1", "lr=0.1_m1.pth"), ("new", "m2.pth")]
 
 
-def test_models_of_two_embedding_sizes_are_named_with_their_sizes(tmp_path):
+def test_models_of_two_embedding_sizes_are_named_with_their_sizes(toy, monkeypatch):
+    from bct.pipeline.evaluation import load_for_eval
     from bct.tools import init_model
-    paths = []
+    monkeypatch.setattr(matrix, "load_for_eval", load_for_eval)  # the real loader, on the toy set
+    tmp_path, paths = toy, []
     for i, dim in enumerate((256, 128)):
         paths.append(str(tmp_path / f"m{i}.pth"))
         init_model.main(["--role", "new", "--out", paths[-1], "NEW_MODEL.PRETRAINED", "False",
                          "NEW_MODEL.NUM_CLASSES", "4", "MODEL.EMB_DIM", str(dim), "NEW_MODEL.ARCH", "resnet18"])
     with pytest.raises(BadInputError) as err:
-        compat_matrix.main(["--models", f"a={paths[0]},b={paths[1]}", "--datasets", f"toy={tmp_path}",
+        compat_matrix.main(["--models", f"a={paths[0]},b={paths[1]}", "--datasets", f"toy={toy}",
                             "--out", str(tmp_path / "out"), "DEVICE", "cpu"])
     line = str(err.value)
     assert f"a ({paths[0]}) embeds in 256 dimensions but b ({paths[1]}) in 128" in line and "config" not in line
