@@ -37,8 +37,8 @@ def parser(module_file: str, doc: str, cfg: bool = False, opts: bool = False) ->
     p = Parser(prog=f"python -m bct.tools.{name}", description=doc,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     if cfg:
-        p.add_argument("--cfg", default="", type=lambda path: path and existing_file(path),
-                       help="yaml config file (may use _BASE_)")
+        p.add_argument("--cfg", default="", type=config_file, help="yaml config file (may use _BASE_; "
+                       "<setting>/new_<method>.yml is the method's new model in that setting)")
     return p
 
 
@@ -107,6 +107,12 @@ def existing_file(path: str) -> str:
     if not os.path.isfile(path):
         raise argparse.ArgumentTypeError(f"{path} does not exist")
     return path
+
+
+def config_file(path: str) -> str:
+    """A config file, or <setting>/new_<method>.yml of a catalogue method (made from the catalogue)."""
+    from bct.config.methods import method_spec_of_path
+    return path if not path or method_spec_of_path(path) else existing_file(path)
 
 
 def existing_dir(path: str) -> str:
