@@ -232,7 +232,7 @@ def test_named_pipe_in_a_list_is_refused_not_waited_on(w, earlier, tmp_path, cap
     shutil.copytree(w.root / "img", root / "img")
     os.symlink(pipe, root / "img" / "pipe.jpg")
     lst = write_list(tmp_path, [*w.lines[:2], "img/pipe.jpg 1", w.lines[3]])
-    out, before = copy_of(earlier, "train", tmp_path)
+    out, before = tmp_path / "fresh", {}  # the pipe is met while training: in a folder of its own
     previous = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the loader waited on the named pipe"))
     signal.alarm(60)
     try:
@@ -264,7 +264,7 @@ def test_extract_feat_reading_no_image_keeps_the_earlier_statistics(w, earlier, 
 
 def test_training_with_no_readable_image_saves_nothing(w, earlier, tmp_path, capsys):
     lst = _all_unreadable(w, tmp_path)
-    out, before = copy_of(earlier, "train", tmp_path)
+    out, before = tmp_path / "fresh", {}  # met while training: in a folder of its own, which stays empty
     argv = train_argv(w, lst, out, **{"TRAIN.SKIP_BAD_IMAGES": True, "TRAIN.ROOT": tmp_path})
     refused(invoke(capsys, "train", argv), 2, out, before, f"{lst}: epoch 1 took no optimiser step",
             "nothing was saved")
@@ -286,7 +286,7 @@ def test_make_synthetic_refuses_a_file_as_out(tmp_path, capsys):
     target.write_text("my notes\n")
     before = snapshot(tmp_path)
     refused(invoke(capsys, "make_synthetic", ["--out", target, "--size", "tiny", "--workers", "1"]), 2, tmp_path,
-            before, f"--out {target} exists and is not a folder")
+            before, f"{target}: is a file, not a folder")
 
 
 def _gld(root):

@@ -95,8 +95,9 @@ def test_a_model_without_its_record_is_refused(trained, tmp_path):
 def test_an_interrupted_run_does_not_resume_on_other_inputs(trained, tmp_path):
     root, lst2, out = _copy(trained, tmp_path)
     os.remove(out / ARCH / "t" / "model_final.pth")  # now an interrupted run
-    with open(lst2, "a") as f:
-        f.write(open(lst2).readline())
+    lines = open(lst2).read().splitlines()
+    with open(lst2, "w") as f:
+        f.write("\n".join(reversed(lines)) + "\n")  # the same images in another order: another input
     with pytest.raises(BadInputError, match=r"holds a run that read other input files: TRAIN.LIST_FILE"):
         train_run(_cfg(root, lst2, out), resume=True)
 

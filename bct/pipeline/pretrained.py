@@ -49,6 +49,7 @@ def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
         raise BadInputError(f"pretraining list {lst} ({catalog.LIST_KEY}) does not exist; make the synthetic benchmark "
                             "first (python -m bct.tools.make_synthetic --out data/synthetic)")
     record = start_record(cfg)
+    records.refuse_missing(record)
     key = record["key"][:12]
     out = keyed_path(out, key) if keyed else out
     if os.path.isdir(out):

@@ -29,20 +29,29 @@ def flat(node, prefix: str = "") -> dict:
     return out
 
 
-def digest_of(path: str, key: str) -> str:
+def digest_of(path: str, key: str):
+    """The file's sha256; None when it does not exist (the step's own reader then says so)."""
     if os.path.isdir(path):
         raise BadInputError(f"{key} {path} is a folder, not a file")
-    if not os.path.isfile(path):
-        raise BadInputError(f"{key} {path} does not exist")
-    return file_digest(path)
+    return file_digest(path) if os.path.isfile(path) else None
 
 
 def make_record(settings: dict, inputs: dict) -> dict:
-    """{"key", "settings", "inputs": {name: {"path", "sha256"}}} of settings and input files."""
+    """{"key", "settings", "inputs": {name: {"path", "sha256"}}} of settings and input files; "key" is
+    None while an input file is missing (nothing can be keyed by it)."""
     files = {name: {"path": path, "sha256": digest_of(path, name)} for name, path in inputs.items()}
+    if any(f["sha256"] is None for f in files.values()):
+        return {"key": None, "settings": settings, "inputs": files}
     text = json.dumps({"settings": settings, "inputs": {k: v["sha256"] for k, v in files.items()}},
                       sort_keys=True, default=str)
     return {"key": hashlib.sha256(text.encode()).hexdigest()[:16], "settings": settings, "inputs": files}
+
+
+def refuse_missing(record: dict) -> None:
+    """One line for the first input file of ``record`` that does not exist."""
+    for key, entry in record["inputs"].items():
+        if entry["sha256"] is None:
+            raise BadInputError(f"{key} {entry['path']} does not exist")
 
 
 def training_inputs(cfg) -> dict:

@@ -34,17 +34,23 @@ def class_stats(cfg, reuse: bool = False, device=None) -> dict:
     statistics of the same key already there are kept. Returns a summary (None on ranks > 0)."""
     out = cfg.EXTRACT.SAVE_DIR
     record = stats_record(cfg)
-    if os.path.isfile(os.path.join(out, RADIUS_FILE)):
-        records.check_same(out, "statistics", records.read_record(out), record,
-                           "give another EXTRACT.SAVE_DIR or delete that folder")
-        if reuse:
+    refusal = None
+    if record["key"] is not None and os.path.isfile(os.path.join(out, RADIUS_FILE)):
+        try:
+            records.check_same(out, "statistics", records.read_record(out), record,
+                               "give another EXTRACT.SAVE_DIR or delete that folder")
+        except BadInputError as e:
+            refusal = e  # reported once the inputs are checked: a bad input is the first thing to fix
+        if refusal is None and reuse:
             get_logger().info(f"[statistics] reusing {os.path.join(out, RADIUS_FILE)} (key {record['key']})")
             return {"reused": True, "folder": out}
+    if refusal is not None:
+        return _extract(cfg, out, record, get_logger(), device, refusal)
     with log_file(out) as logger:
         return _extract(cfg, out, record, logger, device)
 
 
-def _extract(cfg, out, record, logger, device):
+def _extract(cfg, out, record, logger, device, refusal=None):
     from bct.config import cfg_to_yaml
     from bct.data.datasets import build_image_dataset, loader_workers
     from bct.data.lists import check_labels, read_image_list
@@ -78,6 +84,8 @@ def _extract(cfg, out, record, logger, device):
         raise BadInputError(f"{cfg.OLD_MODEL.MODEL_PATH}: the old model gives non-finite features (NaN or inf); "
                             f"it diverged: use an earlier checkpoint. Nothing written")
     classes, centers, radii, angles = class_statistics(feats, labels)
+    if refusal is not None:
+        raise refusal
     with AtomicGroup() as group:
         for name, stats in ((RADIUS_FILE, statistics_json(classes, centers, radii)),
                             (ANGLE_FILE, statistics_json(classes, centers, angles))):

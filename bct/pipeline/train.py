@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from bct.pipeline import records
 from bct.utils.comm import is_main_process
+from bct.utils.errors import BadInputError
 from bct.utils.logger import get_logger, log_file
 
 FINAL = "model_final.pth"
@@ -63,28 +64,45 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
         stored = records.read_record(folder)
         finished = os.path.isfile(final)
         started = finished or os.path.isfile(os.path.join(folder, LAST_POINTER))
-        if started and resume and not reuse:
-            records.check_inputs(folder, stored, record, _hint(folder))
-        elif started:
-            what = "a trained model" if finished else "checkpoints of an interrupted run"
-            records.check_same(folder, what, stored, record, _hint(folder))
-            if finished and reuse:
-                seconds = float(stored.get("seconds", float("nan")))
-                get_logger().info(f"{label}reusing {final} (same settings and inputs, key {record['key']}; "
-                                  f"trained in {seconds:.0f}s)")
-                return RunResult(final, folder, seconds, reused=True)
-        logger = hold.enter_context(log_file(folder))
-        if lock is not None and lock.stale_note():
-            logger.info(lock.stale_note())
+        refusal = None  # a folder this run may not write into, reported once the inputs are checked
+        try:
+            if record["key"] is None:
+                pass  # a missing input file: the trainer names it before anything is written
+            elif started and resume and not reuse:
+                records.check_inputs(folder, stored, record, _hint(folder))
+            elif started:
+                what = "a trained model" if finished else "checkpoints of an interrupted run"
+                records.check_same(folder, what, stored, record, _hint(folder))
+                if finished and reuse:
+                    seconds = float(stored.get("seconds", float("nan")))
+                    get_logger().info(f"{label}reusing {final} (same settings and inputs, key {record['key']}; "
+                                      f"trained in {seconds:.0f}s)")
+                    return RunResult(final, folder, seconds, reused=True)
+        except BadInputError as e:
+            refusal = e
         apply_threads(cfg)
         device = device or init_distributed(cfg.DEVICE, cfg.DIST_BACKEND)
         resumed = bool(resume and started)
+        if refusal is not None:
+            # A bad input is the first thing to fix: the trainer checks them all (writing nothing).
+            Trainer(cfg, device, resume=resumed)
+            raise refusal
+        logger = hold.enter_context(log_file(folder))
+        if lock is not None and lock.stale_note():
+            logger.info(lock.stale_note())
         logger.info(f"{label}training into {folder} (key {record['key']})" + (" (resuming)" if resumed else ""))
         start = time.time()
         trainer = Trainer(cfg, device, resume=resumed)  # a refused resume leaves the record as it was
+        records.refuse_missing(record)
         if is_main_process():
             records.write_record(folder, record)
-        history = trainer.train()
+        try:
+            history = trainer.train()
+        except BaseException:
+            # A run that failed before its first checkpoint leaves no record of a run that is not there.
+            if is_main_process() and not started and not os.path.isfile(os.path.join(folder, LAST_POINTER)):
+                os.remove(os.path.join(folder, records.RUN_RECORD))
+            raise
         seconds = time.time() - start
         if is_main_process():
             records.write_record(folder, record, seconds=round(seconds, 3))
