@@ -94,7 +94,7 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
         start = time.time()
         trainer = Trainer(cfg, device, resume=resumed)  # a refused resume leaves the record as it was
         records.refuse_missing(record)
-        if is_main_process():
+        if is_main_process() and (stored is None or stored.get("key") != record["key"]):
             records.write_record(folder, record)
         try:
             history = trainer.train()
