@@ -60,6 +60,7 @@ class Setting:
         self.dir, self.opts, self.user_keys = config_dir, opts, set(opts[0::2])
         self._cache = {}
         self.starts = {}
+        self.file("old_model.yml")  # bad overrides fail now, before anything is written
 
     def _load(self, name: str, loader):
         if name not in self._cache:

@@ -62,10 +62,10 @@ def _extract(cfg, out, record, logger, device, refusal=None):
 
     apply_threads(cfg)
     device = device or init_distributed(cfg.DEVICE, cfg.DIST_BACKEND)
-    model, _ = load_trained_model(cfg, "old", device=device)
     list_file = catalog.get(cfg, catalog.LIST_KEY)
     paths, labels = read_image_list(list_file, cfg.TRAIN.ROOT)
     check_labels(labels, cfg.OLD_MODEL.NUM_CLASSES, list_file, key="OLD_MODEL.NUM_CLASSES")
+    model, _ = load_trained_model(cfg, "old", device=device)
     dataset, decoder = build_image_dataset(cfg, "eval", cfg.TRAIN.ROOT, paths, labels, size=cfg.TRAIN.INPUT_SIZE,
                                            skip_bad=cfg.EVAL.SKIP_BAD_IMAGES, list_name=list_file, device=device)
     logger.info(f"embedding {len(dataset)} images of {list_file} with {cfg.OLD_MODEL.MODEL_PATH}")
