@@ -4,7 +4,6 @@ keys name a run's inputs, and how a benchmark set is parsed, built and scored.
 Everything else in bct.pipeline goes through these functions, so the method catalogue
 (bct.config.methods) and the benchmark-set interface (bct.evaluation.sets) are each read in one place.
 """
-
 from bct.config import get_cfg_defaults
 
 # Config keys that name a training run's input files (its list, the old model, the statistics).
