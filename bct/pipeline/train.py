@@ -94,13 +94,14 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
         start = time.time()
         trainer = Trainer(cfg, device, resume=resumed)  # a refused resume leaves the record as it was
         records.refuse_missing(record)
-        if is_main_process() and (stored is None or stored.get("key") != record["key"]):
+        wrote = is_main_process() and (stored is None or stored.get("key") != record["key"])
+        if wrote:
             records.write_record(folder, record)
         try:
             history = trainer.train()
         except BaseException:
             # A run that failed before its first checkpoint leaves no record of a run that is not there.
-            if is_main_process() and not started and not os.path.isfile(os.path.join(folder, LAST_POINTER)):
+            if wrote and not started and not os.path.isfile(os.path.join(folder, LAST_POINTER)):
                 os.remove(os.path.join(folder, records.RUN_RECORD))
             raise
         seconds = time.time() - start
