@@ -64,12 +64,19 @@ def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int, labels:
             means = [agg["methods"][m][part][ds][0] for m in methods]
             errs = [agg["methods"][m][part][ds][1] for m in methods] if seeds > 1 else None
             ax.bar(x + offset, means, 0.4, yerr=errs, capsize=3 if errs else 0, label=label)
-        ax.axhline(agg["old_self"][ds][0], color="grey", ls="--", lw=1, label="old self-test M(old, old)")
+        old = agg["old_self"][ds][0]
+        ax.axhline(old, color="grey", ls="--", lw=1, label="old self-test M(old, old)")
         ax.axhline(agg["oracle_self"][ds][0], color="black", ls=":", lw=1, label="oracle self-test")
+        # The criterion's margin: the cross-test over the old self-test, written above each cross bar.
+        for i, m in enumerate(methods):
+            cross = agg["methods"][m]["cross"][ds]
+            ax.annotate(f"{cross[0] - old:+.1f}", (i + 0.2, cross[0] + (cross[1] if seeds > 1 else 0)),
+                        xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x, [catalog.method_title(m) for m in methods], rotation=30, fontsize=8)
         ax.set_title(_label(labels, ds, "title"))
         ax.set_ylabel(f"{_label(labels, ds, 'headline_name')} x100")
-    fig.suptitle("Self-test and cross-test" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""))
+    fig.suptitle("Self-test and cross-test; above the cross bars: cross-test minus old self-test" +
+                 (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""), fontsize=10)
     _legend_below(fig, axes, 4)
     _save(fig, path)
     plt.close(fig)
