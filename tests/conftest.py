@@ -46,3 +46,17 @@ def train_opts(root, list_path, out, num_classes, role="old", **extra):
 @pytest.fixture
 def tiny_list(tmp_path):
     return tmp_path, make_image_list(str(tmp_path))
+
+
+@pytest.fixture
+def clean_registry():
+    """Terms a test registers from its own modules leave the loss registry (and sys.modules) with it."""
+    import sys
+
+    from bct.losses import COMP_LOSS_REGISTRY
+    names, modules = dict(COMP_LOSS_REGISTRY), set(sys.modules)
+    yield
+    COMP_LOSS_REGISTRY.clear()
+    COMP_LOSS_REGISTRY.update(names)
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]

@@ -278,7 +278,7 @@ def test_comp_loss_type_is_checked_against_the_registry():
         load_cfg("", ["MODULES", "['no_such_module_here']"])
 
 
-def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path, monkeypatch):
+def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path, monkeypatch, clean_registry):
     (tmp_path / "cfg_toy_loss.py").write_text(
         "import torch.nn as nn\n"
         "from bct.losses import register_comp_loss\n"

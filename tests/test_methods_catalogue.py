@@ -60,7 +60,7 @@ COMP_LOSS:
 
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch):
+def toy(tmp_path, monkeypatch, clean_registry):
     (tmp_path / "toy_method_loss.py").write_text(LOSS_MODULE)
     (tmp_path / "toy.yml").write_text(METHOD_YML)
     monkeypatch.syspath_prepend(str(tmp_path))
