@@ -163,3 +163,18 @@ def test_the_pretrained_start_is_keyed_by_its_own_settings(trained, tmp_path):
         pretrained_start(pre(**{"TRAIN.MAX_ITERS": 2}), start)
     own = pretrained_start(pre(**{"TRAIN.MAX_ITERS": 2}), start, keyed=True)
     assert own != start and os.path.isfile(own) and os.path.getmtime(start) == before
+
+
+def test_train_new_lr_goes_on_from_the_last_checkpoint_at_another_rate(trained, tmp_path, capsys):
+    """`train --new-lr LR` is --resume with TRAIN.RESUME_WITH_NEW_LR True and TRAIN.OPTIMIZER.BASE_LR LR: the
+    run goes on from its last checkpoint (here on to a second epoch), and its record says so."""
+    import torch
+    from bct.pipeline.records import read_record
+    root, lst2, out = _copy(trained, tmp_path)
+    argv = train_opts(root, lst2, out, 3, **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 1, "OLD_MODEL.ARCH": ARCH})
+    run(train_tool.main, ["--new-lr", "0.001", *argv])
+    folder = out / ARCH / "t"
+    assert "TRAIN.RESUME_WITH_NEW_LR: going on with TRAIN.OPTIMIZER.BASE_LR 0.001" in (folder / "log.txt").read_text()
+    assert torch.load(folder / "model_final.pth", weights_only=True)["epoch"] == 2
+    settings = read_record(str(folder))["settings"]
+    assert settings["TRAIN.OPTIMIZER.BASE_LR"] == 0.001 and settings["TRAIN.RESUME_WITH_NEW_LR"] is True
