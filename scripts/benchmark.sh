@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# All-method comparison on the synthetic benchmark (or any config folder): old model, oracle, BCT, LCE,
-# UniBCT, Hot-refresh and AdvBCT, evaluated on RParis/ROxford/GLDv2-format sets; writes results.md,
-# results.json and PNG plots to output/compare/<folder>/. Extra arguments go to bct.tools.compare
-# (e.g. --seeds 1 2 3, --fresh, --methods advbct bct) and then KEY VALUE overrides.
+# All-method comparison on the synthetic benchmark (or any config folder): old model, oracle and every
+# method of configs/methods, evaluated on RParis/ROxford/GLDv2-format sets; writes results.md,
+# results.json and PNG plots to output/compare/<folder>/. Extra arguments go to bct.tools.compare: its
+# flags (list flags take one comma-separated value: --seeds 1,2,3, --methods advbct,bct; --fresh),
+# then KEY VALUE overrides (e.g. --methods advbct TRAIN.EPOCHS 1). Finished models of the same settings
+# and inputs are reused; a run of other settings in output/compare/<folder> is refused (--fresh or --out).
 # It runs as ONE process (one GPU, or the CPU) and trains its own models under output/compare/.
 # With several GPUs, train with train_old.sh / extract_feat.sh / train_new.sh (torchrun), test each
 # model with test.sh and make the table with `python -m bct.tools.summarize --oracle ...` (README).
@@ -25,6 +27,8 @@ if [ -n "${GENERATIONS}" ]; then
       2) FRACTIONS=0.3,1.0 ;;
       3) FRACTIONS=0.3,0.6,1.0 ;;
       4) FRACTIONS=0.3,0.6,0.9,1.0 ;;
+      0|1) echo "error: GENERATIONS=${GENERATIONS}: a chain needs at least two generations (e.g. GENERATIONS=2)" >&2
+           exit 2 ;;
       *) echo "error: GENERATIONS=${GENERATIONS}: set FRACTIONS (e.g. FRACTIONS=0.3,0.5,0.7,0.85,1.0)" >&2; exit 2 ;;
     esac
   fi

@@ -2,8 +2,12 @@
 # The main job on the embedded synthetic landmark benchmark, start to finish:
 #   synthetic data -> shared pretrained start -> old model -> old-class statistics
 #   -> new model (AdvBCT) -> self-test and cross-test on RParis/ROxford/GLDv2-format sets -> table.
-# Finished steps are reused (and said so); FRESH=1 starts over. METHOD picks the new model's method
-# (advbct, bct, lce, unibct, hot_refresh, oracle). Runs unchanged on a GPU machine.
+# Finished steps are reused (and said so) when they were made with the same settings and input files:
+# each step's tool checks the record kept beside its outputs (run.json: settings and file digests, never
+# file times). A folder holding a run of other settings (say a short model trained there by another
+# command) is refused with one line and left as it is; FRESH=1 removes the demo's models, statistics and
+# results and starts over. METHOD picks the new model's method (advbct, bct, lce, unibct, hot_refresh,
+# oracle). Runs unchanged on a GPU machine.
 # The demo trains with the benchmark's settings (configs/synthetic): every model starts from the same
 # pretrained backbone, and old and new models train the same number of epochs; 6 here, where the
 # benchmark trains 12 (its budget is 25 minutes, the demo's 5). LONG=1 trains the benchmark's 12.
@@ -73,26 +77,20 @@ step 3 "shared pretrained start: resnet18 on the pretraining pool (cached by its
 $PYTHON -m bct.tools.pretrain --cfg ${CFG}/pretrain.yml --out "${PRETRAINED}"
 
 step 4 "old model: resnet18 from the shared start on the 30% old classes, ${EPOCHS} epochs"
-if [ -f "${OLD}" ] && [ "${OLD}" -nt "${PRETRAINED}" ]; then echo "reusing ${OLD}"; else
-  rm -rf "$(dirname "${OLD}")"
-  CONFIG=${CFG}/old_model.yml bash scripts/train_old.sh TAG "${OLD_TAG}" "${RECIPE[@]}"; fi
+CONFIG=${CFG}/old_model.yml bash scripts/train_old.sh --reuse TAG "${OLD_TAG}" "${RECIPE[@]}"
 
 step 5 "old-class centres and radii"
-if [ -f "${STATS}/radius.json" ] && [ "${STATS}/radius.json" -nt "${OLD}" ]; then
-  echo "reusing ${STATS}/{radius,angle}.json"; else
-  CONFIG=${CFG}/extract_feat.yml bash scripts/extract_feat.sh OLD_MODEL.MODEL_PATH "${OLD}" \
-    EXTRACT.SAVE_DIR "${STATS}"; fi
+CONFIG=${CFG}/extract_feat.yml bash scripts/extract_feat.sh --reuse OLD_MODEL.MODEL_PATH "${OLD}" \
+  EXTRACT.SAVE_DIR "${STATS}"
 
 step 6 "new model: ${METHOD} from the shared start on all classes, ${EPOCHS} epochs as the old model"
-if [ -f "${NEW}" ] && [ "${NEW}" -nt "${OLD}" ]; then echo "reusing ${NEW}"; else
-  rm -rf "$(dirname "${NEW}")"
-  METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh TAG "${NEW_TAG}" \
-    OLD_MODEL.MODEL_PATH "${OLD}" EVAL.OLD_SAVE_FILE "${STATS}/radius.json" EVAL.OLD_ANGLE_FILE "${STATS}/angle.json" \
-    "${RECIPE[@]}"; fi
+METHOD=${METHOD} CONFIG_DIR=${CFG} bash scripts/train_new.sh --reuse TAG "${NEW_TAG}" \
+  OLD_MODEL.MODEL_PATH "${OLD}" COMP_LOSS.RADIUS_FILE "${STATS}/radius.json" COMP_LOSS.ANGLE_FILE "${STATS}/angle.json" \
+  "${RECIPE[@]}"
 
 step 7 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (one process)"
 # scripts/test.sh evaluates one set per call; the demo loads the models once for all three.
 (source scripts/launch.sh
- launch bct.tools.test --cfg ${CFG}/test_model.yml --datasets rparis6k,roxford5k,gldv2 --summary \
-   NEW_MODEL.MODEL_PATH "${NEW}" OLD_MODEL.MODEL_PATH "${OLD}" EVAL.SAVE_DIR "${EVAL_DIR}")
+ launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
+   --datasets rparis6k,roxford5k,gldv2 --out "${EVAL_DIR}" --summary)
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Step 1: train the old model (docs/method.md). Edit these or set them in the environment; extra
-# arguments are KEY VALUE config overrides, e.g. `bash scripts/train_old.sh TRAIN.EPOCHS 10`.
+# arguments are the tool's flags (--resume, --reuse) and then KEY VALUE config overrides, e.g.
+# `bash scripts/train_old.sh --reuse TRAIN.EPOCHS 10`. A folder holding a run of other settings is refused.
 set -euo pipefail
 CONFIG=${CONFIG:-configs/old_model.yml}   # configs/synthetic/old_model.yml for the synthetic benchmark
 TAG=${TAG:-}                              # empty: the config's TAG
+FLAGS=(); while [ $# -gt 0 ] && [[ "$1" == --* ]]; do FLAGS+=("$1"); shift; done
 source "$(dirname "$0")/launch.sh"
-launch bct.tools.train --cfg "${CONFIG}" ${TAG:+TAG "$TAG"} "$@"
+launch bct.tools.train --cfg "${CONFIG}" ${FLAGS[@]+"${FLAGS[@]}"} ${TAG:+TAG "$TAG"} "$@"

@@ -326,9 +326,9 @@ def test_skip_bad_images_in_the_test_tool(w, tmp_path, capsys):
     assert code == 0, err
     assert "1 of 2 query images could not be read" in stdout and "1 of 6 gallery images could not be read" in stdout
     assert json.load(open(tmp_path / "eval" / "tiny.json"))["skipped_images"] == 2
-    # Without the switch the same set stops at the first broken file, naming it.
+    # Without the switch the same set stops at the first broken file (the gallery is embedded first), naming it.
     expect_error(invoke(capsys, "test", eval_argv(w, tmp_path / "eval2", **{"EVAL.ROOT": rev})), 2,
-                 str(rev / "tiny" / "jpg" / "q1.jpg"), "image file not found")
+                 str(rev / "tiny" / "jpg" / "db3.jpg"), "image file is empty")
 
 
 def test_skip_bad_images_survives_a_batch_with_one_good_image(w, tmp_path, capsys):
@@ -400,7 +400,7 @@ def test_other_config_mistakes(w, tmp_path, capsys, extra, words):
 
 def test_missing_config_file(capsys):
     expect_error(invoke(capsys, "train", ["--cfg", "no/such/config.yml"]), 2,
-                 "config file no/such/config.yml does not exist")
+                 "--cfg: no/such/config.yml does not exist")
 
 
 def test_invalid_yaml(tmp_path, capsys):
@@ -541,8 +541,8 @@ def test_gnd_pickle_that_runs_code_is_refused(w, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case, words", [
-    ("missing_root", "dataset root {root} is not a folder; set EVAL.ROOT"),
-    ("missing_gnd", "ground truth {root}/tiny/gnd_tiny.pkl does not exist; download gnd_tiny.pkl"),
+    ("missing_root", "set tiny: {root} does not exist"),
+    ("missing_gnd", "set tiny: no benchmark set in {root}: expected {root}/set.json (your own retrieval set"),
     ("gnd_index_out_of_range", "gnd[1]['easy'] holds indices outside 0..5"),
     ("gldv2_lists_missing", "{root}/gldv2_gallery_list.txt does not exist; run `python -m bct.tools.prepare_gldv2"),
 ])

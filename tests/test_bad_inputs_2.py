@@ -232,7 +232,7 @@ def test_named_pipe_in_a_list_is_refused_not_waited_on(w, earlier, tmp_path, cap
     shutil.copytree(w.root / "img", root / "img")
     os.symlink(pipe, root / "img" / "pipe.jpg")
     lst = write_list(tmp_path, [*w.lines[:2], "img/pipe.jpg 1", w.lines[3]])
-    out, before = copy_of(earlier, "train", tmp_path)
+    out, before = tmp_path / "fresh", {}  # the pipe is met while training: in a folder of its own
     previous = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the loader waited on the named pipe"))
     signal.alarm(60)
     try:
@@ -264,7 +264,7 @@ def test_extract_feat_reading_no_image_keeps_the_earlier_statistics(w, earlier, 
 
 def test_training_with_no_readable_image_saves_nothing(w, earlier, tmp_path, capsys):
     lst = _all_unreadable(w, tmp_path)
-    out, before = copy_of(earlier, "train", tmp_path)
+    out, before = tmp_path / "fresh", {}  # met while training: in a folder of its own, which stays empty
     argv = train_argv(w, lst, out, **{"TRAIN.SKIP_BAD_IMAGES": True, "TRAIN.ROOT": tmp_path})
     refused(invoke(capsys, "train", argv), 2, out, before, f"{lst}: epoch 1 took no optimiser step",
             "nothing was saved")
@@ -286,7 +286,7 @@ def test_make_synthetic_refuses_a_file_as_out(tmp_path, capsys):
     target.write_text("my notes\n")
     before = snapshot(tmp_path)
     refused(invoke(capsys, "make_synthetic", ["--out", target, "--size", "tiny", "--workers", "1"]), 2, tmp_path,
-            before, f"--out {target} exists and is not a folder")
+            before, f"{target}: is a file, not a folder")
 
 
 def _gld(root):
@@ -429,3 +429,35 @@ def test_ground_truth_without_positives_is_refused(w, earlier, tmp_path, capsys,
     out, before = copy_of(earlier, "eval", tmp_path)
     refused(invoke(capsys, "test", eval_argv(w, out, **{"EVAL.ROOT": rev})), 2, out, before,
             f"{gnd_file}: no query has a positive image under any protocol ({words})", "mAP", "undefined")
+
+
+def test_summarize_refuses_results_that_mix(earlier, tmp_path, capsys):
+    """Two results for one set (a kept copy), results of two models (a test run interrupted between two
+    sets), and a headline outside [0, 100] (a hand edit): one line each, naming the files."""
+    folder, _ = copy_of(earlier, "eval", tmp_path)
+    result = json.loads((folder / "tiny.json").read_text())
+    shutil.copy(folder / "tiny.json", folder / "tiny_before_fix.json")
+    refused(invoke(capsys, "summarize", [folder]), 2, folder, snapshot(folder),
+            f"{folder} holds two results for tiny: tiny.json and tiny_before_fix.json")
+    os.remove(folder / "tiny_before_fix.json")
+    other = dict(result, dataset="other", title="other", models={"new": {"path": "b.pth", "sha256": "b" * 64}})
+    (folder / "other.json").write_text(json.dumps(other))
+    line = refused(invoke(capsys, "summarize", [folder]), 2, folder, snapshot(folder),
+                   "are results of different new models", "--mixed")
+    assert "other.json" in line and "tiny.json" in line
+    code, err, out = invoke(capsys, "summarize", [folder, "--mixed"])
+    assert code == 0 and "| other |" in out, err
+    os.remove(folder / "other.json")
+    (folder / "tiny.json").write_text(json.dumps(dict(result, headline=dict(result["headline"], self=5210.0))))
+    refused(invoke(capsys, "summarize", [folder]), 2, folder, snapshot(folder),
+            f"{folder / 'tiny.json'}: headline.self is 5210, outside [0, 100] (mAP x100)")
+
+
+def test_the_test_tool_never_writes_over_a_result_of_other_models(w, earlier, tmp_path, capsys):
+    folder, before = copy_of(earlier, "eval", tmp_path)
+    other = tmp_path / "other_new.pth"
+    shutil.copy(w.new, other)
+    with open(other, "ab") as f:
+        f.write(b"\0")  # another file: another model
+    argv = eval_argv(w, folder, **{"NEW_MODEL.MODEL_PATH": other, "OLD_MODEL.MODEL_PATH": ""})
+    refused(invoke(capsys, "test", argv), 2, folder, before, f"{folder / 'tiny.json'} holds the result of another new model")

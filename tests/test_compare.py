@@ -1,5 +1,6 @@
-"""The all-method comparison tool end to end on the tiny synthetic set: table, JSON and plots written,
-P-scores consistent with the JSON, backfill endpoints = cross/self, reuse of finished steps."""
+"""The all-method comparison (bct.tools.compare -> bct.pipeline.comparison) end to end on the tiny synthetic
+set: table, JSON and plots written, P-scores consistent with the JSON, backfill endpoints = cross/self,
+reuse of finished steps, the comparison's own log, and the shared pretrained start keyed by its settings."""
 import json
 import os
 
@@ -8,17 +9,18 @@ import pytest
 from bct.evaluation.metrics import compatibility_scores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYN = os.path.join(REPO, "configs", "synthetic")
 TINY = ["TRAIN.BATCH_SIZE", "4", "TRAIN.EPOCHS", "1", "TRAIN.MAX_ITERS", "2", "TRAIN.INPUT_SIZE", "32",
         "EVAL.INPUT_SIZE", "32", "TRAIN.NUM_WORKERS", "0", "EVAL.NUM_WORKERS", "0", "OLD_MODEL.NUM_CLASSES", "3",
         "NEW_MODEL.NUM_CLASSES", "10", "DEVICE", "cpu"]
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(tmp_path, monkeypatch):
     from bct.tools import compare, make_synthetic
     make_synthetic.main(["--out", str(tmp_path / "data" / "synthetic"), "--size", "tiny"])
     monkeypatch.chdir(tmp_path)
-    argv = ["--config-dir", os.path.join(REPO, "configs", "synthetic"), "--methods", "bct", "advbct",
-            "--datasets", "roxford5k", "gldv2", "--out", "cmp", *TINY]
+    argv = ["--config-dir", SYN, "--methods", "bct,advbct", "--datasets", "roxford5k,gldv2", "--out", "cmp", *TINY]
     compare.main(argv)
     out = tmp_path / "cmp"
     for name in ("results.md", "results.json", "backfill.png", "self_cross.png"):
@@ -35,25 +37,40 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     assert "| AdvBCT |" in md and "P_comp" in md and "Partial backfill on ROxford" in md
     assert "±" not in md and "mean over seeds" not in md  # one seed: plain numbers
+    # The comparison's own log holds its table; each model's log holds its training only.
+    log = (out / "log.txt").read_text()
+    assert "| AdvBCT |" in log and "comparison written to" in log and "epoch 1 iter" not in log
+    model_log = (out / "seed1234" / "resnet18" / "new_advbct" / "log.txt").read_text()
+    assert "epoch 1 iter" in model_log and "| AdvBCT |" not in model_log and "comparison written" not in model_log
     # A second run reuses every finished step.
-    mtime = os.path.getmtime(out / "seed1234" / "resnet18" / "new_advbct" / "model_final.pth")
+    final = out / "seed1234" / "resnet18" / "new_advbct" / "model_final.pth"
+    mtime = os.path.getmtime(final)
     compare.main(argv)
-    assert os.path.getmtime(out / "seed1234" / "resnet18" / "new_advbct" / "model_final.pth") == mtime
-    assert "reusing" in (out / "log.txt").read_text()
+    assert os.path.getmtime(final) == mtime
+    assert "[advbct] reusing" in (out / "log.txt").read_text()
     # Statistics and cached features belong to the run, not to the configs' shared folders.
     assert (out / "seed1234" / "old_stats" / "radius.json").is_file()
     assert any((out / "seed1234" / "feature_cache").iterdir())
-    # Outside the run's folder there is only the shared pretrained start (the demo uses it too), made
-    # once by the configs' pretrain.yml on the generator's pretraining pool and loaded by every model.
-    start = tmp_path / "output" / "synthetic" / "pretrained" / "resnet18_pool.pth"
-    assert start.is_file() and (tmp_path / "output" / "synthetic" / "pretrained" / "resnet18_pool.pth.json").is_file()
+    # The overrides (batch, iterations, input size) change the shared start's key: it gets its own file,
+    # which the models load, and the file every synthetic config names is left alone.
+    pre = tmp_path / "output" / "synthetic" / "pretrained"
+    assert not (pre / "resnet18_pool.pth").exists()
+    (keyed,) = [p for p in pre.iterdir() if p.suffix == ".pth"]
+    assert keyed.name.startswith("resnet18_pool-") and (pre / (keyed.name + ".json")).is_file()
+    assert os.path.relpath(keyed, tmp_path) in (out / "seed1234" / "resnet18" / "old_30class" / "config.yaml").read_text()
     assert {p.name for p in (tmp_path / "output" / "synthetic").iterdir()} == {"pretrained", "resnet18"}
     assert all(p.name.startswith("pretrain_") for p in (tmp_path / "output" / "synthetic" / "resnet18").iterdir())
-    assert "[pretrain] training" in (out / "log.txt").read_text()
+    # Other settings in the same --out are refused with one line naming the first difference.
+    from bct.utils.errors import BadInputError
+    with pytest.raises(BadInputError, match=r"holds a trained model made with other settings or inputs: "
+                                             r"TRAIN.EPOCHS: was 1, now 2"):
+        compare.main(argv + ["TRAIN.EPOCHS", "2"])
+    assert os.path.getmtime(final) == mtime
 
 
 def test_multi_seed_aggregate():
-    from bct.tools.compare import aggregate, seeds_table
+    from bct.pipeline.comparison import aggregate, seeds_table
+
     def seed(v):
         m = {"self": {"d": 50.0 + v}, "cross": {"d": 40.0 + v}, "scores": {"P_up": v, "P_comp": v, "P_1": v, "gain": v}}
         return {"old_self": {"d": 30.0 + v}, "oracle_self": {"d": 60.0}, "methods": {"bct": m},
@@ -67,33 +84,59 @@ def test_multi_seed_aggregate():
 def test_overrides_of_the_models_recipe_leave_the_pretrained_start_alone(monkeypatch):
     """`benchmark.sh TRAIN.EPOCHS 10` retrains the models, not the shared start: the start keeps the recipe
     of pretrain.yml (as ImageNet weights do not follow the recipe of the models that load them), while
-    input, batch and device settings reach it."""
-    from bct.tools import compare, pretrain
+    input, batch and device settings reach it, and then the start goes to its own file."""
+    from bct.pipeline import comparison as compare
     seen = []
-    monkeypatch.setattr(pretrain, "ensure_pretrained", lambda cfg, path, opts, log: seen.append(opts))
-    opts = ["TRAIN.EPOCHS", "10", "TRAIN.LR_SCHEDULER.MILESTONES", "[7, 9]", "TRAIN.BATCH_SIZE", "32",
-            "TRAIN.OPTIMIZER.BASE_LR", "0.05", "SEED", "3", "OLD_MODEL.NUM_CLASSES", "3",
-            "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1"]
-    compare.pretrain_step(os.path.join(REPO, "configs", "synthetic"), opts, type("L", (), {"info": print}))
-    assert seen == [["TRAIN.BATCH_SIZE", "32", "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1", "OLD_MODEL.ARCH", "resnet18"]]
+    monkeypatch.setattr(compare, "pretrained_start",
+                        lambda cfg, out, keyed: seen.append((cfg, keyed)) or (out + "-key" if keyed else out))
+    recipe = ["TRAIN.EPOCHS", "10", "TRAIN.LR_SCHEDULER.MILESTONES", "[7, 9]", "TRAIN.OPTIMIZER.BASE_LR", "0.05",
+              "OLD_MODEL.NUM_CLASSES", "3"]
+    setting = compare.Setting(SYN, recipe)
+    setting.make_starts()
+    (cfg, keyed), = seen
+    assert cfg.TRAIN.EPOCHS == 6 and cfg.TRAIN.OPTIMIZER.BASE_LR == 0.03 and cfg.OLD_MODEL.NUM_CLASSES == 200
+    assert not keyed and setting.starts == {}
+    seen.clear()
+    setting = compare.Setting(SYN, recipe + ["TRAIN.BATCH_SIZE", "32", "TRAIN.INPUT_SIZE", "48", "NUM_THREADS", "1"])
+    setting.make_starts()
+    (cfg, keyed), = seen
+    assert (cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.INPUT_SIZE, cfg.NUM_THREADS, cfg.TRAIN.EPOCHS) == (32, 48, 1, 6)
+    out = "./output/synthetic/pretrained/resnet18_pool.pth-key"
+    assert keyed and setting.starts == {"./output/synthetic/pretrained/resnet18_pool.pth": out}
+    assert setting.file("old_model.yml").OLD_MODEL.PRETRAINED_PATH == out
+    assert setting.method("advbct").NEW_MODEL.PRETRAINED_PATH == out
 
 
-def test_seeds_then_overrides_after_a_double_dash(tmp_path, monkeypatch):
-    """`--seeds 1 2 -- KEY VALUE` ends the list of seeds with "--", which is not taken for an override."""
+@pytest.mark.parametrize("argv, words", [
+    (["--seeds", "1", "2"], "'2' is not a config key"),
+    (["--methods", "bct,nope"], "unknown method 'nope'; the methods are bct, lce, unibct, hot_refresh, advbct"),
+    (["--seeds", "1,x"], "'x' is not a whole number"),
+    (["SEED", "3"], "SEED is set by the comparison"),
+])
+def test_bad_arguments_are_refused_before_any_work(tmp_path, argv, words):
     from bct.tools import compare
+    from bct.utils.errors import BadInputError
+    with pytest.raises(BadInputError, match=words):
+        compare.main(["--config-dir", SYN, "--out", str(tmp_path / "c"), *argv])
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_method_list_and_titles_come_from_the_catalogue(tmp_path, monkeypatch):
+    from bct.pipeline import catalog, comparison as compare
+    assert catalog.method_names(include_oracle=False) == ["bct", "lce", "unibct", "hot_refresh", "advbct"]
     got = {}
-    monkeypatch.setattr(compare, "pretrain_step", lambda d, opts, logger: got.setdefault("opts", opts))
-    monkeypatch.setattr(compare, "run_seed", lambda args, seed, out, logger, device: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(compare, "run_seed", lambda setting, methods, sets, seed, out, logger, device:
+                        got.setdefault("methods", methods) and (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(compare.Setting, "make_starts", lambda self: None)
     with pytest.raises(SystemExit):
-        compare.main(["--config-dir", os.path.join(REPO, "configs", "synthetic"), "--out", str(tmp_path / "c"),
-                      "--seeds", "1", "2", "--", "NUM_THREADS", "1"])
-    assert got["opts"] == ["NUM_THREADS", "1"]
+        compare.compare(SYN, out=str(tmp_path / "c"), opts=["NUM_THREADS", "1"])
+    assert got["methods"] == catalog.method_names(include_oracle=False)
 
 
 def test_multi_seed_report_gives_the_criterion_in_the_mean_and_per_seed(tmp_path):
-    """Three seeds: the criterion line says whether it holds in the mean and on how many seeds."""
-    from types import SimpleNamespace
-    from bct.tools.compare import write_report
+    """Three seeds: the criterion line says whether it holds in the mean and on how many seeds; the
+    plots carry error bars and say which mAP they show."""
+    from bct.pipeline.comparison import write_report
 
     def seed(old, cross):
         ok = cross > old
@@ -102,10 +145,45 @@ def test_multi_seed_report_gives_the_criterion_in_the_mean_and_per_seed(tmp_path
         return {"seed": 0, "backfill_seed": 0, "train_seconds": {"advbct": 1.0}, "old_self": {"rparis6k": old},
                 "oracle_self": {"rparis6k": 60.0}, "oracle_cross": {"rparis6k": 3.0}, "methods": {"advbct": m},
                 "curves": {"advbct": {"rparis6k": [(0.0, cross), (1.0, 50.0)]}}}
-    args = SimpleNamespace(config_dir="configs/synthetic", methods=["advbct"], datasets=["rparis6k"])
+    args = ("configs/synthetic", ["advbct"], ["rparis6k"], str(tmp_path))
     # Margins +2, +2, -1: met in the mean (+1) and on two seeds of three.
-    text = write_report([seed(30.0, 32.0), seed(28.0, 30.0), seed(33.0, 32.0)], args, str(tmp_path))["markdown"]
+    text = write_report([seed(30.0, 32.0), seed(28.0, 30.0), seed(33.0, 32.0)], *args)["markdown"]
     assert "- AdvBCT: RParis yes (2 of 3 seeds)" in text
-    text = write_report([seed(30.0, 29.0), seed(28.0, 27.0), seed(33.0, 34.0)], args, str(tmp_path))["markdown"]
+    text = write_report([seed(30.0, 29.0), seed(28.0, 27.0), seed(33.0, 34.0)], *args)["markdown"]
     assert "- AdvBCT: RParis no (1 of 3 seeds)" in text
-    assert "- AdvBCT: RParis yes\n" in write_report([seed(30.0, 32.0)], args, str(tmp_path))["markdown"]
+    assert "- AdvBCT: RParis yes\n" in write_report([seed(30.0, 32.0)], *args)["markdown"]
+    assert (tmp_path / "self_cross.png").stat().st_size > 0 and (tmp_path / "backfill.png").stat().st_size > 0
+
+
+def test_plots_label_their_axes_and_keep_legends_off_the_data(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    from bct.pipeline import plots
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    agg = {"old_self": {"rparis6k": (30.0, 1.0), "gldv2": (10.0, 0.5)},
+           "oracle_self": {"rparis6k": (60.0, 1.0), "gldv2": (20.0, 0.5)},
+           "methods": {"advbct": {"self": {"rparis6k": (50.0, 2.0), "gldv2": (15.0, 1.0)},
+                                  "cross": {"rparis6k": (35.0, 2.0), "gldv2": (11.0, 1.0)},
+                                  "curves": {d: [(0.0, 35.0, 1.0), (1.0, 50.0, 2.0)] for d in ("rparis6k", "gldv2")}}}}
+    labels = {"rparis6k": {"title": "RParis", "headline_name": "Medium mAP"},
+              "gldv2": {"title": "GLDv2", "headline_name": "private mAP@100"}}
+    plots.self_cross_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "x.png", seeds=3, labels=labels)
+    plots.backfill_plot(agg, ["advbct"], ["rparis6k", "gldv2"], "y.png", seeds=3, labels=labels)
+    for fig in figs:
+        axes = fig.get_axes()
+        assert [ax.get_ylabel().split(" x100")[0] for ax in axes] == ["Medium mAP", "private mAP@100"]
+        assert all(ax.get_legend() is None for ax in axes) and fig.legends  # one legend, outside the axes
+    bars = figs[0].get_axes()[0]
+    from matplotlib.container import BarContainer
+    bar_sets = [c for c in bars.containers if isinstance(c, BarContainer)]
+    assert len(bar_sets) == 2 and all(c.errorbar is not None for c in bar_sets)  # error bars on the means
+    heat = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: heat.append(fig))
+    nan = float("nan")
+    plots.matrix_heatmaps([[{"title": "a", "names": ["g1", "g2"], "matrix": [[27.0, nan], [20.0, 25.0]]},
+                            {"title": "b", "names": ["g1", "g2"], "matrix": [[3.6, nan], [2.0, 3.0]]}]], "z.png")
+    images = [ax.get_images()[0] for ax in heat[0].get_axes() if ax.get_images()]
+    assert len(images) == 2 and images[0].norm.vmin == images[1].norm.vmin == 2.0
+    assert images[0].norm.vmax == images[1].norm.vmax == 27.0

@@ -1,4 +1,4 @@
-"""The compatibility matrix (bct.tools.compat_matrix, bct.evaluation.metrics): the criterion, AC, AMA and
+"""The compatibility matrix (bct.tools.compat_matrix, bct.pipeline.matrix, bct.evaluation.metrics): the criterion, AC, AMA and
 the P-scores of consecutive pairs against hand-computed values, the tool end to end on a hand-made
 fixture whose every mAP is worked out below, and its entries against the self-/cross-test code path."""
 import json
@@ -12,6 +12,7 @@ import pytest
 from bct.data import revisited
 from bct.evaluation import protocol, sets
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
+from bct.pipeline import matrix
 from bct.tools import compat_matrix
 from bct.utils.errors import BadInputError
 
@@ -80,7 +81,7 @@ def toy(tmp_path, monkeypatch):
     (folder / "gnd_toy.pkl").write_bytes(pickle.dumps(gnd))
 
     def fake_load(cfg, role, path="", device="cpu", check=()):
-        return os.path.basename(path).split(".")[0], {}
+        return os.path.basename(path).split(".")[0], {"emb_dim": 4}, ""
 
     def fake_embed(cfg, model, paths, role, device, digest="", boxes=None, list_name=""):
         query, gallery = FEATURES[model]
@@ -89,8 +90,7 @@ def toy(tmp_path, monkeypatch):
     # One query with an easy positive only: the Hard protocol has no positive, which the loader
     # refuses for a real set; the matrix here is read under the Medium protocol only.
     monkeypatch.setattr(revisited, "_check_positives", lambda gnd, source: None)
-    monkeypatch.setattr(compat_matrix, "load_trained_model", fake_load)
-    monkeypatch.setattr(compat_matrix, "file_digest", lambda path: "")
+    monkeypatch.setattr(matrix, "load_for_eval", fake_load)
     monkeypatch.setattr(sets, "embed_images", fake_embed)
     return tmp_path
 
@@ -126,18 +126,47 @@ def test_tool_reproduces_the_hand_computed_matrix(toy, monkeypatch):
 
 @pytest.mark.parametrize("argv, words", [
     (["--models", "gen1=m1.pth"], "at least two"),
-    (["--models", "gen1=m1.pth,m2.pth"], "is not NAME=PATH"),
+    (["--models", "gen1=m1.pth,m9.pth"], "is not NAME=PATH"),
     (["--models", "a=m1.pth,a=m2.pth"], "given twice"),
     (["--models", "a=m1.pth,b=m2.pth", "--oracles", "c=o2.pth"], "not one of the --models names"),
     (["--models", "a=m1.pth,b=m2.pth", "--datasets", "ROXFORD"], "is not NAME or NAME=ROOT"),
     (["--models", "a=m1.pth,b=nowhere.pth"], "checkpoint nowhere.pth of 'b' does not exist"),
+    (["--models", "a=m1.pth,b=sub"], "checkpoint sub of 'b' is a folder, not a file"),
+    (["--models", "a=m1.pth,b=m2.pth", "--out", "m1.pth"], "m1.pth: is a file, not a folder"),
 ])
 def test_bad_arguments_are_one_line(toy, argv, words, monkeypatch):
     monkeypatch.chdir(toy)
     for name in ("m1", "m2", "o2"):
         (toy / f"{name}.pth").write_bytes(b"")
+    (toy / "sub").mkdir()
     with pytest.raises(BadInputError, match=words):
-        compat_matrix.main(argv + ["--out", str(toy / "out")])
+        compat_matrix.main(["--out", str(toy / "out")] + argv)
+
+
+def test_a_model_path_with_an_equals_sign_is_a_path(toy, monkeypatch):
+    monkeypatch.chdir(toy)
+    for name in ("m1", "m2"):
+        (toy / f"lr=0.1_{name}.pth").write_bytes(b"")
+    (toy / "m1.pth").write_bytes(b"")
+    (toy / "m2.pth").write_bytes(b"")
+    from bct.tools.common import named_paths
+    assert named_paths("lr=0.1_m1.pth,new=m2.pth", "--models") == [("lr=0.1_m1", "lr=0.1_m1.pth"), ("new", "m2.pth")]
+
+
+def test_models_of_two_embedding_sizes_are_named_with_their_sizes(toy, monkeypatch):
+    from bct.pipeline.evaluation import load_for_eval
+    from bct.tools import init_model
+    monkeypatch.setattr(matrix, "load_for_eval", load_for_eval)  # the real loader, on the toy set
+    tmp_path, paths = toy, []
+    for i, dim in enumerate((256, 128)):
+        paths.append(str(tmp_path / f"m{i}.pth"))
+        init_model.main(["--role", "new", "--out", paths[-1], "NEW_MODEL.PRETRAINED", "False",
+                         "NEW_MODEL.NUM_CLASSES", "4", "MODEL.EMB_DIM", str(dim), "NEW_MODEL.ARCH", "resnet18"])
+    with pytest.raises(BadInputError) as err:
+        compat_matrix.main(["--models", f"a={paths[0]},b={paths[1]}", "--datasets", f"toy={toy}",
+                            "--out", str(tmp_path / "out"), "DEVICE", "cpu"])
+    line = str(err.value)
+    assert f"a ({paths[0]}) embeds in 256 dimensions but b ({paths[1]}) in 128" in line and "config" not in line
 
 
 def test_matrix_entries_equal_self_and_cross_tests(tmp_path):

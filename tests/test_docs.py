@@ -112,3 +112,43 @@ def test_every_script_and_config_a_doc_names_exists(doc):
         if after in "<${*":  # a pattern such as configs/new_<method>.yml
             continue
         assert os.path.exists(os.path.join(REPO, path)), f"{doc}: {path} does not exist"
+
+
+def _configuration_page() -> str:
+    return open(os.path.join(REPO, "docs", "configuration.md")).read()
+
+
+def test_the_configuration_page_covers_every_script_tool_and_variable():
+    """docs/configuration.md claims the scripts, tools and keys: every script, every tool, and every
+    environment variable that benchmark.sh, demo.sh and test.sh read is on it."""
+    text = _configuration_page()
+    for script in sorted(os.listdir(os.path.join(REPO, "scripts"))):
+        assert f"scripts/{script}" in text, f"docs/configuration.md does not name scripts/{script}"
+    for f in sorted(os.listdir(os.path.join(REPO, "bct", "tools"))):
+        if f.endswith(".py") and f not in ("__init__.py", "common.py"):
+            assert f"bct.tools.{f[:-3]}" in text, f"docs/configuration.md does not name bct.tools.{f[:-3]}"
+    for script in ("benchmark.sh", "demo.sh", "test.sh", "train_old.sh", "extract_feat.sh"):
+        body = open(os.path.join(REPO, "scripts", script)).read()
+        for var in sorted(set(re.findall(r"^([A-Z_]+)=\$\{\1[:-]", body, flags=re.M))):
+            if var not in ("REPO_ROOT",):
+                assert f"`{var}`" in text, f"docs/configuration.md does not name {var} of scripts/{script}"
+
+
+def test_every_config_key_the_configuration_page_names_exists():
+    from bct.config import REFERENCE_KEYS, get_cfg_defaults
+    cfg = get_cfg_defaults()
+
+    def exists(key):
+        node = cfg
+        for part in key.split("."):
+            if not hasattr(node, "keys") or part not in node:
+                return False
+            node = node[part]
+        return True
+    text = _configuration_page()
+    keys = set(re.findall(r"`((?:[A-Z][A-Z0-9_]*\.)+[A-Z][A-Z0-9_]*)`", text))
+    assert len(keys) > 20
+    stale = sorted(k for k in keys if not exists(k) and k not in REFERENCE_KEYS)
+    assert not stale, f"docs/configuration.md names keys that do not exist: {stale}"
+    for module in set(re.findall(r"`(bct\.tools\.\w+)`", text)):
+        assert os.path.isfile(os.path.join(REPO, *module.split(".")) + ".py"), f"no module {module}"

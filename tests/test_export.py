@@ -1,6 +1,7 @@
 """bct.tools.export (docs/models.md "Export"): TorchScript always, ONNX when its packages are
 installed; the exported file gives the PyTorch embeddings at any batch and image size, a missing
-package or a failed check is one line."""
+package, a failed check, a checkpoint that cannot rebuild its model or an output over the input is
+one line."""
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ import bct
 from bct.config import load_cfg
 from bct.engine.checkpoint import save_checkpoint
 from bct.models import build_model
+from bct.pipeline.export import ONNX_PACKAGES
 from bct.tools import export
 from bct.tools.common import run
 from bct.utils.errors import CheckFailedError
@@ -53,7 +55,7 @@ def test_torchscript_export_matches_pytorch(checkpoint, tmp_path, normalize, cap
 
 
 def test_onnx_export_of_a_reference_checkpoint(tmp_path):
-    for name in export.ONNX_PACKAGES:
+    for name in ONNX_PACKAGES:
         pytest.importorskip(name)
     import onnxruntime
     path = str(save_like_reference(ReferenceModel(num_classes=3), tmp_path / "ref.pth.tar"))
@@ -74,7 +76,7 @@ def test_missing_onnx_packages_are_one_line(checkpoint, tmp_path, monkeypatch, c
         run(export.main, ["--model", checkpoint, "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err.strip()
     assert code.value.code == 2 and "\n" not in err
-    assert err.startswith("error: --format onnx needs onnxscript") and "requirements-onnx.txt" in err
+    assert err.startswith("error: --format onnx needs ") and "onnxscript" in err and "requirements-onnx.txt" in err
 
 
 def test_a_failed_check_is_reported(checkpoint, tmp_path, monkeypatch):
@@ -88,3 +90,25 @@ def test_a_failed_check_is_reported(checkpoint, tmp_path, monkeypatch):
     with pytest.raises(CheckFailedError, match=r"differs from PyTorch by up to 0\.01"):
         export.main(["--model", checkpoint, "--format", "torchscript", "--out", str(tmp_path / "m.pt"),
                      "--input-size", "32"])
+
+
+def test_a_checkpoint_without_arch_is_one_line(checkpoint, tmp_path, capsys):
+    """A checkpoint of another program with `model` and `meta` but no `arch` in its meta."""
+    ckpt = torch.load(checkpoint, weights_only=True)
+    del ckpt["meta"]["arch"]
+    odd = tmp_path / "odd.pth"
+    torch.save(ckpt, odd)
+    with pytest.raises(SystemExit) as code:
+        run(export.main, ["--model", str(odd), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code.value.code == 2 and "\n" not in err
+    assert f"--model {odd}: its 'meta' block lacks arch" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_export_never_writes_over_its_input(checkpoint, tmp_path, capsys):
+    before = open(checkpoint, "rb").read()
+    with pytest.raises(SystemExit) as code:
+        run(export.main, ["--model", checkpoint, "--format", "torchscript", "--out", checkpoint])
+    err = capsys.readouterr().err.strip()
+    assert code.value.code == 2 and err.startswith(f"error: --out {checkpoint} is the checkpoint read (--model)")
+    assert open(checkpoint, "rb").read() == before

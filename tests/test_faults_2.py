@@ -129,7 +129,7 @@ def test_lock_of_a_killed_run_is_taken_over(w, earlier, tmp_path, capsys):
 
 
 def test_lock_is_released_when_a_run_fails(w, earlier, tmp_path, capsys):
-    out, before = copy_of(earlier, "train", tmp_path)
+    out, before = tmp_path / "fresh", {}  # a run of its own: a folder of another run's settings is refused
     (tmp_path / "bad").mkdir()
     for i in range(4):
         (tmp_path / "bad" / f"e{i}.jpg").write_bytes(b"")
@@ -154,7 +154,9 @@ def _limit_file_size(limit):
 def test_checkpoint_over_the_file_size_limit(w, earlier, tmp_path):
     """A real failed write: the process may not write files over 1 MB, a checkpoint is ~7 MB."""
     out, before = copy_of(earlier, "train", tmp_path)
-    proc = start("train", train_argv(w, w.list, out), tmp_path / "log.txt", hook=_limit_file_size(1 << 20))
+    # The earlier run's settings: a run of other settings would be refused before it writes.
+    proc = start("train", train_argv(w, w.list, out, **{"TRAIN.MAX_ITERS": 1}), tmp_path / "log.txt",
+                 hook=_limit_file_size(1 << 20))
     assert finish(proc) == 2, text(tmp_path / "log.txt")[-3000:]
     log = text(tmp_path / "log.txt")
     errors = [line for line in log.splitlines() if line.startswith("error:")]
@@ -192,18 +194,16 @@ def test_full_disk_while_saving_a_checkpoint(w, earlier, tmp_path, capsys, monke
     from bct.engine import checkpoint
     monkeypatch.setattr(checkpoint._KeepWriteError, "write", _full_disk_after(3, checkpoint._KeepWriteError.write))
     out, before = copy_of(earlier, "train", tmp_path)
-    refused(invoke(capsys, "train", train_argv(w, w.list, out)), 2, out, before,
+    refused(invoke(capsys, "train", train_argv(w, w.list, out, **{"TRAIN.MAX_ITERS": 1})), 2, out, before,
             f"error: {run_dir(out) / 'ckpt_epoch_1.pth'}: no space left on the device (ENOSPC); free some space")
 
 
 def test_full_disk_while_writing_statistics(w, earlier, tmp_path, capsys, monkeypatch):
     """radius.json and angle.json are already written (under temporary names) when feats.npy
     fails: none of the five outputs may change."""
-    import bct.tools.extract_feat as tool
-
     def save(f, arr):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(tool.np, "save", save)
+    monkeypatch.setattr(np, "save", save)
     out, before = copy_of(earlier, "stats", tmp_path)
     refused(invoke(capsys, "extract_feat", extract_argv(w, w.list, out)), 2, out, before,
             f"error: {out / 'feats.npy'}: no space left on the device (ENOSPC)")

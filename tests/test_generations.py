@@ -1,4 +1,4 @@
-"""Model generations (bct.tools.generations through bct.tools.compare --generations): the fractions of a
+"""Model generations (bct.pipeline.chains through bct.tools.compare --generations): the fractions of a
 chain, its refusals, and a 3-generation chain (oracle, AdvBCT, BCT) end to end on the tiny synthetic set."""
 import json
 import os
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from bct.evaluation.metrics import compatibility_scores
-from bct.tools.generations import chain_fractions
+from bct.pipeline.chains import chain_fractions
 from bct.utils.errors import BadInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +31,11 @@ def test_chain_fractions():
         chain_fractions(3, (0.3, 1.0), OLD)
     with pytest.raises(BadInputError, match="not on a gldv2_train_old_<P>percent"):
         chain_fractions(3, None, "data/label_200.txt")
+    # One generation is no chain: refused before any training (GENERATIONS=1 FRACTIONS=0.3).
+    with pytest.raises(BadInputError, match=r"--fractions 0.3 gives one generation; a chain needs at least two"):
+        chain_fractions(1, (0.3,), OLD)
+    with pytest.raises(BadInputError, match="at least two generations"):
+        chain_fractions(1, None, OLD)
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +57,17 @@ def test_refusals_before_any_training(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="OLD_MODEL.NUM_CLASSES is 5 but generation 1's list"):
         compare.main(argv + ["OLD_MODEL.NUM_CLASSES", "5"])
     with pytest.raises(BadInputError, match="one seed"):
-        compare.main(["--seeds", "1", "2", *argv])
+        compare.main(["--seeds", "1,2", *argv])
     assert not (tmp_path / "cmp" / "seed1234").exists()
 
 
+@pytest.mark.slow
 def test_three_generations_end_to_end(tiny, monkeypatch):
     """GENERATIONS=3 bash scripts/benchmark.sh on the tiny set (its nested lists added by the script),
     then the same run through the compare tool, which reuses everything."""
     from bct.tools import compare
     env = dict(os.environ, GENERATIONS="3", CONFIG_DIR=SYN, GPUS="0", OMP_NUM_THREADS="1")
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "benchmark.sh"), "--datasets", "roxford5k", "gldv2",
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "benchmark.sh"), "--datasets", "roxford5k,gldv2",
                            "--out", "cmp", *TINY], cwd=tiny, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "nested split 60%: 6 classes" in proc.stdout
@@ -107,6 +113,7 @@ def test_three_generations_end_to_end(tiny, monkeypatch):
     mtime = os.path.getmtime(final)
     monkeypatch.chdir(tiny)
     compare.main(["--config-dir", SYN, "--generations", "3", "--fractions", "0.3,0.6,1.0",
-                  "--datasets", "roxford5k", "gldv2", "--out", "cmp", *TINY])
+                  "--datasets", "roxford5k,gldv2", "--out", "cmp", *TINY])
     assert os.path.getmtime(final) == mtime
-    assert "[advbct gen3] reusing" in (tiny / "cmp" / "log.txt").read_text()
+    log = (tiny / "cmp" / "log.txt").read_text()
+    assert "[advbct gen3] reusing" in log and "generations written to" in log and "epoch 1 iter" not in log

@@ -41,6 +41,7 @@ def _lists(tiny):
     return (f"{tiny}/GLDv2/gldv2_train_old_30percent_class.txt", f"{tiny}/GLDv2/gldv2_train_new_100percent_class.txt")
 
 
+@pytest.mark.slow
 def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     old_list, new_list = _lists(tiny)
     common = _common(tiny, tmp_path)
@@ -71,12 +72,32 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     for key in ("self", "cross", "old_self"):
         assert set(res[key]) >= {"easy", "medium", "hard"} and 0 <= res[key]["medium"]["map"] <= 1
         assert set(res[key]["medium"]["mp"]) == {"1", "5", "10"}
-    curve = res["backfill"]
+    assert res["models"]["new"]["path"] == new_ckpt and len(res["models"]["old"]["sha256"]) == 64
+    curve = res["backfill_detail"]
     assert [p["ratio"] for p in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert curve[0]["medium"] == pytest.approx(res["cross"]["medium"]["map"])
     assert curve[-1]["medium"] == pytest.approx(res["self"]["medium"]["map"])
+    # A user's own set (here a copy of ROxford under another name) through the "own" form.
+    import shutil
+    own = tmp_path / "own"
+    shutil.copytree(f"{tiny}/ROxfordParis/roxford5k", own / "shoes")
+    os.rename(own / "shoes" / "gnd_roxford5k.pkl", own / "shoes" / "gnd_shoes.pkl")
+    _run(["bash", "scripts/test.sh", "own", "shoes", str(own), "EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0",
+          "EVAL.CACHE_DIR", f"{tmp_path}/cache"],
+         {"NEW_MODEL_PATH": new_ckpt, "OLD_MODEL_PATH": old_ckpt, "SAVE_DIR": f"{tmp_path}/eval", "GPUS": "0"})
+    shoes = json.load(open(f"{tmp_path}/eval/shoes.json"))
+    assert shoes["dataset"] == "shoes" and shoes["self"] == res["self"] and shoes["cross"] == res["cross"]
+    # The scripts refuse to train over a finished run of other settings, and reuse one of the same.
+    proc = subprocess.run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.LIST_FILE", old_list,
+                           "TRAIN.MAX_ITERS", "1"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=REPO, CONFIG=f"{SYN}/old_model.yml", GPUS="0"))
+    assert proc.returncode == 2 and "TRAIN.MAX_ITERS: was 2, now 1" in proc.stderr.strip().splitlines()[-1]
+    out = _run(["bash", "scripts/train_old.sh", "--reuse", *common, "TRAIN.LIST_FILE", old_list],
+               {"CONFIG": f"{SYN}/old_model.yml", "GPUS": "0"})
+    assert "reusing" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["bct", "lce", "unibct", "hot_refresh", "oracle"])
 def test_every_method_trains(tiny, tmp_path, method):
     """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint."""
@@ -100,6 +121,7 @@ def test_every_method_trains(tiny, tmp_path, method):
         assert ckpt["meta"]["old_model_path"] == f"{tmp_path}/old.pth"
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_wrong_arch(tiny, tmp_path):
     from bct.config import load_cfg
     from bct.engine.checkpoint import save_checkpoint

@@ -1,32 +1,23 @@
 """Write a checkpoint of an untrained model (its initialisation) in the standard format.
 
 Useful as the "at initialisation" baseline and for a first end-to-end check of the evaluation:
-python -m bct.tools.init_model --cfg CFG --role old --out output/init_old.pth KEY VALUE ...
+
+    python -m bct.tools.init_model --cfg CFG --role old --out output/init_old.pth [--seed 0] KEY VALUE ...
 """
-import argparse
-
-import torch
-
-from bct.config import cfg_to_yaml, load_cfg
-from bct.engine.checkpoint import save_checkpoint
-from bct.models.build import build_model
-from bct.tools.common import run
+from bct.pipeline import write_untrained
+from bct.tools.common import add_overrides, config, nonneg_int, output_file, parser, refuse_overwrite, run
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--cfg", default="")
+    p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--role", choices=("old", "new"), required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("opts", nargs=argparse.REMAINDER)
+    p.add_argument("--out", required=True, type=output_file, help="checkpoint file to write")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the initialisation")
+    add_overrides(p)
     args = p.parse_args(argv)
-    cfg = load_cfg(args.cfg, args.opts)
-    torch.manual_seed(args.seed)
-    model = build_model(cfg, args.role)
-    meta = dict(model.meta, train_type="init", comp_loss="none", old_model_path="")
-    save_checkpoint(args.out, {"model": model.state_dict(), "meta": meta, "epoch": 0,
-                               "config": cfg_to_yaml(cfg)})
+    cfg = config(args)
+    refuse_overwrite(args.out, {"the config": args.cfg})
+    meta = write_untrained(cfg, args.role, args.out, args.seed)
     print(f"wrote untrained {meta['arch']} ({args.role}, {meta['num_classes']} classes) to {args.out}")
 
 

@@ -4,44 +4,39 @@
                                       [--fractions 0.3,0.6,1.0]
 
 Reads train_clean.csv (or --label-file), and index.csv + retrieval_solution_v2.1.csv when present,
-from --root; writes the lists and manifest.json there. See Dataset.md.
+from --root; writes the lists (gldv2_*.txt) and manifest.json there. See Dataset.md.
 """
-import argparse
+import os
 
 from bct.data.prepare import prepare_gldv2
-from bct.tools.common import run
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bct.tools.prepare_gldv2", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="GLDv2 folder holding train_clean.csv (and index.csv, "
-                        "retrieval_solution_v2.1.csv); the lists are written there")
-    parser.add_argument("--ratio", type=float, default=None,
-                        help="fraction of the classes (class split) and of each class's images (data split) "
-                             "given to the old model (default 0.3, or the first of --fractions)")
-    parser.add_argument("--seed", type=int, default=666,
-                        help="seed of the class shuffle; class i of the data split uses seed + i")
-    parser.add_argument("--label-file", default=None,
-                        help="existing `train/a/b/c/<id>.jpg label` list (e.g. the community label_81313.txt) "
-                             "used instead of train_clean.csv")
-    parser.add_argument("--fractions", type=parse_fractions, default=None,
-                        help="growing fractions of a chain of model generations, e.g. 0.3,0.6,1.0: also write "
-                             "the nested class and data splits gldv2_train_nested_<P>percent_{class,data}.txt")
-    return parser.parse_args(argv)
-
-
-def parse_fractions(text: str) -> tuple:
-    """'0.3,0.6,1.0' -> (0.3, 0.6, 1.0)."""
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of fractions such as 0.3,0.6,1.0")
+from bct.tools.common import csv_list, existing_dir, existing_file, fraction, nonneg_int, parser, run
+from bct.utils.errors import BadInputError
 
 
 def _main(argv=None) -> dict:
-    args = parse_args(argv)
-    manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=args.label_file,
-                             fractions=args.fractions)
+    p = parser(__file__, __doc__)
+    p.add_argument("--root", required=True, type=existing_dir,
+                   help="GLDv2 folder holding train_clean.csv (and index.csv, retrieval_solution_v2.1.csv); the "
+                        "lists are written there")
+    p.add_argument("--ratio", type=fraction, default=None,
+                   help="fraction of the classes (class split) and of each class's images (data split) "
+                        "given to the old model (default 0.3, or the first of --fractions)")
+    p.add_argument("--seed", type=nonneg_int, default=666,
+                   help="seed of the class shuffle; class i of the data split uses seed + i")
+    p.add_argument("--label-file", default=None, type=existing_file,
+                   help="existing `train/a/b/c/<id>.jpg label` list (e.g. the community label_81313.txt) "
+                        "used instead of train_clean.csv")
+    p.add_argument("--fractions", type=csv_list(fraction), default=None,
+                   help="growing fractions of a chain of model generations, e.g. 0.3,0.6,1.0: also write "
+                        "the nested class and data splits gldv2_train_nested_<P>percent_{class,data}.txt")
+    args = p.parse_args(argv)
+    label = args.label_file
+    if label and os.path.realpath(os.path.dirname(label)) == os.path.realpath(args.root) and \
+            (os.path.basename(label).startswith("gldv2_") or os.path.basename(label) == "manifest.json"):
+        raise BadInputError(f"--label-file {label} is one of the files this tool writes into --root; copy it "
+                            "elsewhere first (a tool never writes over its input)")
+    manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=label,
+                             fractions=tuple(args.fractions) if args.fractions else None)
     counts = manifest["counts"]
     print(f"GLDv2 lists written to {args.root} (source {manifest['source']}, ratio {manifest['ratio']}, "
           f"seed {args.seed})")

@@ -7,37 +7,34 @@ Every image of list L (``relative/path label`` lines, paths relative to R) is wr
 DIR/relative/path as an RGB JPEG whose longer (--max-side) or shorter (--min-side) side is N pixels,
 aspect ratio kept; smaller images are copied unchanged. Point TRAIN.ROOT at DIR and keep the same
 list. Runs over all cores with a progress bar; a killed run continues where it stopped when started
-again with the same arguments. DIR/resize_manifest.json records the settings, the list's sha256 and
-the counts. See docs/data_loading.md.
+again with the same arguments (Ctrl-C or SIGTERM stop the workers too). DIR/resize_manifest.json
+records the settings, the list's sha256 and the counts. See docs/data_loading.md.
 """
-import argparse
 import os
 
 from bct.data.resize_copy import resize_list
-from bct.tools.common import run
+from bct.tools.common import existing_dir, existing_file, output_dir, parser, positive_int, refuse_overwrite, run
 from bct.utils.errors import BadInputError
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bct.tools.resize_images", description=__doc__.split("\n")[0])
-    p.add_argument("--list", required=True, help="image list ('relative/path label' lines)")
-    p.add_argument("--root", required=True, help="folder the list paths are relative to")
-    p.add_argument("--out", required=True, help="folder receiving the copy (new, empty, or an earlier run's)")
-    side = p.add_mutually_exclusive_group(required=True)
-    side.add_argument("--max-side", type=int, help="longer side of the copies, in pixels (e.g. 256)")
-    side.add_argument("--min-side", type=int, help="shorter side of the copies, in pixels (e.g. 224: a 224 px "
-                      "squash never upsamples)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the resized files (1-100)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    if args.workers < 1:
-        raise BadInputError(f"--workers must be >= 1, got {args.workers}")
-    mode, side = ("max_side", args.max_side) if args.max_side is not None else ("min_side", args.min_side)
-    manifest = resize_list(args.list, args.root, args.out, side, mode, args.quality, args.workers)
+    p = parser(__file__, __doc__)
+    p.add_argument("--list", required=True, type=existing_file, help="image list ('relative/path label' lines)")
+    p.add_argument("--root", required=True, type=existing_dir, help="folder the list paths are relative to")
+    p.add_argument("--out", required=True, type=output_dir, help="folder receiving the copy (new, empty, or an "
+                   "earlier run's)")
+    side = p.add_mutually_exclusive_group(required=True)
+    side.add_argument("--max-side", type=positive_int, help="longer side of the copies, in pixels (e.g. 256)")
+    side.add_argument("--min-side", type=positive_int, help="shorter side of the copies, in pixels (e.g. 224: a "
+                      "224 px squash never upsamples)")
+    p.add_argument("--quality", type=positive_int, default=90, help="JPEG quality of the resized files (1-100)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    args = p.parse_args(argv)
+    if args.quality > 100:
+        raise BadInputError(f"--quality {args.quality}: the JPEG quality is 1..100")
+    refuse_overwrite(args.out, {"the image root (--root)": args.root, "the list (--list)": args.list})
+    mode, size = ("max_side", args.max_side) if args.max_side is not None else ("min_side", args.min_side)
+    manifest = resize_list(args.list, args.root, args.out, size, mode, args.quality, args.workers)
     mb = manifest["bytes"] / 2**20
     print(f"{manifest['images']} images in {manifest['seconds']:.1f} s: {manifest['resized']} resized, "
           f"{manifest['copied']} copied unchanged, {manifest['present']} already there; {mb:.1f} MiB in "

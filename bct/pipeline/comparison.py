@@ -1,0 +1,308 @@
+"""All-method comparison: train the old model, the oracle and every compatible method of one setting
+folder (over one or more seeds), evaluate them all, and write the paper's table, P-scores, update
+gain, partial-backfill curves and plots (the numbers are defined in docs/evaluation.md).
+
+Every step is a library call on config objects: the setting's configs are loaded once with the
+user's overrides, and each run's config is derived from them (bct.pipeline.configs.derive). Finished
+steps of the same key are reused, interrupted ones resume, steps of another key are refused
+(bct.pipeline.records). The comparison logs into <out>/log.txt; each training into its own folder.
+"""
+import os
+import shutil
+import time
+
+import numpy as np
+
+from bct.config import load_cfg, training_settings
+from bct.evaluation.metrics import compatibility_scores, meets_bct_criterion
+from bct.evaluation.report import backfill_curve_table, markdown_table
+from bct.pipeline import catalog
+from bct.pipeline.configs import derive
+from bct.pipeline.evaluation import evaluate
+from bct.pipeline.plots import backfill_plot, self_cross_plot
+from bct.pipeline.pretrained import pretrained_start
+from bct.pipeline.stats import class_stats
+from bct.pipeline.train import train_run
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
+from bct.utils.logger import log_file
+
+DEFAULT_SETS = "rparis6k,roxford5k,gldv2"
+# Set per seed by the comparison itself (--seeds, --out), so not accepted as overrides.
+_OWN_KEYS = ("SEED", "OUTPUT")
+# Overrides that describe the benchmark's models, not the pretrained start: their class counts and
+# checkpoints, and their training recipe (the start has its own, in pretrain.yml, as ImageNet weights
+# do not change with the recipe of the models that load them). The rest applies to the pretraining
+# run too: input size, data, device, threads, and the keys that size a run to its data and device
+# (TRAIN.BATCH_SIZE, TRAIN.MAX_ITERS).
+START_OWN_KEYS = ("OLD_MODEL.", "NEW_MODEL.", "SEED", "TRAIN.EPOCHS", "TRAIN.OPTIMIZER.", "TRAIN.LR_SCHEDULER.",
+                  "TRAIN.CLIP_GRAD")
+
+
+def default_out(config_dir: str) -> str:
+    return os.path.join("output", "compare", os.path.relpath(config_dir, "configs").replace(os.sep, "_"))
+
+
+class Setting:
+    """The configs of a setting folder (old_model.yml, extract_feat.yml, test_model.yml, the methods'
+    new-model configs, pretrain.yml), each loaded once with the user's overrides."""
+
+    def __init__(self, config_dir: str, opts=()):
+        opts = list(opts)
+        if len(opts) % 2:
+            raise BadInputError(f"overrides come as KEY VALUE pairs; {opts[-1]} has no value")
+        for key in opts[0::2]:
+            if key in _OWN_KEYS:
+                raise BadInputError(f"{key} is set by the comparison (SEED by --seeds, OUTPUT by --out); "
+                                    "drop it from the overrides")
+        if not os.path.isdir(config_dir):
+            raise BadInputError(f"--config-dir {config_dir} is not a folder of configs")
+        self.dir, self.opts, self.user_keys = config_dir, opts, set(opts[0::2])
+        self._cache = {}
+        self.starts = {}
+        self.file("old_model.yml")  # bad overrides fail now, before anything is written
+
+    def _load(self, name: str, loader):
+        if name not in self._cache:
+            self._cache[name] = self._with_starts(loader())
+        return self._cache[name]
+
+    def _with_starts(self, cfg):
+        values = {f"{sec}.PRETRAINED_PATH": self.starts[cfg[sec].PRETRAINED_PATH] for sec in ("OLD_MODEL", "NEW_MODEL")
+                  if cfg[sec].PRETRAINED_PATH in self.starts}
+        return derive(cfg, values) if values else cfg
+
+    def file(self, name: str):
+        return self._load(name, lambda: load_cfg(os.path.join(self.dir, name), self.opts))
+
+    def method(self, method: str):
+        return self._load(f"method:{method}", lambda: catalog.method_cfg(self.dir, method, self.opts))
+
+    def for_run(self, cfg, seed: int, run_dir: str, **values):
+        """``cfg`` for one seed: its seed, output folder and feature cache (unless overridden), and ``values``."""
+        own = {"SEED": seed, "OUTPUT": run_dir, "EVAL.CACHE_DIR": os.path.join(run_dir, "feature_cache")}
+        own = {k: v for k, v in own.items() if k not in self.user_keys}
+        return derive(cfg, {**own, **values})
+
+    def make_starts(self) -> None:
+        """The shared pretrained start (synthetic counterpart of ImageNet) of the folder's models when the
+        folder has a pretrain.yml: one per architecture, where the models' *.PRETRAINED_PATH names it,
+        or, when the overrides change the start's key, in its own file that the models then load."""
+        path = os.path.join(self.dir, "pretrain.yml")
+        if not os.path.isfile(path):
+            return
+        starts = {}
+        for cfg in (self.file("old_model.yml"), self.method("oracle")):
+            for sec in (cfg.OLD_MODEL, cfg.NEW_MODEL):
+                if sec.PRETRAINED and sec.PRETRAINED_PATH:
+                    if starts.setdefault(sec.PRETRAINED_PATH, sec.ARCH) != sec.ARCH:
+                        raise BadInputError(f"{self.dir}: {sec.PRETRAINED_PATH} is the pretrained start of both "
+                                            f"{starts[sec.PRETRAINED_PATH]} and {sec.ARCH}; give each its own file")
+        pairs = list(zip(self.opts[0::2], self.opts[1::2]))
+        shared = [x for k, v in pairs if not k.startswith(START_OWN_KEYS) for x in (k, v)]
+        published = {}
+        for target, arch in starts.items():
+            cfg = load_cfg(path, [*shared, "OLD_MODEL.ARCH", arch])
+            plain = load_cfg(path, ["OLD_MODEL.ARCH", arch])
+            # The configured file holds the start of pretrain.yml as it is; other settings get their own file.
+            own = training_settings(cfg, drop_tag=True) != training_settings(plain, drop_tag=True)
+            published[target] = pretrained_start(cfg, target, keyed=own)
+        self._cache.clear()
+        self.starts = {k: v for k, v in published.items() if v != k}
+
+
+def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> tuple:
+    """Old model, its statistics, the oracle and every method of one seed: (old path, {method: path},
+    {name: seconds}, statistics folder)."""
+    stats = os.path.join(run_dir, "old_stats")
+    old = train_run(setting.for_run(setting.file("old_model.yml"), seed, run_dir), resume=True, reuse=True,
+                    name="old")
+    class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir,
+                                **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
+    inputs = {"OLD_MODEL.MODEL_PATH": old.path, catalog.RADIUS_KEY: os.path.join(stats, "radius.json"),
+              catalog.ANGLE_KEY: os.path.join(stats, "angle.json")}
+    paths, times = {}, {"old": old.seconds}
+    for m in ["oracle", *methods]:
+        run = train_run(setting.for_run(setting.method(m), seed, run_dir, **inputs), resume=True, reuse=True, name=m)
+        paths[m], times[m] = run.path, run.seconds
+    return old.path, paths, times, stats
+
+
+def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, logger, device) -> dict:
+    """Train and evaluate everything of one seed (everything it writes stays under ``run_dir``)."""
+    old_path, paths, times, _ = train_models(setting, methods, seed, run_dir, logger)
+    cfg = setting.for_run(setting.file("test_model.yml"), seed, run_dir)
+    names = [n for n, _ in sets]
+    res = {"seed": seed, "train_seconds": times, "backfill_seed": cfg.EVAL.BACKFILL_SEED, "old_self": {},
+           "oracle_self": {}, "oracle_cross": {}, "methods": {}, "curves": {}, "sets": {}}
+    for ds, r in evaluate(cfg, sets, old_path, "", device).items():
+        res["old_self"][ds] = r["headline"]["self"]
+        res["sets"][ds] = {"title": r["title"], "headline_name": r["headline_name"]}
+    # The oracle's cross-test is the no-compatibility reference: about chance.
+    for ds, r in evaluate(cfg, sets, paths["oracle"], old_path, device).items():
+        res["oracle_self"][ds], res["oracle_cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
+    for m in methods:
+        entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
+        for ds, r in evaluate(cfg, sets, paths[m], old_path, device, backfill=True).items():
+            entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
+            res["curves"].setdefault(m, {})[ds] = r["backfill"]
+    for ds in names:
+        logger.info(f"[seed {seed}] {ds}: old {res['old_self'][ds]:.2f}, oracle {res['oracle_self'][ds]:.2f}, " +
+                    ", ".join(f"{m} {res['methods'][m]['self'][ds]:.2f}/{res['methods'][m]['cross'][ds]:.2f}"
+                              for m in methods))
+    for m in methods:
+        e = res["methods"][m]
+        e["scores"] = compatibility_scores(res["old_self"], res["oracle_self"], e["self"], e["cross"])
+        e["bct_criterion"] = {ds: meets_bct_criterion(res["old_self"][ds], e["self"][ds], e["cross"][ds])
+                              for ds in names}
+    return res
+
+
+def _mean_std(values):
+    v = np.array(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def aggregate(per_seed: list, methods, datasets) -> dict:
+    """Mean and std over seeds of every number of the table."""
+    agg = {"old_self": {}, "oracle_self": {}, "methods": {}}
+    for key in ("old_self", "oracle_self"):
+        for ds in datasets:
+            agg[key][ds] = _mean_std([r[key][ds] for r in per_seed])
+    for m in methods:
+        e = agg["methods"][m] = {"self": {}, "cross": {}, "scores": {}, "curves": {}}
+        for part in ("self", "cross"):
+            for ds in datasets:
+                e[part][ds] = _mean_std([r["methods"][m][part][ds] for r in per_seed])
+        for s in ("P_up", "P_comp", "P_1", "gain"):
+            e["scores"][s] = _mean_std([r["methods"][m]["scores"][s] for r in per_seed])
+        for ds in datasets:
+            ratios = [p[0] for p in per_seed[0]["curves"][m][ds]]
+            e["curves"][ds] = [(ratio,) + _mean_std([r["curves"][m][ds][i][1] for r in per_seed])
+                               for i, ratio in enumerate(ratios)]
+    return agg
+
+
+def _pm(ms):
+    return f"{ms[0]:.2f} ± {ms[1]:.2f}"
+
+
+def _labels(per_seed: list) -> tuple:
+    """(title, headline name) functions of the sets of a comparison."""
+    labels = per_seed[0].get("sets") or {} if per_seed else {}
+    return (lambda d: labels.get(d, {}).get("title") or catalog.set_title(d),
+            lambda d: labels.get(d, {}).get("headline_name") or "headline mAP")
+
+
+def seeds_table(agg: dict, methods, datasets, set_title=catalog.set_title) -> str:
+    head = (["Method"] + [f"{set_title(d)} (self / cross)" for d in datasets] +
+            ["P_up", "P_comp", "P_1", "Gain %"])
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, key in (("Old", "old_self"), ("Oracle", "oracle_self")):
+        lines.append("| " + " | ".join([name] + [f"{_pm(agg[key][d])} / —" for d in datasets] + ["—"] * 4) + " |")
+    for m in methods:
+        e = agg["methods"][m]
+        cells = [f"{_pm(e['self'][d])} / {_pm(e['cross'][d])}" for d in datasets]
+        s = e["scores"]
+        cells += [_pm(s["P_up"]), _pm(s["P_comp"]), _pm(s["P_1"]), _pm((100 * s["gain"][0], 100 * s["gain"][1]))]
+        lines.append("| " + " | ".join([catalog.method_title(m)] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -> dict:
+    """results.md, results.json, backfill.png and self_cross.png of a comparison in ``out``."""
+    methods, datasets = list(methods), list(datasets)
+    title = catalog.method_title
+    set_title, headline_name = _labels(per_seed)
+    agg = aggregate(per_seed, methods, datasets)
+    one = len(per_seed) == 1
+    md = [f"# Compatibility comparison ({config_dir}, seeds {', '.join(str(r['seed']) for r in per_seed)})", "",
+          "Headline numbers x100: " + ", ".join(f"{headline_name(d)} for {set_title(d)}" for d in datasets) +
+          "; cells read self-test M(new, new) / cross-test M(new, old).", ""]
+    if one:
+        r = per_seed[0]
+        rows = [{"method": title(m), "self": r["methods"][m]["self"], "cross": r["methods"][m]["cross"]} for m in methods]
+        md.append(markdown_table(rows, datasets, r["old_self"], r["oracle_self"]))
+    else:
+        md.append(seeds_table(agg, methods, datasets, set_title))
+
+    def value(values):  # one seed: the number; several: mean ± std
+        return f"{values[0]:.2f}" if one else _pm(_mean_std(values))
+
+    md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
+           ", ".join(f"{set_title(d)} {value([r['oracle_cross'][d] for r in per_seed])}" for d in datasets)]
+    md += ["", "BCT criterion (cross > old self and new self > old self), per dataset" +
+           (":" if one else ", in the mean over seeds (and on how many seeds):"), ""]
+    for m in methods:
+        cells = []
+        for ds in datasets:
+            held = sum(bool(r["methods"][m]["bct_criterion"][ds]) for r in per_seed)
+            if one:
+                cells.append(f"{set_title(ds)} {'yes' if held else 'no'}")
+                continue
+            a = agg["methods"][m]  # (mean, std) per dataset
+            in_mean = meets_bct_criterion(agg["old_self"][ds][0], a["self"][ds][0], a["cross"][ds][0])
+            cells.append(f"{set_title(ds)} {'yes' if in_mean else 'no'} ({held} of {len(per_seed)} seeds)")
+        md.append(f"- {title(m)}: " + ", ".join(cells))
+    # How far each cross-test is above the no-compatibility level, and how far the old model is.
+    mean = {k: {d: float(np.mean([r[k][d] for r in per_seed])) for d in datasets} for k in ("old_self", "oracle_cross")}
+    md += ["", "Above the no-compatibility level (smallest ratio over the sets, means over seeds): old self-test / "
+           "oracle cross-test " + f"{min(mean['old_self'][d] / mean['oracle_cross'][d] for d in datasets):.1f}x; "
+           "cross-test / oracle cross-test: " + ", ".join(
+               f"{title(m)} {min(np.mean([r['methods'][m]['cross'][d] for r in per_seed]) / mean['oracle_cross'][d] for d in datasets):.1f}x"
+               for m in methods)]
+    for ds in datasets:
+        md += ["", f"Partial backfill on {set_title(ds)} ({headline_name(ds)} x100 of new queries; "
+               f"per-image refresh, seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
+        md.append(backfill_curve_table({title(m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
+                                        for m in methods}))
+    times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}
+    md += ["", "Training time (s): " + ", ".join(f"{title(k)} {v[0]:.0f}" for k, v in times.items())]
+    pngs = [os.path.join(out, "backfill.png"), os.path.join(out, "self_cross.png")]
+    labels = per_seed[0].get("sets")
+    backfill_plot(agg, methods, datasets, pngs[0], len(per_seed), labels)
+    self_cross_plot(agg, methods, datasets, pngs[1], len(per_seed), labels)
+    md += ["", *[f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs]]
+    text = "\n".join(md) + "\n"
+    write_text_atomic(os.path.join(out, "results.md"), text)
+    write_json_atomic(os.path.join(out, "results.json"), jsonable({"per_seed": per_seed, "aggregate": agg,
+                                                                   "train_seconds": times}), indent=1)
+    return {"markdown": text, "aggregate": agg, "pngs": pngs}
+
+
+def check_methods(methods) -> list:
+    """The compatible methods asked for, checked against the catalogue (the oracle always runs)."""
+    known = catalog.method_names(include_oracle=False)
+    for m in methods:
+        if m not in known:
+            raise BadInputError(f"--methods: unknown method {m!r}; the methods are {', '.join(known)} "
+                                "(the oracle always runs)")
+    if len(set(methods)) != len(methods):
+        raise BadInputError(f"--methods names a method twice: {','.join(methods)}")
+    return list(methods)
+
+
+def compare(config_dir: str, methods=None, sets=None, seeds=(1234,), out: str = "", opts=(), fresh: bool = False):
+    """Run the comparison (see the module docstring) into ``out``; returns the report
+    {"markdown", "aggregate", "pngs"}. ``sets``: [(name, root or None)]."""
+    from bct.engine.distributed import init_distributed
+
+    methods = check_methods(methods or catalog.method_names(include_oracle=False))
+    sets = sets or catalog.parse_sets(DEFAULT_SETS)
+    seeds = list(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise BadInputError(f"--seeds names a seed twice: {','.join(map(str, seeds))}")
+    setting = Setting(config_dir, opts)
+    out = out or default_out(config_dir)
+    if fresh and os.path.isdir(out):
+        shutil.rmtree(out)
+    with log_file(out) as logger:
+        device = init_distributed("auto", "auto")
+        start = time.time()
+        setting.make_starts()
+        per_seed = [run_seed(setting, methods, sets, s, os.path.join(out, f"seed{s}"), logger, device) for s in seeds]
+        report = write_report(per_seed, config_dir, methods, [n for n, _ in sets], out)
+        logger.info("\n" + report["markdown"])
+        logger.info(f"comparison written to {out}/results.md (+ results.json, backfill.png, self_cross.png) "
+                    f"in {time.time() - start:.0f}s")
+    return report

@@ -1,0 +1,75 @@
+"""A shared pretrained start: train a classification model on a pretraining list and publish its
+backbone as a weight file that `*.PRETRAINED_PATH` loads exactly like ImageNet weights (the synthetic
+benchmark's counterpart of ImageNet pretraining).
+
+The start is keyed by its own training settings and the pretraining list's digest (its record, also
+the run's folder name OUTPUT/<arch>/pretrain_<key>/). The published file gets a JSON sidecar
+(FILE.json) with the key and the settings; a file published under another key is never written over.
+"""
+import os
+import time
+
+from bct.config import cfg_to_yaml
+from bct.pipeline import catalog, records
+from bct.pipeline.configs import derive
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import write_json_atomic
+from bct.utils.logger import get_logger
+
+
+def start_record(cfg) -> dict:
+    return records.training_record(cfg)
+
+
+def published_record(path: str):
+    """The record beside a published weight file (None when absent or unreadable)."""
+    return records.read_record(os.path.dirname(os.path.abspath(path)), os.path.basename(path) + ".json")
+
+
+def keyed_path(path: str, key: str) -> str:
+    """The start's own file beside ``path`` for a key other than the one ``path`` holds."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}-{key}{ext}"
+
+
+def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
+    """Train (or reuse, or resume) the pretraining run of the frozen config ``cfg`` and publish its
+    backbone at ``out`` (with ``keyed``: at keyed_path(out, key), the start's own file); returns the
+    path published. A file that holds a start of another key is refused with one line.
+    """
+    import torch
+
+    from bct.engine.checkpoint import atomic_path, load_checkpoint
+    from bct.pipeline.train import train_run
+
+    if cfg.TRAIN.TYPE != "base":
+        raise BadInputError(f"a pretraining run needs TRAIN.TYPE base, not {cfg.TRAIN.TYPE!r}")
+    lst = catalog.get(cfg, catalog.LIST_KEY)
+    if not os.path.isfile(lst):
+        raise BadInputError(f"pretraining list {lst} ({catalog.LIST_KEY}) does not exist; make the synthetic benchmark "
+                            "first (python -m bct.tools.make_synthetic --out data/synthetic)")
+    record = start_record(cfg)
+    records.refuse_missing(record)
+    key = record["key"][:12]
+    out = keyed_path(out, key) if keyed else out
+    if os.path.isdir(out):
+        raise BadInputError(f"--out {out} is a folder; give the weight file to publish")
+    if os.path.isfile(out):
+        held = published_record(out)
+        if held is not None and held.get("key") == record["key"]:
+            get_logger().info(f"[pretrain] reusing {out} (key {key})")
+            return out
+        records.check_same(out, "a pretrained start", held, record,
+                           f"publish this one elsewhere with --out, or delete {out} (every config naming it "
+                           "would then load the new start)")
+    run = train_run(derive(cfg, {"TAG": f"pretrain_{key}"}), resume=True, reuse=True, name="pretrain")
+    start = time.time()
+    state = load_checkpoint(run.path, "pretraining checkpoint")["model"]
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(backbone, tmp)
+    write_json_atomic(out + ".json", dict(record, source=run.path, config=cfg_to_yaml(cfg),
+                                          seconds=round(run.seconds + time.time() - start, 1)), indent=1)
+    get_logger().info(f"[pretrain] published the backbone of {run.path} at {out} (key {key})")
+    return out

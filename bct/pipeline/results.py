@@ -1,0 +1,169 @@
+"""Reading and summarising test results (the <set>.json files that the test tool writes).
+
+A folder of results is read only when it is one model's results: one file per set, every file of
+the same new and old model (by digest where recorded, else by path), every headline a number in
+[0, 100]; a folder that mixes is refused with one line naming the two files (``mixed=True`` accepts
+results of different models, never two results for one set).
+"""
+import json
+import math
+import os
+
+from bct.evaluation.metrics import meets_bct_criterion
+from bct.evaluation.report import markdown_table
+from bct.pipeline import catalog
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import read_text
+
+ORDER = ("rparis6k", "roxford5k", "gldv2")
+SUMMARY_TITLE = "Headline mAP x100 (Medium for revisited sets, private mAP@100 for GLDv2):"
+
+
+def summary_table(results: dict) -> str:
+    head = ["Dataset", "old self", "new self", "cross (new→old)", "BCT criterion", "self gain", "cross gain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, r in results.items():
+        h = r["headline"]
+        old, new, cross = h.get("old_self"), h["self"], h.get("cross")
+        if old is None or cross is None:
+            lines.append(f"| {r.get('title') or catalog.set_title(name)} | — | {new:.2f} | — | — | — | — |")
+            continue
+        ok = meets_bct_criterion(old, new, cross)
+        lines.append(f"| {r.get('title') or catalog.set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
+                     f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _rerun(path: str) -> str:
+    return f"run bct.tools.test again to rewrite {os.path.basename(path)}"
+
+
+def read_result(path: str):
+    """A test result JSON, checked: None for a JSON file that is not a test result (no "headline");
+    a one-line error for a truncated file or a headline that is not a number in [0, 100]."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise BadInputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); the file is truncated or "
+                            f"edited: {_rerun(path)}") from None
+    if not isinstance(data, dict) or "headline" not in data:
+        return None
+    head = data["headline"]
+    if not isinstance(data.get("dataset"), str) or not isinstance(head, dict) or "self" not in head:
+        raise BadInputError(f"{path}: expected \"dataset\" (a name) and \"headline\" with at least \"self\"; "
+                            f"{_rerun(path)}")
+    for key, value in head.items():
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise BadInputError(f"{path}: headline.{key} is {json.dumps(value)}, expected a number (mAP x100); the "
+                                f"run that wrote it could not score it: {_rerun(path)}")
+        if not 0 <= value <= 100:
+            raise BadInputError(f"{path}: headline.{key} is {value:g}, outside [0, 100] (mAP x100); the file was "
+                                f"edited or written by something else: {_rerun(path)}")
+    return data
+
+
+def _model_id(data: dict, role: str):
+    models = data.get("models")
+    if isinstance(models, dict) and isinstance(models.get(role), dict) and models[role].get("sha256"):
+        return "sha256 " + str(models[role]["sha256"])[:12]
+    path = data.get(f"{role}_model")
+    return os.path.normpath(path) if isinstance(path, str) and path else None
+
+
+def load_results(folder: str, mixed: bool = False) -> dict:
+    """{set name: result} of one model's results folder (see the module docstring)."""
+    if os.path.isfile(folder):
+        raise BadInputError(f"{folder} is a file; give the folder of test results (EVAL.SAVE_DIR)")
+    if not os.path.isdir(folder):
+        raise BadInputError(f"{folder} does not exist; run bash scripts/test.sh first")
+    found, files = {}, {}
+    for name in sorted(os.listdir(folder), key=lambda n: (ORDER.index(n[:-5]) if n[:-5] in ORDER else 9, n)):
+        if not name.endswith(".json"):
+            continue
+        data = read_result(os.path.join(folder, name))
+        if data is None:
+            continue
+        ds = data["dataset"]
+        if ds in found:
+            raise BadInputError(f"{folder} holds two results for {ds}: {files[ds]} and {name}; keep one (move the "
+                                "other out of the folder)")
+        for role in ("new", "old"):
+            first = next(iter(found.values()), None)
+            if first is not None and not mixed and _model_id(first, role) != _model_id(data, role):
+                other = files[first["dataset"]]
+                raise BadInputError(f"{folder}: {other} and {name} are results of different {role} models "
+                                    f"({_model_id(first, role)} vs {_model_id(data, role)}); test one model per "
+                                    "folder, or pass --mixed to show them together")
+        found[ds], files[ds] = data, name
+    if not found:
+        raise BadInputError(f"{folder} holds no test results (<dataset>.json from bct.tools.test)")
+    return found
+
+
+def _named(spec: str) -> tuple:
+    if os.path.isdir(spec):
+        return os.path.basename(os.path.normpath(spec)), spec
+    name, sep, folder = spec.partition("=")
+    return (name, folder) if sep else (os.path.basename(os.path.normpath(spec)), spec)
+
+
+def _same_old_model(r: dict, oracle: dict) -> bool:
+    """Whether a result was measured against the oracle's old model: equal old self-tests when both
+    have one (the same model and settings give the same number), else the same checkpoint."""
+    a, b = r["headline"].get("old_self"), oracle["headline"].get("old_self")
+    if a is not None and b is not None:
+        return abs(a - b) < 1e-6
+    return _model_id(r, "old") == _model_id(oracle, "old")
+
+
+def paper_table(oracle_folder: str, method_specs: list, mixed: bool = False) -> str:
+    """The paper's table of the new models in ``method_specs`` (FOLDER or NAME=FOLDER), with the
+    old model's self-test and the oracle's self-test taken from the oracle's results."""
+    oracle = load_results(oracle_folder, mixed)
+    datasets = [d for d in oracle if "old_self" in oracle[d]["headline"]]
+    if not datasets:
+        raise BadInputError(f"{oracle_folder}: the oracle's results lack the old model's self-test; test it with "
+                            "OLD_MODEL.MODEL_PATH set and EVAL.OLD_SELF True")
+    old_self = {d: oracle[d]["headline"]["old_self"] for d in datasets}
+    oracle_self = {d: oracle[d]["headline"]["self"] for d in datasets}
+    rows, criterion = [], []
+    for spec in method_specs:
+        name, folder = _named(spec)
+        res = {d: r for d, r in load_results(folder, mixed).items() if d in datasets}
+        for d, r in res.items():
+            if not _same_old_model(r, oracle[d]):
+                raise BadInputError(f"{folder}/{d}.json was not tested against the oracle's old model "
+                                    f"({r.get('old_model')!r} vs {oracle[d].get('old_model')!r} in {oracle_folder}, "
+                                    "or other EVAL settings); test every model against the same old model")
+        row = {"method": name, "self": {d: r["headline"]["self"] for d, r in res.items()},
+               "cross": {d: r["headline"]["cross"] for d, r in res.items() if "cross" in r["headline"]}}
+        rows.append(row)
+        met = [f"{catalog.set_title(d)} " + ("yes" if meets_bct_criterion(old_self[d], row["self"][d], c) else "no")
+               for d, c in row["cross"].items()]
+        criterion.append(f"- {name}: " + (", ".join(met) or "no cross-test (OLD_MODEL.MODEL_PATH was empty)"))
+    try:
+        table = markdown_table(rows, datasets, old_self, oracle_self)
+    except ValueError as e:
+        raise BadInputError(f"{oracle_folder}: {e}") from None
+    return (table + "\nBCT criterion (cross > old self and new self > old self), per dataset:\n\n"
+            + "\n".join(criterion) + "\n")
+
+
+def refuse_other_models_result(path: str, models: dict) -> None:
+    """Refuse writing a result at ``path`` over one of other models (``models``: role -> checkpoint path)."""
+    from bct.utils.fileio import file_digest
+
+    if not os.path.isfile(path):
+        return
+    try:
+        data = json.loads(read_text(path))
+    except (ValueError, BadInputError):
+        return  # a broken file is no result: it is replaced
+    if not isinstance(data, dict):
+        return
+    for role, ckpt in models.items():
+        now = "sha256 " + file_digest(ckpt)[:12] if ckpt and os.path.isfile(ckpt) else None
+        before = _model_id(data, role)
+        if before is not None and before.startswith("sha256 ") and now is not None and before != now:
+            raise BadInputError(f"{path} holds the result of another {role} model ({before}, now {now}); a run never "
+                                "writes over another's result: give another --out (EVAL.SAVE_DIR) or move it away")
