@@ -154,6 +154,53 @@ def load_model(path: str, device="cpu"):
 
     model(images) maps a (B, 3, H, W) float batch (ImageNet-normalised) to the (B, emb_dim)
     un-normalised embedding; model.embed(images) L2-normalises it. model.meta holds arch, emb_dim,
-    num_classes (and, for a reference file, source == "reference").
+    num_classes (and, for a reference file, source == "reference"). The input the model expects:
+    model.input_size, model.resize ("squash" or "aspect"), model.mean, model.std, and
+    model.transform (an RGB PIL image -> the (3, H, W) tensor the tools feed it);
+    model.source_path is the checkpoint's absolute path.
     """
-    return _eval_model(load_checkpoint(path, "load_model"), path, device)
+    ckpt = load_checkpoint(path, "load_model")
+    return attach_inputs(_eval_model(ckpt, path, device), ckpt, path)
+
+
+def input_settings(ckpt: dict) -> dict:
+    """{"input_size", "resize", "mean", "std"} of a checkpoint: its meta's values when it has them,
+    else its stored config's EVAL.INPUT_SIZE (else TRAIN.INPUT_SIZE) and EVAL.RESIZE, else the
+    reference's 224-pixel squash; ImageNet mean and std unless the meta says otherwise."""
+    import yaml
+
+    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    meta, stored = ckpt.get("meta", {}), {}
+    if isinstance(ckpt.get("config"), str):
+        try:
+            stored = yaml.safe_load(ckpt["config"]) or {}
+        except yaml.YAMLError:
+            stored = {}
+
+    def section(name):
+        value = stored.get(name) if isinstance(stored, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    size = meta.get("input_size") or section("EVAL").get("INPUT_SIZE") or section("TRAIN").get("INPUT_SIZE") or 224
+    return {"input_size": int(size), "resize": str(meta.get("resize") or section("EVAL").get("RESIZE") or "squash"),
+            "mean": [float(v) for v in meta.get("mean") or IMAGENET_MEAN],
+            "std": [float(v) for v in meta.get("std") or IMAGENET_STD]}
+
+
+def attach_inputs(model, ckpt: dict, path: str):
+    """Give a loaded model the attributes that say how to feed it (see load_model)."""
+    import os
+
+    from torchvision import transforms as T
+
+    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+    s = input_settings(ckpt)
+    transform = build_transform(s["input_size"], s["resize"])
+    if (tuple(s["mean"]), tuple(s["std"])) != (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)):
+        transform = T.Compose(transform.transforms[:-1] + [T.Normalize(s["mean"], s["std"])])
+    model.input_size, model.resize, model.mean, model.std = s["input_size"], s["resize"], s["mean"], s["std"]
+    model.transform = transform
+    model.source_path = os.path.abspath(path)
+    return model
