@@ -111,16 +111,31 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
         layout.remove_stale_temps(index.path)
         writer = Writer(index.path, index.n, index.dim)
         from bct.index.embed import load_model_for
-        net = model if not isinstance(model, (str, os.PathLike)) else load_model_for(model, device)
-        if input_size or resize:
-            from bct.data.transforms import build_transform
-            net.input_size, net.resize = int(input_size or net.input_size), resize or net.resize
-            net.transform = build_transform(net.input_size, net.resize)
-        info = describe(net, name, table=index.models())
+        ckpt = None
+        if isinstance(model, (str, os.PathLike)):
+            from bct.engine.checkpoint import load_checkpoint
+            if not os.path.isfile(model):
+                raise BadInputError(f"backfill: model checkpoint {model} does not exist")
+            ckpt = load_checkpoint(os.fspath(model), "--model")
+        info = describe(model, name, table=index.models(), checkpoint=ckpt)
+        info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
         if info.emb_dim != index.dim:
             raise BadInputError(f"backfill: model {info.tag} embeds in {info.emb_dim} dimensions but the index "
                                 f"{index.path} holds {index.dim}-dimensional rows")
+        known = [m for m in index.models() if m.digest == info.digest]
+        if known and (known[0].input_size, known[0].resize) != (info.input_size, info.resize):
+            raise BadInputError(f"backfill: {known[0].tag} embedded rows of this index at input size "
+                                f"{known[0].input_size} ({known[0].resize}), not {info.input_size} ({info.resize}); "
+                                f"all its rows must be embedded the same way")
         code = _register(index, info, force)
+        if ckpt is not None:
+            net = load_model_for(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
+        else:
+            net = model
+            if (net.input_size, net.resize) != (info.input_size, info.resize):
+                from bct.data.transforms import build_transform
+                net.input_size, net.resize = info.input_size, info.resize
+                net.transform = build_transform(net.input_size, net.resize)
         tag = index.model(code).tag
         plan = _plan(index, writer, code, order, seed)
         is_new = np.asarray(writer.tags) == code

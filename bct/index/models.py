@@ -108,12 +108,12 @@ def describe(source, name: str = "", table=(), checkpoint: dict = None) -> Model
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise BadInputError(f"model checkpoint {path} does not exist")
-    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path, "model")
-    meta = ckpt["meta"]
-    inputs = input_settings(ckpt)
-    if not isinstance(source, (str, os.PathLike)):  # a loaded model may have been given other inputs
-        inputs = {"input_size": getattr(source, "input_size", inputs["input_size"]),
-                  "resize": getattr(source, "resize", inputs["resize"])}
+    if not isinstance(source, (str, os.PathLike)) and hasattr(source, "meta") and hasattr(source, "input_size"):
+        meta = source.meta  # a model from bct.load_model carries its checkpoint's meta and inputs
+        inputs = {"input_size": source.input_size, "resize": source.resize}
+    else:
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(path, "model")
+        meta, inputs = ckpt["meta"], input_settings(ckpt)
     info = ModelInfo(name=name or model_name(path), digest=file_digest(path), arch=str(meta.get("arch", "?")),
                      emb_dim=int(meta["emb_dim"]), input_size=int(inputs["input_size"]), resize=inputs["resize"],
                      path=os.path.abspath(path))

@@ -121,9 +121,6 @@ def _query_paths(args):
     """(paths, root) of the query images given by --images, --list or --folder."""
     from bct.index.embed import folder_images
 
-    given = [x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]
-    if len(given) != 1:
-        raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
     if args.images:
         return [p for p in args.images.split(",") if p], args.root
     if args.folder:
@@ -151,8 +148,9 @@ def _search(args) -> dict:
 
     index = Index.open(args.index)
     model = args.model or None
+    if len([x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]) != 1:
+        raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
     if args.vectors:
-        _query_paths(args)
         try:
             queries = np.load(args.vectors, mmap_mode="r")
         except (OSError, ValueError) as e:
