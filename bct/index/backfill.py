@@ -110,14 +110,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
     with WriterLock(index.path, "backfill"):
         layout.remove_stale_temps(index.path)
         writer = Writer(index.path, index.n, index.dim)
-        from bct.index.embed import load_model_for
-        ckpt = None
-        if isinstance(model, (str, os.PathLike)):
-            from bct.engine.checkpoint import load_checkpoint
-            if not os.path.isfile(model):
-                raise BadInputError(f"backfill: model checkpoint {model} does not exist")
-            ckpt = load_checkpoint(os.fspath(model), "--model")
-        info = describe(model, name, table=index.models(), checkpoint=ckpt)
+        info, ckpt = _model_info(index, model, name)
         info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
         if info.emb_dim != index.dim:
             raise BadInputError(f"backfill: model {info.tag} embeds in {info.emb_dim} dimensions but the index "
@@ -128,14 +121,6 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
                                 f"{known[0].input_size} ({known[0].resize}), not {info.input_size} ({info.resize}); "
                                 f"all its rows must be embedded the same way")
         code = _register(index, info, force)
-        if ckpt is not None:
-            net = load_model_for(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
-        else:
-            net = model
-            if (net.input_size, net.resize) != (info.input_size, info.resize):
-                from bct.data.transforms import build_transform
-                net.input_size, net.resize = info.input_size, info.resize
-                net.transform = build_transform(net.input_size, net.resize)
         tag = index.model(code).tag
         plan = _plan(index, writer, code, order, seed)
         is_new = np.asarray(writer.tags) == code
@@ -155,6 +140,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
                 writer.commit(part, code, store.vectors[part])
                 bar.update(len(part))
             if len(embed):
+                net = _network(model, ckpt, info, device)
                 _embed_rows(index, writer, net, code, embed, _image_root(index, root, list_path), batch_size,
                             step, workers, device, amp, bar)
         finally:
@@ -164,6 +150,37 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
     return {"model": tag, "order": order, "seed": seed, "done": int(len(todo)), "reused": int(len(reuse)),
             "rows_of_model": now_rows, "fraction": now_rows / index.n, "seconds": seconds,
             "rows_per_s": len(embed) / seconds if seconds > 0 and len(embed) else 0.0}
+
+
+def _model_info(index, model, name: str):
+    """(ModelInfo, checkpoint dict or None) of the backfill's model; a checkpoint the index already
+    knows (same digest) is not read again."""
+    if not isinstance(model, (str, os.PathLike)):
+        return describe(model, name, table=index.models()), None
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise BadInputError(f"backfill: model checkpoint {path} does not exist")
+    from bct.utils.fileio import file_digest
+    digest = file_digest(path)
+    for m in index.models():
+        if m.digest == digest:
+            return m, None
+    from bct.engine.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(path, "--model")
+    return describe(path, name, table=index.models(), checkpoint=ckpt), ckpt
+
+
+def _network(model, ckpt, info, device):
+    """The model to embed with, fed as `info` says (input size, resize mode)."""
+    from bct.index.embed import load_model_for
+
+    if isinstance(model, (str, os.PathLike)):
+        return load_model_for(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
+    if (model.input_size, model.resize) != (info.input_size, info.resize):
+        from bct.data.transforms import build_transform
+        model.input_size, model.resize = info.input_size, info.resize
+        model.transform = build_transform(model.input_size, model.resize)
+    return model
 
 
 def _embed_rows(index, writer, net, code, rows, root, batch_size, step, workers, device, amp, bar) -> None:

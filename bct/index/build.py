@@ -217,3 +217,61 @@ def _merge(out, manifest, ids, labels, n, dim, n_chunks, chunk_rows) -> None:
     write_manifest(out, manifest)
     shutil.rmtree(os.path.join(out, layout.BUILD), ignore_errors=True)
     open_array(vec_path)  # the merged file reads back
+
+
+def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=None, root: str = "",
+                       block_rows: int = 1 << 16) -> dict:
+    """An index folder from vectors already computed (N, D) float32 by `model` (checkpoint path or
+    bct.load_model model, recorded as the rows' model), e.g. embeddings exported from another store.
+    Rows are L2-normalised as they are copied. `ids`: N distinct image ids (paths relative to
+    `root` if the index is to be backfilled)."""
+    n, dim = vectors.shape
+    ids = [str(i) for i in ids]
+    if len(ids) != n:
+        raise BadInputError(f"build: {len(ids)} ids for {n} vectors")
+    if len(set(ids)) != n:
+        raise BadInputError("build: the ids must be distinct")
+    bad = [i for i in ids[:1000] if "\n" in i]
+    if bad:
+        raise BadInputError(f"build: id {bad[0]!r} holds a line break")
+    info = describe(model, name)
+    info.code = 0
+    if info.emb_dim != dim:
+        raise BadInputError(f"build: the vectors have {dim} dimensions, model {info.tag} embeds in {info.emb_dim}")
+    manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building", "rows": n,
+                "dim": dim, "created": layout.now(), "gallery": {"kind": "vectors", "root": os.path.abspath(root) if root else "",
+                                                                 "rows": n},
+                "build": {"key": "vectors-" + _ids_digest(ids, labels)[:24], "settings": {}, "chunks": 0,
+                          "world_size": 1},
+                "models": [dict(info.entry(), added=layout.now())],
+                "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
+    with _MakeAndLock(out):
+        if _prepare_folder(out, manifest["build"]["key"], manifest) == "reuse":
+            return {"rows": n, "dim": dim, "model": info.tag, "reused": True}
+        vec_path = os.path.join(out, layout.VECTORS)
+        with atomic_path(vec_path) as tmp:
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+            layout.reserve(tmp, vec_path)
+            for s in range(0, n, block_rows):
+                block = np.asarray(vectors[s:s + block_rows], dtype=np.float32)
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                dst[s:s + block_rows] = block / np.where(norms > 0, norms, 1)
+            dst.flush()
+            del dst
+        create_array(os.path.join(out, layout.TAGS), (n,), layout.TAG_DTYPE, fill=0)
+        write_ids(out, ids)
+        if labels is not None:
+            with atomic_path(os.path.join(out, layout.LABELS)) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.asarray(labels, dtype=np.int64))
+        write_state(out, {"applied": 0, "applying": None, "counts": {"0": n}})
+        open(os.path.join(out, layout.ROWS_LOCK), "a").close()
+        manifest.update(status="ready", built=layout.now())
+        write_manifest(out, manifest)
+    return {"rows": n, "dim": dim, "model": info.tag, "reused": False}
+
+
+class _MakeAndLock(WriterLock):
+    def __init__(self, out: str):
+        os.makedirs(out, exist_ok=True)
+        super().__init__(out, "build")

@@ -124,6 +124,14 @@ class Index:
         return cls(path)
 
     @classmethod
+    def from_vectors(cls, out: str, vectors, ids, model, **kwargs) -> "Index":
+        """An index of vectors computed elsewhere by `model`; see bct.index.build.build_from_vectors."""
+        from bct.index.build import build_from_vectors
+
+        build_from_vectors(out, vectors, ids, model, **kwargs)
+        return cls(out)
+
+    @classmethod
     def build(cls, out: str, model, list_path: str = "", root: str = "", folder: str = "", **kwargs) -> "Index":
         """Embed a gallery (image list + root, or a folder) with `model` (checkpoint path or
         bct.load_model model) into a new index folder `out`; see bct.index.build.build_index."""
@@ -193,7 +201,15 @@ class Index:
         return read_state(self.path)
 
     def query_model(self, model) -> ModelInfo:
-        """The ModelInfo of a query model (cached per checkpoint file)."""
+        """The ModelInfo of a query model: a checkpoint path (read once, then cached), a model from
+        bct.load_model, or the name, tag or digest of a model in the index's table (no file read)."""
+        if isinstance(model, (str, os.PathLike)) and not os.path.exists(model):
+            try:
+                return self.model(os.fspath(model))
+            except BadInputError:
+                names = ", ".join(m.tag for m in self.models())
+                raise BadInputError(f"model {os.fspath(model)} is neither a checkpoint file nor a model of the index "
+                                    f"{self.path} ({names})") from None
         path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "source_path", "")
         key = (os.fspath(path), os.stat(path).st_mtime_ns) if path and os.path.isfile(path) else None
         if key is None or key not in self._model_cache:

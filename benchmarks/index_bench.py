@@ -1,0 +1,422 @@
+"""Benchmark of the gallery index (bct.index): not a test; it prints figures and writes them as JSON.
+
+    python benchmarks/index_bench.py --data data/synthetic --old OLD.pth \
+        --models advbct=NEW1.pth,bct=NEW2.pth --parts orders,throughput,search,concurrent,ann --out bench.json
+
+Parts:
+- orders: per method and synthetic set, the backfill curve of a real index (built with the old
+  model, backfilled with the method's model, searched at ratios 0, 0.1, ..., 1) for each order, and
+  its area (trapezoid over the ratio, x100 mAP). Random is run with several seeds; the new model
+  embeds each gallery once, the other orders restore its stored rows (bct.index.backfill reuses them).
+- throughput: images/s of the evaluation's feature extraction (bct.evaluation.extract), of an index
+  build and of a full backfill, on the same images and settings (alternated, best of --reps).
+- search: exact top-100 of 1,000 queries over N x 256 float32 rows through Index.search, against
+  faiss IndexFlatIP called directly on the same arrays in the same process; the resident memory of
+  a fresh process that opens the index and searches it, against the size of the vectors.
+- concurrent: the same search while a backfill (a separate process, its default niceness) re-embeds
+  rows of that index, against the same search on the idle index.
+- ann: recall@100 against exact search and time of IVF (several nprobe) and HNSW.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+RATIOS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# orders
+# ------------------------------------------------------------------------------------------------
+
+def _sets(data: str):
+    """{name: (gallery ids, image root, query paths, scorer(search result) -> headline x100)}."""
+    from bct.data.gldv2 import load_gldv2_retrieval
+    from bct.data.revisited import load_revisited
+    from bct.evaluation.metrics import compute_map_revisited, gldv2_map_at_k
+
+    out = {}
+    for name in ("roxford5k", "rparis6k"):
+        d = load_revisited(name, os.path.join(data, "ROxfordParis"))
+        jpg = os.path.join(data, "ROxfordParis", name, "jpg")
+        protocols = {"medium": d.protocol("medium")}
+
+        def score(res, protocols=protocols):
+            return 100.0 * compute_map_revisited(res.rows.T, protocols)["medium"]["map"]
+        out[name] = ([os.path.relpath(p, jpg) for p in d.db_paths], jpg, d.query_paths, score, None)
+    s = load_gldv2_retrieval(os.path.join(data, "GLDv2"), "private")
+    root = os.path.join(data, "GLDv2")
+
+    def score_gld(res, solution=s.solution):
+        return 100.0 * gldv2_map_at_k({q: res.rows[q].tolist() for q in range(res.rows.shape[0])}, solution, 100)
+    out["gldv2"] = ([os.path.relpath(p, root) for p in s.gallery_paths], root, s.query_paths, score_gld, 100)
+    return out
+
+
+def part_orders(args, work: str) -> dict:
+    from bct.index import Index
+    from bct.index.embed import embed_images, load_model_for
+
+    seeds = list(range(args.seeds))
+    results = {}
+    for set_name, (ids, root, queries, score, k) in _sets(args.data).items():
+        lst = os.path.join(work, f"{set_name}.txt")
+        with open(lst, "w") as f:
+            f.write("".join(f"{i} 0\n" for i in ids))
+        base = os.path.join(work, f"{set_name}_old")
+        Index.build(base, args.old, list_path=lst, root=root, batch_size=args.batch_size, workers=args.workers,
+                    progress=False)
+        for method, path in args.models.items():
+            t0 = time.time()
+            folder = os.path.join(work, f"{set_name}_{method}")
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(base, folder)
+            idx = Index.open(folder)
+            net = load_model_for(path)
+            q = embed_images(net, queries, batch_size=args.batch_size)
+            idx.backfill(path, batch_size=args.batch_size, workers=args.workers, progress=False, force=True)
+            idx.rollback(progress=False)
+            curves = {}
+            for order, seed in [("random", s) for s in seeds] + [("distinct", 0)]:
+                curve = []
+                for ratio in RATIOS:
+                    idx.backfill(path, order=order, seed=seed, fraction=ratio, progress=False, force=True)
+                    res = idx.search(q, k=k or idx.n, model=path, force=True)
+                    curve.append(score(res))
+                idx.rollback(progress=False)
+                curves[f"{order}:{seed}"] = curve
+            random_auc = [float(np.trapezoid(curves[f"random:{s}"], RATIOS)) for s in seeds]
+            entry = {"curves": curves, "random_auc_mean": float(np.mean(random_auc)),
+                     "random_auc_std": float(np.std(random_auc)), "random_auc_min": float(np.min(random_auc)),
+                     "random_auc_max": float(np.max(random_auc)),
+                     "distinct_auc": float(np.trapezoid(curves["distinct:0"], RATIOS)),
+                     "cross": curves["random:0"][0], "self": curves["random:0"][-1]}
+            results.setdefault(method, {})[set_name] = entry
+            log(f"orders {method:12s} {set_name:10s} cross {entry['cross']:6.2f} self {entry['self']:6.2f} | area: "
+                f"random {entry['random_auc_mean']:6.2f} ± {entry['random_auc_std']:.2f} "
+                f"[{entry['random_auc_min']:.2f}, {entry['random_auc_max']:.2f}] ({len(seeds)} seeds), "
+                f"distinct {entry['distinct_auc']:6.2f}  ({time.time() - t0:.0f} s)")
+            shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# throughput
+# ------------------------------------------------------------------------------------------------
+
+def part_throughput(args, work: str) -> dict:
+    from bct.config import load_cfg
+    from bct.data.datasets import build_image_dataset
+    from bct.data.lists import read_image_list
+    from bct.evaluation.extract import extract_features
+    from bct.index import Index
+    from bct.index.embed import load_model_for
+
+    root = os.path.join(args.data, "GLDv2")
+    lst = os.path.join(root, "gldv2_train_new_100percent_class.txt")
+    paths, _ = read_image_list(lst, root)
+    paths, n = paths[:args.images], min(args.images, len(paths))
+    sub = os.path.join(work, "throughput.txt")
+    with open(sub, "w") as f:
+        f.write("".join(f"{p} 0\n" for p in paths))
+    old = load_model_for(args.old)
+    new_path = next(iter(args.models.values()))
+    cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(old.input_size), "EVAL.BATCH_SIZE", str(args.batch_size),
+                        "EVAL.NUM_WORKERS", str(args.workers), "DEVICE", "cpu"])
+    times = {"evaluation": [], "build": [], "backfill": []}
+    for rep in range(args.reps):
+        dataset, decoder = build_image_dataset(cfg, "eval", root, paths, size=cfg.EVAL.INPUT_SIZE,
+                                               resize=cfg.EVAL.RESIZE)
+        t = time.time()
+        extract_features(old, dataset, batch_size=args.batch_size, num_workers=args.workers, batch_decoder=decoder)
+        times["evaluation"].append(time.time() - t)
+        folder = os.path.join(work, f"tp{rep}")
+        shutil.rmtree(folder, ignore_errors=True)
+        t = time.time()
+        idx = Index.build(folder, args.old, list_path=sub, root=root, batch_size=args.batch_size,
+                          workers=args.workers, progress=False)
+        times["build"].append(time.time() - t)
+        t = time.time()
+        idx.backfill(new_path, batch_size=args.batch_size, workers=args.workers, progress=False, force=True)
+        times["backfill"].append(time.time() - t)
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"throughput rep {rep}: " + ", ".join(f"{k} {n / v[-1]:.1f} img/s" for k, v in times.items()))
+    best = {k: n / min(v) for k, v in times.items()}
+    out = {"images": n, "input_size": old.input_size, "batch_size": args.batch_size, "workers": args.workers,
+           "images_per_s": best, "all_seconds": times,
+           "build_vs_evaluation": best["build"] / best["evaluation"],
+           "backfill_vs_build": best["backfill"] / best["build"]}
+    log(f"throughput (best of {args.reps}): evaluation {best['evaluation']:.1f}, build {best['build']:.1f}, backfill "
+        f"{best['backfill']:.1f} img/s; build/evaluation {out['build_vs_evaluation']:.3f}, backfill/build "
+        f"{out['backfill_vs_build']:.3f}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# search, memory, concurrency, ANN
+# ------------------------------------------------------------------------------------------------
+
+def _clustered(n: int, dim: int, seed: int, centres: int = 10000, block: int = 1 << 16):
+    """Yield blocks of unit vectors around `centres` random centres (a gallery with structure)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    for s in range(0, n, block):
+        m = min(block, n - s)
+        x = c[rng.integers(0, centres, m)] + 0.08 * rng.standard_normal((m, dim)).astype(np.float32)
+        yield x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _big_index(args, work: str):
+    """An index of N x 256 clustered vectors recorded as the old model's, ids rows/<i>.jpg."""
+    from bct.index import Index
+
+    folder = os.path.join(work, "big")
+    if os.path.isfile(os.path.join(folder, "manifest.json")):
+        return Index.open(folder)
+    n, dim = args.rows, 256
+    tmp = os.path.join(work, "big_vectors.npy")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+    s = 0
+    for block in _clustered(n, dim, 0):
+        arr[s:s + len(block)] = block
+        s += len(block)
+    arr.flush()
+    idx = Index.from_vectors(folder, arr, [f"rows/{i}.jpg" for i in range(n)], args.old,
+                             root=os.path.join(work, "big_images"))
+    del arr
+    os.remove(tmp)
+    return idx
+
+
+def _queries(n: int) -> np.ndarray:
+    return next(_clustered(n, 256, 1, block=n))
+
+
+def _timed(fn, reps: int):
+    out = []
+    for _ in range(reps):
+        t = time.time()
+        fn()
+        out.append(time.time() - t)
+    return out
+
+
+def part_search(args, work: str) -> dict:
+    import faiss
+
+    idx = _big_index(args, work)
+    q = _queries(args.queries)
+    model = idx.models()[0].name
+    idx.search(q[:10], k=args.k, model=model)   # warm the page cache
+    flat = faiss.IndexFlatIP(idx.dim)
+    flat.add(np.asarray(idx.vectors))
+    ours, direct = [], []
+    for _ in range(args.reps):   # alternated, so both see the same machine load
+        ours += _timed(lambda: idx.search(q, k=args.k, model=model), 1)
+        direct += _timed(lambda: flat.search(q, args.k), 1)
+    res = idx.search(q, k=args.k, model=model)
+    _, ref = flat.search(q, args.k)
+    same = float(np.mean([len(np.intersect1d(a, b)) / args.k for a, b in zip(res.rows, ref)]))
+    del flat
+    rss = _rss_child(idx.path, args)
+    out = {"rows": idx.n, "dim": idx.dim, "queries": args.queries, "k": args.k, "index_search_s": ours,
+           "faiss_flat_ip_s": direct, "ratio_median": float(np.median(ours) / np.median(direct)),
+           "same_results": same, **rss}
+    log(f"search {idx.n} x {idx.dim}, {args.queries} queries, top-{args.k}: Index.search median "
+        f"{np.median(ours):.2f} s, faiss IndexFlatIP {np.median(direct):.2f} s, ratio {out['ratio_median']:.3f} "
+        f"(same top-{args.k}: {100 * same:.2f}%)")
+    log(f"memory: vectors {rss['vectors_mib']:.0f} MiB; searching process peak RSS {rss['peak_rss_mib']:.0f} MiB "
+        f"({rss['peak_rss_mib'] / rss['vectors_mib']:.3f}x), of which {rss['rss_before_open_mib']:.0f} MiB before opening")
+    return out
+
+
+_RSS_SCRIPT = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[4])
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+before = rss()
+from bct.index import Index
+idx = Index.open(sys.argv[1])
+opened = rss()
+rng = np.random.default_rng(1)
+q = np.ascontiguousarray(np.load(sys.argv[2]))
+res = idx.search(q, k=int(sys.argv[3]), model=idx.models()[0].name)
+after = rss()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rss_before_open_mib": before, "rss_after_open_mib": opened, "rss_after_search_mib": after,
+                  "peak_rss_mib": peak, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def _rss_child(folder: str, args) -> dict:
+    qpath = os.path.join(os.path.dirname(folder), "queries.npy")
+    np.save(qpath, _queries(args.queries))
+    proc = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, folder, qpath, str(args.k), REPO],
+                          capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["vectors_mib"] = os.path.getsize(os.path.join(folder, "vectors.npy")) / 2 ** 20
+    return out
+
+
+def part_concurrent(args, work: str) -> dict:
+    """Search the big index idle, then while a backfill process re-embeds some of its rows."""
+    from bct.data.lists import read_image_list
+    from bct.index import Index
+
+    idx = _big_index(args, work)
+    new_path = next(iter(args.models.values()))
+    # The rows the backfill will reach first (its random plan) get real images to embed.
+    plan = np.random.default_rng(0).permutation(idx.n)[:args.backfill_rows]
+    src_root = os.path.join(args.data, "GLDv2")
+    images, _ = read_image_list(os.path.join(src_root, "gldv2_train_new_100percent_class.txt"), src_root)
+    img_dir = os.path.join(work, "big_images", "rows")
+    os.makedirs(img_dir, exist_ok=True)
+    for j, r in enumerate(plan.tolist()):
+        link = os.path.join(img_dir, f"{r}.jpg")
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(os.path.join(src_root, images[j % len(images)])), link)
+    q = _queries(args.queries)
+    model = idx.models()[0].name
+    idx.search(q[:10], k=args.k, model=model)
+    idle = _timed(lambda: idx.search(q, k=args.k, model=model), args.reps)
+    cmd = [sys.executable, "-m", "bct.tools.index", "backfill", idx.path, "--model", new_path, "--rows",
+           str(args.backfill_rows), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+           "--force", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start_steps = Index.open(idx.path).status()["applied_steps"]
+    busy, steps_seen = [], []
+    while proc.poll() is None:
+        status = idx.status()
+        if status["applied_steps"] > start_steps:   # the backfill is committing: measure
+            busy += _timed(lambda: idx.search(q, k=args.k, model=model), 1)
+            steps_seen.append(idx.status()["applied_steps"])
+        else:
+            time.sleep(0.2)
+    output = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(output[-2000:])
+    out = {"idle_s": idle, "during_backfill_s": busy, "backfill_rows": args.backfill_rows,
+           "ratio_median": float(np.median(busy) / np.median(idle)) if busy else None,
+           "steps_during_searches": steps_seen, "backfill_output": output.strip().splitlines()[-1]}
+    log(f"concurrent: search idle median {np.median(idle):.2f} s; during a backfill of {args.backfill_rows} rows "
+        f"({len(busy)} searches) median {np.median(busy) if busy else float('nan'):.2f} s; ratio "
+        f"{out['ratio_median']}")
+    idx.rollback(progress=False)
+    idx.prune()
+    return out
+
+
+def part_ann(args, work: str) -> dict:
+    from bct.index.ann import recall_at_k
+
+    idx = _big_index(args, work)
+    q = _queries(args.queries)
+    model = idx.models()[0].name
+    exact = idx.search(q, k=args.k, model=model)
+    out = {}
+    t = time.time()
+    meta = idx.build_ann("ivf")
+    out["ivf_build_s"] = time.time() - t
+    out["ivf_nlist"] = meta["nlist"]
+    t_exact = min(_timed(lambda: idx.search(q, k=args.k, model=model), 2))
+    out["exact_s"] = t_exact
+    for nprobe in (8, 16, 32, 64):
+        res = [None]
+
+        def run(nprobe=nprobe):
+            res[0] = idx.search(q, k=args.k, model=model, ann="ivf", nprobe=nprobe)
+        t = min(_timed(run, 2))
+        out[f"ivf_nprobe{nprobe}"] = {"seconds": t, "recall": recall_at_k(exact.rows, res[0].rows)}
+        log(f"ann ivf nlist {meta['nlist']} nprobe {nprobe}: recall@{args.k} {out[f'ivf_nprobe{nprobe}']['recall']:.4f}, "
+            f"{t:.2f} s (exact {t_exact:.2f} s)")
+    if args.hnsw_rows:
+        from bct.index import Index
+        sub = os.path.join(work, "hnsw")
+        shutil.rmtree(sub, ignore_errors=True)
+        small = Index.from_vectors(sub, idx.vectors[:args.hnsw_rows], [f"r{i}" for i in range(args.hnsw_rows)], args.old)
+        t = time.time()
+        small.build_ann("hnsw")
+        out["hnsw_rows"], out["hnsw_build_s"] = args.hnsw_rows, time.time() - t
+        exact_small = small.search(q, k=args.k, model=model)
+        te = min(_timed(lambda: small.search(q, k=args.k, model=model), 2))
+        for nprobe in (4, 8, 16):
+            res = [None]
+
+            def run(nprobe=nprobe):
+                res[0] = small.search(q, k=args.k, model=model, ann="hnsw", nprobe=nprobe)
+            t = min(_timed(run, 2))
+            out[f"hnsw_ef{16 * nprobe}"] = {"seconds": t, "recall": recall_at_k(exact_small.rows, res[0].rows),
+                                            "exact_s": te}
+            log(f"ann hnsw {args.hnsw_rows} rows efSearch {max(2 * args.k, 16 * nprobe)}: recall@{args.k} "
+                f"{out[f'hnsw_ef{16 * nprobe}']['recall']:.4f}, {t:.2f} s (exact {te:.2f} s)")
+        shutil.rmtree(sub, ignore_errors=True)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python benchmarks/index_bench.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.path.join(REPO, "data", "synthetic"), help="the synthetic benchmark folder")
+    p.add_argument("--old", required=True, help="old model checkpoint")
+    p.add_argument("--models", required=True, help="method=checkpoint,... (new models trained against --old)")
+    p.add_argument("--parts", default="orders,throughput,search,concurrent,ann")
+    p.add_argument("--work", default="", help="scratch folder (default: a temporary one, removed)")
+    p.add_argument("--out", default="", help="write the figures to this JSON file")
+    p.add_argument("--seeds", type=int, default=10, help="random-order seeds (orders)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--images", type=int, default=4483, help="images for the throughput part")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the search benchmark index")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--backfill-rows", type=int, default=3000, help="rows the concurrent backfill re-embeds")
+    p.add_argument("--hnsw-rows", type=int, default=100_000, help="rows of the HNSW measurement (0: skip)")
+    args = p.parse_args(argv)
+    args.models = dict(item.split("=", 1) for item in args.models.split(","))
+    work = args.work or tempfile.mkdtemp(prefix="index_bench_")
+    os.makedirs(work, exist_ok=True)
+    figures = {"machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+                           "load_average_at_start": os.getloadavg()}, "args": {k: v for k, v in vars(args).items()}}
+    parts = {"orders": part_orders, "throughput": part_throughput, "search": part_search,
+             "concurrent": part_concurrent, "ann": part_ann}
+    try:
+        for name in args.parts.split(","):
+            t = time.time()
+            figures[name] = parts[name](args, work)
+            figures[name]["part_seconds"] = time.time() - t
+            if args.out:
+                with open(args.out, "w") as f:
+                    json.dump(figures, f, indent=1)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    figures["machine"]["load_average_at_end"] = os.getloadavg()
+    figures["machine"]["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(figures, f, indent=1)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
