@@ -246,22 +246,21 @@ def part_search(args, work: str) -> dict:
 
 
 _RSS_SCRIPT = r"""
-import json, resource, sys, time
+import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[4])
-def rss():
+def rss(field="VmRSS"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 before = rss()
 from bct.index import Index
 idx = Index.open(sys.argv[1])
 opened = rss()
-rng = np.random.default_rng(1)
 q = np.ascontiguousarray(np.load(sys.argv[2]))
 res = idx.search(q, k=int(sys.argv[3]), model=idx.models()[0].name)
 after = rss()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = rss("VmHWM")  # the high-water mark of this process image (ru_maxrss would count the parent's before exec)
 print(json.dumps({"rss_before_open_mib": before, "rss_after_open_mib": opened, "rss_after_search_mib": after,
                   "peak_rss_mib": peak, "torch_imported": "torch" in sys.modules}))
 """
@@ -295,7 +294,7 @@ def part_concurrent(args, work: str) -> dict:
         if not os.path.lexists(link):
             os.symlink(os.path.abspath(os.path.join(src_root, images[j % len(images)])), link)
     q = _queries(args.queries)
-    model = idx.models()[0].name
+    model = new_path  # the new model reads both models' rows; the old one would be refused once rows are new
     idx.search(q[:10], k=args.k, model=model)
     idle = _timed(lambda: idx.search(q, k=args.k, model=model), args.reps)
     cmd = [sys.executable, "-m", "bct.tools.index", "backfill", idx.path, "--model", new_path, "--rows",

@@ -108,7 +108,6 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
     if get_world_size() > 1:
         raise BadInputError("backfill runs as one process (its commits are serial); start it without torchrun")
     with WriterLock(index.path, "backfill"):
-        layout.remove_stale_temps(index.path)
         writer = Writer(index.path, index.n, index.dim)
         info, ckpt = _model_info(index, model, name)
         info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
@@ -220,7 +219,6 @@ def rollback(index, to=None, step_rows: int = 4096, progress=None) -> dict:
     on every row it embedded before. Returns {"model", "restored", "not_restorable", "seconds"}."""
     start = time.time()
     with WriterLock(index.path, "rollback"):
-        layout.remove_stale_temps(index.path)
         writer = Writer(index.path, index.n, index.dim)
         counts = {int(c): n for c, n in read_state(index.path)["counts"].items()}
         target = index.model(to) if to is not None else index.model(_default_rollback_target(index, counts))
@@ -250,7 +248,6 @@ def prune(index, model=None) -> dict:
     store that only repeats rows its model serves now. Rolling back to a pruned model is then
     impossible (a backfill with its checkpoint re-embeds)."""
     with WriterLock(index.path, "prune"):
-        layout.remove_stale_temps(index.path)
         writer = Writer(index.path, index.n, index.dim)  # replays an interrupted step first
         counts = {int(c): n for c, n in read_state(index.path)["counts"].items() if n}
         if model is not None:

@@ -48,6 +48,14 @@ def _shard_ok(path: str, rows: int, dim: int) -> bool:
         return False
 
 
+def _refuse_foreign_folder(out: str) -> None:
+    """One line, before anything is written into it, for a folder that holds files but no index."""
+    if os.path.isdir(out) and not os.path.isfile(os.path.join(out, layout.MANIFEST)) and \
+            [n for n in os.listdir(out) if n != layout.WRITER_LOCK]:
+        raise BadInputError(f"--out {out} is a folder that is not empty and holds no bct index; give a new or "
+                            f"empty folder")
+
+
 def _prepare_folder(out: str, key: str, manifest: dict) -> str:
     """Rank 0: 'reuse' (the same finished index is there), 'resume' or 'new'; one line for a folder
     that holds something else."""
@@ -103,6 +111,7 @@ def build_index(out: str, model, list_path: str = "", root: str = "", folder: st
     start = time.time()
     with _RankZeroLock(out, rank) as lock:
         if rank == 0:
+            _refuse_foreign_folder(out)
             os.makedirs(out, exist_ok=True)
             lock.acquire()
             if _prepare_folder(out, key, manifest) == "reuse":
@@ -245,6 +254,7 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
                           "world_size": 1},
                 "models": [dict(info.entry(), added=layout.now())],
                 "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
+    _refuse_foreign_folder(out)
     with _MakeAndLock(out):
         if _prepare_folder(out, manifest["build"]["key"], manifest) == "reuse":
             return {"rows": n, "dim": dim, "model": info.tag, "reused": True}

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from bct.index.layout import (JOURNAL, STORE, TAG_DTYPE, VECTORS, TAGS, RowsLock, create_array, open_array,
-                              read_state, write_state)
+                              read_state, remove_stale_temps, write_state)
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
 
@@ -136,6 +136,8 @@ class Writer:
         self.vectors = open_array(os.path.join(folder, VECTORS), writable=True)
         self.tags = open_array(os.path.join(folder, TAGS), writable=True)
         self.stores = {}
+        with RowsLock(folder, exclusive=True):  # a search repairing an interrupted step writes temporaries too
+            remove_stale_temps(folder)
         apply_pending(folder, self.vectors, self.tags)
 
     def store(self, code: int, create: bool = False) -> Store:

@@ -331,7 +331,10 @@ class Index:
         """(Re)build the approximate index `kind` over the current vectors."""
         from bct.index.ann import build_ann
 
+        from bct.index.journal import apply_pending
+
         with WriterLock(self.path, "ann build"):
+            apply_pending(self.path)
             return build_ann(self, kind, nlist=nlist, m=m, train_rows=train_rows, seed=seed)
 
     # -- changes ----------------------------------------------------------------------------------
