@@ -17,17 +17,23 @@ Parts:
   rows of that index, against the same search on the idle index.
 - ann: recall@100 against exact search and time of IVF (several nprobe) and HNSW.
 """
-import argparse
-import json
 import os
-import resource
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 
-import numpy as np
+# OpenMP threads that spin while waiting would count as work in the CPU times measured below, and
+# they steal the cores of a shared machine: they sleep instead (both sides of every comparison).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -134,35 +140,54 @@ def part_throughput(args, work: str) -> dict:
     with open(sub, "w") as f:
         f.write("".join(f"{p} 0\n" for p in paths))
     old = load_model_for(args.old)
-    new_path = next(iter(args.models.values()))
+    new = load_model_for(next(iter(args.models.values())))   # loaded once: the timings are the embedding's
     cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(old.input_size), "EVAL.BATCH_SIZE", str(args.batch_size),
                         "EVAL.NUM_WORKERS", str(args.workers), "DEVICE", "cpu"])
     times = {"evaluation": [], "build": [], "backfill": []}
+    cpu = {"evaluation": [], "build": [], "backfill": []}
     for rep in range(args.reps):
-        dataset, decoder = build_image_dataset(cfg, "eval", root, paths, size=cfg.EVAL.INPUT_SIZE,
-                                               resize=cfg.EVAL.RESIZE)
-        t = time.time()
-        extract_features(old, dataset, batch_size=args.batch_size, num_workers=args.workers, batch_decoder=decoder)
-        times["evaluation"].append(time.time() - t)
+        def evaluation():
+            dataset, decoder = build_image_dataset(cfg, "eval", root, paths, size=cfg.EVAL.INPUT_SIZE,
+                                                   resize=cfg.EVAL.RESIZE)
+            extract_features(old, dataset, batch_size=args.batch_size, num_workers=args.workers,
+                             batch_decoder=decoder)
+
         folder = os.path.join(work, f"tp{rep}")
         shutil.rmtree(folder, ignore_errors=True)
-        t = time.time()
-        idx = Index.build(folder, args.old, list_path=sub, root=root, batch_size=args.batch_size,
-                          workers=args.workers, progress=False)
-        times["build"].append(time.time() - t)
-        t = time.time()
-        idx.backfill(new_path, batch_size=args.batch_size, workers=args.workers, progress=False, force=True)
-        times["backfill"].append(time.time() - t)
+
+        def build():
+            Index.build(folder, old, list_path=sub, root=root, batch_size=args.batch_size, workers=args.workers,
+                        progress=False)
+
+        def backfill():
+            Index.open(folder).backfill(new, batch_size=args.batch_size, workers=args.workers, progress=False,
+                                        force=True)
+        # The evaluation runs first in even repetitions and last in odd ones (the machine is shared).
+        steps = [("evaluation", evaluation), ("build", build), ("backfill", backfill)]
+        if rep % 2:
+            steps = steps[1:] + steps[:1]
+        for name, fn in steps:
+            c = _cpu_seconds()
+            times[name] += _timed(fn, 1)
+            cpu[name].append(_cpu_seconds() - c)
         shutil.rmtree(folder, ignore_errors=True)
-        log(f"throughput rep {rep}: " + ", ".join(f"{k} {n / v[-1]:.1f} img/s" for k, v in times.items()))
+        log(f"throughput rep {rep}: " + ", ".join(f"{k} {n / v[-1]:.1f} img/s ({n / cpu[k][-1]:.1f} per CPU-s)"
+                                                  for k, v in times.items()))
     best = {k: n / min(v) for k, v in times.items()}
+    median = {k: n / float(np.median(v)) for k, v in times.items()}
+    per_cpu = {k: n / float(np.median(v)) for k, v in cpu.items()}
     out = {"images": n, "input_size": old.input_size, "batch_size": args.batch_size, "workers": args.workers,
-           "images_per_s": best, "all_seconds": times,
+           "images_per_s": best, "images_per_s_median": median, "all_seconds": times,
+           "images_per_cpu_second_median": per_cpu, "all_cpu_seconds": cpu,
+           "build_vs_evaluation_cpu": per_cpu["build"] / per_cpu["evaluation"],
+           "backfill_vs_build_cpu": per_cpu["backfill"] / per_cpu["build"],
            "build_vs_evaluation": best["build"] / best["evaluation"],
            "backfill_vs_build": best["backfill"] / best["build"]}
     log(f"throughput (best of {args.reps}): evaluation {best['evaluation']:.1f}, build {best['build']:.1f}, backfill "
         f"{best['backfill']:.1f} img/s; build/evaluation {out['build_vs_evaluation']:.3f}, backfill/build "
-        f"{out['backfill_vs_build']:.3f}")
+        f"{out['backfill_vs_build']:.3f}; medians {median['evaluation']:.1f} / {median['build']:.1f} / "
+        f"{median['backfill']:.1f}; per CPU-second (median) {per_cpu['evaluation']:.1f} / {per_cpu['build']:.1f} / "
+        f"{per_cpu['backfill']:.1f}")
     return out
 
 
@@ -171,13 +196,14 @@ def part_throughput(args, work: str) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 def _clustered(n: int, dim: int, seed: int, centres: int = 10000, block: int = 1 << 16):
-    """Yield blocks of unit vectors around `centres` random centres (a gallery with structure)."""
-    rng = np.random.default_rng(seed)
-    c = rng.standard_normal((centres, dim)).astype(np.float32)
+    """Yield blocks of unit vectors around `centres` random unit centres, Gaussian noise 0.03 per
+    dimension (norm about 0.5): a gallery of 10,000 groups, as images of the same object."""
+    c = np.random.default_rng(0).standard_normal((centres, dim)).astype(np.float32)  # shared by queries
     c /= np.linalg.norm(c, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed + 1)
     for s in range(0, n, block):
         m = min(block, n - s)
-        x = c[rng.integers(0, centres, m)] + 0.08 * rng.standard_normal((m, dim)).astype(np.float32)
+        x = c[rng.integers(0, centres, m)] + 0.03 * rng.standard_normal((m, dim)).astype(np.float32)
         yield x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -207,6 +233,12 @@ def _queries(n: int) -> np.ndarray:
     return next(_clustered(n, 256, 1, block=n))
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DataLoader workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _timed(fn, reps: int):
     out = []
     for _ in range(reps):
@@ -214,6 +246,13 @@ def _timed(fn, reps: int):
         fn()
         out.append(time.time() - t)
     return out
+
+
+def _timed_cpu(fn):
+    """(wall seconds, CPU seconds of this process: every thread) of one call."""
+    c, w = time.process_time(), time.time()
+    fn()
+    return time.time() - w, time.process_time() - c
 
 
 def part_search(args, work: str) -> dict:
@@ -227,21 +266,26 @@ def part_search(args, work: str) -> dict:
     flat.add(np.asarray(idx.vectors))
     ours, direct = [], []
     for _ in range(args.reps):   # alternated, so both see the same machine load
-        ours += _timed(lambda: idx.search(q, k=args.k, model=model), 1)
-        direct += _timed(lambda: flat.search(q, args.k), 1)
+        ours.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
+        direct.append(_timed_cpu(lambda: flat.search(q, args.k)))
     res = idx.search(q, k=args.k, model=model)
     _, ref = flat.search(q, args.k)
     same = float(np.mean([len(np.intersect1d(a, b)) / args.k for a, b in zip(res.rows, ref)]))
     del flat
     rss = _rss_child(idx.path, args)
-    out = {"rows": idx.n, "dim": idx.dim, "queries": args.queries, "k": args.k, "index_search_s": ours,
-           "faiss_flat_ip_s": direct, "ratio_median": float(np.median(ours) / np.median(direct)),
+    med = {name: [float(np.median([t[i] for t in v])) for i in (0, 1)]
+           for name, v in (("ours", ours), ("faiss", direct))}
+    out = {"rows": idx.n, "dim": idx.dim, "queries": args.queries, "k": args.k, "threads": faiss.omp_get_max_threads(),
+           "index_search_wall_cpu_s": ours, "faiss_flat_ip_wall_cpu_s": direct,
+           "ratio_wall_median": med["ours"][0] / med["faiss"][0], "ratio_cpu_median": med["ours"][1] / med["faiss"][1],
            "same_results": same, **rss}
-    log(f"search {idx.n} x {idx.dim}, {args.queries} queries, top-{args.k}: Index.search median "
-        f"{np.median(ours):.2f} s, faiss IndexFlatIP {np.median(direct):.2f} s, ratio {out['ratio_median']:.3f} "
-        f"(same top-{args.k}: {100 * same:.2f}%)")
+    log(f"search {idx.n} x {idx.dim}, {args.queries} queries, top-{args.k}: Index.search median {med['ours'][0]:.2f} s "
+        f"wall / {med['ours'][1]:.2f} s CPU, faiss IndexFlatIP {med['faiss'][0]:.2f} s / {med['faiss'][1]:.2f} s; "
+        f"ratio {out['ratio_wall_median']:.3f} wall, {out['ratio_cpu_median']:.3f} CPU (same top-{args.k}: "
+        f"{100 * same:.2f}%)")
     log(f"memory: vectors {rss['vectors_mib']:.0f} MiB; searching process peak RSS {rss['peak_rss_mib']:.0f} MiB "
-        f"({rss['peak_rss_mib'] / rss['vectors_mib']:.3f}x), of which {rss['rss_before_open_mib']:.0f} MiB before opening")
+        f"({rss['peak_rss_mib'] / rss['vectors_mib']:.3f}x), of which {rss['rss_before_open_mib']:.0f} MiB before "
+        f"opening")
     return out
 
 
@@ -296,30 +340,35 @@ def part_concurrent(args, work: str) -> dict:
     q = _queries(args.queries)
     model = new_path  # the new model reads both models' rows; the old one would be refused once rows are new
     idx.search(q[:10], k=args.k, model=model)
-    idle = _timed(lambda: idx.search(q, k=args.k, model=model), args.reps)
     cmd = [sys.executable, "-m", "bct.tools.index", "backfill", idx.path, "--model", new_path, "--rows",
            str(args.backfill_rows), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-           "--force", "--device", "cpu"]
+           "--step-rows", str(args.batch_size), "--force", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    start_steps = Index.open(idx.path).status()["applied_steps"]
-    busy, steps_seen = [], []
-    while proc.poll() is None:
-        status = idx.status()
-        if status["applied_steps"] > start_steps:   # the backfill is committing: measure
-            busy += _timed(lambda: idx.search(q, k=args.k, model=model), 1)
-            steps_seen.append(idx.status()["applied_steps"])
-        else:
+    idle, busy, steps = [], [], []
+    # Phases alternate (the machine is shared, its load drifts): a search on the idle index, then a
+    # backfill process is started, and once it commits steps the same search runs beside it; the
+    # backfill is then interrupted (Ctrl-C; the next phase's backfill continues it).
+    for phase in range(args.reps):
+        idle.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
+        before = idx.status()["applied_steps"]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while proc.poll() is None and idx.status()["applied_steps"] < before + 2:
             time.sleep(0.2)
-    output = proc.stdout.read()
-    if proc.returncode != 0:
-        raise RuntimeError(output[-2000:])
-    out = {"idle_s": idle, "during_backfill_s": busy, "backfill_rows": args.backfill_rows,
-           "ratio_median": float(np.median(busy) / np.median(idle)) if busy else None,
-           "steps_during_searches": steps_seen, "backfill_output": output.strip().splitlines()[-1]}
-    log(f"concurrent: search idle median {np.median(idle):.2f} s; during a backfill of {args.backfill_rows} rows "
-        f"({len(busy)} searches) median {np.median(busy) if busy else float('nan'):.2f} s; ratio "
-        f"{out['ratio_median']}")
+        if proc.poll() is not None:
+            raise RuntimeError("the backfill ended before the search: " + proc.stdout.read()[-2000:])
+        before = idx.status()["applied_steps"]
+        busy.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
+        time.sleep(0.5)
+        steps.append(idx.status()["applied_steps"] - before)
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        log(f"concurrent phase {phase}: idle {idle[-1][0]:.2f} s, during backfill {busy[-1][0]:.2f} s "
+            f"(the backfill's commits waiting for it: {steps[-1]} steps of {args.batch_size} rows, applied as it ended)")
+    med_idle, med_busy = float(np.median([t[0] for t in idle])), float(np.median([t[0] for t in busy]))
+    out = {"idle_wall_cpu_s": idle, "during_backfill_wall_cpu_s": busy, "steps_committed": steps,
+           "ratio_median": med_busy / med_idle}
+    log(f"concurrent: search idle median {med_idle:.2f} s, during a backfill median {med_busy:.2f} s; ratio "
+        f"{out['ratio_median']:.3f}")
     idx.rollback(progress=False)
     idx.prune()
     return out
@@ -334,7 +383,7 @@ def part_ann(args, work: str) -> dict:
     exact = idx.search(q, k=args.k, model=model)
     out = {}
     t = time.time()
-    meta = idx.build_ann("ivf")
+    meta = idx.build_ann("ivf", nlist=args.nlist)
     out["ivf_build_s"] = time.time() - t
     out["ivf_nlist"] = meta["nlist"]
     t_exact = min(_timed(lambda: idx.search(q, k=args.k, model=model), 2))
@@ -346,19 +395,21 @@ def part_ann(args, work: str) -> dict:
             res[0] = idx.search(q, k=args.k, model=model, ann="ivf", nprobe=nprobe)
         t = min(_timed(run, 2))
         out[f"ivf_nprobe{nprobe}"] = {"seconds": t, "recall": recall_at_k(exact.rows, res[0].rows)}
-        log(f"ann ivf nlist {meta['nlist']} nprobe {nprobe}: recall@{args.k} {out[f'ivf_nprobe{nprobe}']['recall']:.4f}, "
+        recall = out[f"ivf_nprobe{nprobe}"]["recall"]
+        log(f"ann ivf nlist {meta['nlist']} nprobe {nprobe}: recall@{args.k} {recall:.4f}, "
             f"{t:.2f} s (exact {t_exact:.2f} s)")
     if args.hnsw_rows:
         from bct.index import Index
         sub = os.path.join(work, "hnsw")
         shutil.rmtree(sub, ignore_errors=True)
-        small = Index.from_vectors(sub, idx.vectors[:args.hnsw_rows], [f"r{i}" for i in range(args.hnsw_rows)], args.old)
+        small = Index.from_vectors(sub, idx.vectors[:args.hnsw_rows], [f"r{i}" for i in range(args.hnsw_rows)],
+                                   args.old)
         t = time.time()
         small.build_ann("hnsw")
         out["hnsw_rows"], out["hnsw_build_s"] = args.hnsw_rows, time.time() - t
         exact_small = small.search(q, k=args.k, model=model)
         te = min(_timed(lambda: small.search(q, k=args.k, model=model), 2))
-        for nprobe in (4, 8, 16):
+        for nprobe in (16, 32, 64):
             res = [None]
 
             def run(nprobe=nprobe):
@@ -366,7 +417,7 @@ def part_ann(args, work: str) -> dict:
             t = min(_timed(run, 2))
             out[f"hnsw_ef{16 * nprobe}"] = {"seconds": t, "recall": recall_at_k(exact_small.rows, res[0].rows),
                                             "exact_s": te}
-            log(f"ann hnsw {args.hnsw_rows} rows efSearch {max(2 * args.k, 16 * nprobe)}: recall@{args.k} "
+            log(f"ann hnsw {args.hnsw_rows} rows efSearch {16 * nprobe}: recall@{args.k} "
                 f"{out[f'hnsw_ef{16 * nprobe}']['recall']:.4f}, {t:.2f} s (exact {te:.2f} s)")
         shutil.rmtree(sub, ignore_errors=True)
     return out
@@ -388,8 +439,9 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of the search benchmark index")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--backfill-rows", type=int, default=3000, help="rows the concurrent backfill re-embeds")
-    p.add_argument("--hnsw-rows", type=int, default=100_000, help="rows of the HNSW measurement (0: skip)")
+    p.add_argument("--backfill-rows", type=int, default=6000, help="rows the concurrent backfill re-embeds")
+    p.add_argument("--hnsw-rows", type=int, default=50_000, help="rows of the HNSW measurement (0: skip)")
+    p.add_argument("--nlist", type=int, default=1024, help="IVF lists of the ann part")
     args = p.parse_args(argv)
     args.models = dict(item.split("=", 1) for item in args.models.split(","))
     work = args.work or tempfile.mkdtemp(prefix="index_bench_")

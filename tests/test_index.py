@@ -151,12 +151,13 @@ def test_build_search_backfill_status_rollback_prune(world, tmp_path):
 
 def test_tool_round_trip_and_outputs(world, tmp_path, capsys):
     out = tmp_path / "idx"
-    code, text, _ = tool(["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out", out,
-                          "--batch-size", 4, "--workers", 0, "--device", "cpu"], capsys)
+    gallery = ["--list", world["list"], "--root", world["root"]]
+    code, text, _ = tool(["build", "--model", world["A"], *gallery, "--out", out, "--batch-size", 4, "--workers", 0,
+                          "--device", "cpu"], capsys)
     assert code == 0 and "18 rows x 64 embedded by A@" in text
     # The same build again reuses the finished index.
-    code, text, _ = tool(["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out", out,
-                          "--workers", 0, "--batch-size", 4], capsys)
+    code, text, _ = tool(["build", "--model", world["A"], *gallery, "--out", out, "--workers", 0, "--batch-size", 4],
+                         capsys)
     assert code == 0 and "nothing to do" in text
     code, text, _ = tool(["backfill", out, "--model", world["B"], "--rows", 5, "--workers", 0, "--nice", 0,
                           "--device", "cpu"], capsys)
@@ -325,7 +326,8 @@ def test_bad_inputs_one_line_and_index_unchanged(world, built, tmp_path, capsys)
     other = make_image_list(str(tmp_path / "other"), n_classes=3, per_class=6, size=SIZE, seed=1, first_label=5)
     q = _npy(tmp_path, world["feats"]["B"][:2])
     cases = [
-        (["backfill", path, "--model", world["B"], "--list", other, "--root", tmp_path / "other"], "img/c5_0.jpg but row 0"),
+        (["backfill", path, "--model", world["B"], "--list", other, "--root", tmp_path / "other"],
+         "img/c5_0.jpg but row 0"),
         (["backfill", path, "--model", world["E"]], "32 dimensions"),
         (["backfill", path, "--model", world["B"], "--rows", 2, "--fraction", 0.5], "not both"),
         (["backfill", path, "--model", world["B"], "--fraction", 1.5], "--fraction must be in [0, 1]"),
@@ -422,3 +424,31 @@ def test_interrupted_apply_is_repaired_by_the_next_search(world, built, monkeypa
     state = read_state(idx.path)
     assert state["applying"] is None and state["counts"] == {"0": idx.n - 8, "1": 8}
     assert int((np.asarray(idx.tags) == 1).sum()) == 8
+
+
+def test_a_waiting_writer_goes_before_new_searches(tmp_path):
+    """Searches share rows.lock; a step's apply waits only for the searches already running, not for
+    the ones that start after it asked (otherwise back-to-back searches could starve a backfill)."""
+    import threading
+    import time
+
+    from bct.index.layout import RowsLock
+
+    order = []
+    first = RowsLock(str(tmp_path), exclusive=False).__enter__()
+
+    def take(exclusive, name):
+        with RowsLock(str(tmp_path), exclusive=exclusive):
+            order.append(name)
+
+    writer = threading.Thread(target=take, args=(True, "writer"))
+    writer.start()
+    time.sleep(0.2)                     # the writer now waits for the running search
+    reader = threading.Thread(target=take, args=(False, "new search"))
+    reader.start()
+    time.sleep(0.2)
+    assert order == []                  # the new search queues behind the writer
+    first.__exit__(None, None, None)
+    writer.join(5)
+    reader.join(5)
+    assert order == ["writer", "new search"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from bct.index import layout
 from bct.index.embed import embed_batches, image_dataset, load_model_for, read_gallery
-from bct.index.layout import WriterLock, create_array, open_array, write_ids, write_manifest, write_state
+from bct.index.layout import WriterLock, create_array, write_ids, write_manifest, write_state
 from bct.index.models import describe
 from bct.utils.comm import barrier, get_rank, get_world_size
 from bct.utils.errors import BadInputError
@@ -212,20 +212,25 @@ def _merge(out, manifest, ids, labels, n, dim, n_chunks, chunk_rows) -> None:
                 bad += int((~z["ok"]).sum())
         vectors.flush()
         del vectors
+    manifest["build"]["unreadable_images"] = bad
+    _finish(out, manifest, ids, labels, n)
+    shutil.rmtree(os.path.join(out, layout.BUILD), ignore_errors=True)
+
+
+def _finish(out, manifest, ids, labels, n) -> None:
+    """Everything but the vectors: tags (all the first model's), ids, labels, state, the lock files,
+    and last the manifest marked ready."""
     create_array(os.path.join(out, layout.TAGS), (n,), layout.TAG_DTYPE, fill=0)
     write_ids(out, ids)
     if labels is not None:
         with atomic_path(os.path.join(out, layout.LABELS)) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, labels)
+                np.save(f, np.asarray(labels, dtype=np.int64))
     write_state(out, {"applied": 0, "applying": None, "counts": {"0": n}})
-    open(os.path.join(out, layout.ROWS_LOCK), "a").close()
-    manifest["build"]["unreadable_images"] = bad
-    manifest["status"] = "ready"
-    manifest["built"] = layout.now()
+    for name in (layout.ROWS_LOCK, layout.ROWS_LOCK + ".intent"):
+        open(os.path.join(out, name), "a").close()
+    manifest.update(status="ready", built=layout.now())
     write_manifest(out, manifest)
-    shutil.rmtree(os.path.join(out, layout.BUILD), ignore_errors=True)
-    open_array(vec_path)  # the merged file reads back
 
 
 def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=None, root: str = "",
@@ -247,9 +252,9 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
     info.code = 0
     if info.emb_dim != dim:
         raise BadInputError(f"build: the vectors have {dim} dimensions, model {info.tag} embeds in {info.emb_dim}")
+    gallery = {"kind": "vectors", "root": os.path.abspath(root) if root else "", "rows": n}
     manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building", "rows": n,
-                "dim": dim, "created": layout.now(), "gallery": {"kind": "vectors", "root": os.path.abspath(root) if root else "",
-                                                                 "rows": n},
+                "dim": dim, "created": layout.now(), "gallery": gallery,
                 "build": {"key": "vectors-" + _ids_digest(ids, labels)[:24], "settings": {}, "chunks": 0,
                           "world_size": 1},
                 "models": [dict(info.entry(), added=layout.now())],
@@ -268,16 +273,7 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
                 dst[s:s + block_rows] = block / np.where(norms > 0, norms, 1)
             dst.flush()
             del dst
-        create_array(os.path.join(out, layout.TAGS), (n,), layout.TAG_DTYPE, fill=0)
-        write_ids(out, ids)
-        if labels is not None:
-            with atomic_path(os.path.join(out, layout.LABELS)) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, np.asarray(labels, dtype=np.int64))
-        write_state(out, {"applied": 0, "applying": None, "counts": {"0": n}})
-        open(os.path.join(out, layout.ROWS_LOCK), "a").close()
-        manifest.update(status="ready", built=layout.now())
-        write_manifest(out, manifest)
+        _finish(out, manifest, ids, labels, n)
     return {"rows": n, "dim": dim, "model": info.tag, "reused": False}
 
 

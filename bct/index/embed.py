@@ -51,6 +51,9 @@ def image_dataset(root: str, paths, model, skip_bad: bool = False, list_name: st
     as `model` expects (its transform, from bct.load_model)."""
     from bct.data.datasets import ImageListDataset
 
+    if getattr(model, "transform", None) is None:
+        raise BadInputError("the model carries no preprocessing: load it with bct.load_model, or give its checkpoint "
+                            "path")
     return ImageListDataset(root, paths, transform=model.transform, skip_bad=skip_bad, list_name=list_name)
 
 

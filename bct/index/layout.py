@@ -15,6 +15,7 @@ ann/<kind>.faiss     an optional approximate faiss index (candidates, re-scored 
 build/               shards of an unfinished build (one file per chunk of rows), removed when done
 writer.lock          held by the one process that may change the index (build, backfill, rollback, prune)
 rows.lock            shared by searches, exclusive while a journal entry is applied to vectors/tags
+rows.lock.intent     taken by a waiting writer so that new searches queue behind it
 ```
 
 Every file is either written once under a temporary name and renamed, or (vectors.npy, tags.npy,
@@ -236,24 +237,51 @@ class WriterLock:
 
 class RowsLock:
     """Readers (searches) hold rows.lock shared while they read vectors and tags; the writer holds
-    it exclusively while it applies a journal entry. Blocking: an apply takes milliseconds."""
+    it exclusively while it applies a journal entry (milliseconds). Blocking, and writer-preferring:
+    a writer first takes rows.intent exclusively, which new readers pass through (shared) before
+    taking rows.lock, so a stream of overlapping searches cannot hold a waiting writer off; it waits
+    only for the searches already running."""
 
     def __init__(self, folder: str, exclusive: bool):
         self.path = os.path.join(folder, ROWS_LOCK)
-        self.mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        self.fd = None
+        self.intent_path = self.path + ".intent"
+        self.exclusive = exclusive
+        self.fds = []
+
+    @staticmethod
+    def _open(path: str) -> int:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # a read-only user of a finished index
+            return os.open(path, os.O_RDONLY)
+
+    def _take(self, path: str, mode: int) -> int:
+        fd = self._open(path)
+        fcntl.flock(fd, mode)
+        _HELD.add(fd)
+        return fd
+
+    def _drop(self, fd: int) -> None:
+        _HELD.discard(fd)
+        os.close(fd)  # closing the descriptor releases the flock
 
     def __enter__(self):
+        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
+        intent = self._take(self.intent_path, mode)
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError:  # a read-only user of a finished index
-            self.fd = os.open(self.path, os.O_RDONLY)
-        fcntl.flock(self.fd, self.mode)
-        _HELD.add(self.fd)
+            rows = self._take(self.path, mode)
+        except BaseException:
+            self._drop(intent)
+            raise
+        if self.exclusive:
+            self.fds = [rows, intent]
+        else:
+            self._drop(intent)
+            self.fds = [rows]
         return self
 
     def __exit__(self, *exc):
-        _HELD.discard(self.fd)
-        os.close(self.fd)  # closing the descriptor releases the flock
-        self.fd = None
+        for fd in self.fds:
+            self._drop(fd)
+        self.fds = []
         return False

@@ -316,10 +316,11 @@ class Index:
         if self._ann.get(kind, (None,))[0] != meta["built"]:
             self._ann[kind] = (meta["built"], load_ann(self.path, kind))
         cand = ann_candidates(self._ann[kind][1], q, min(self.n, max(2 * k, k + 16)), nprobe)
-        scores = np.full(cand.shape, -np.inf, dtype=np.float32)
         ok = cand >= 0
-        rows_ok = cand[ok]
-        scores[ok] = np.einsum("ij,ij->i", np.repeat(q, ok.sum(1), axis=0), self.vectors[rows_ok])
+        scores = np.full(cand.shape, -np.inf, dtype=np.float32)
+        for s in range(0, len(q), 64):  # re-score on the current rows, 64 queries at a time
+            block = self.vectors[np.where(ok[s:s + 64], cand[s:s + 64], 0)]
+            scores[s:s + 64] = np.where(ok[s:s + 64], np.einsum("qd,qkd->qk", q[s:s + 64], block), -np.inf)
         cand = np.where(ok, cand, np.iinfo(np.int64).max)
         scores, cand = _order_ties(scores, cand.astype(np.int64))
         k = min(k, self.n)

@@ -1,7 +1,8 @@
 """Entry point: a gallery index whose rows know which model embedded them (docs/deploying.md).
 
     python -m bct.tools.index build    --model OLD.pth (--list LIST [--root DIR] | --folder DIR) --out INDEX
-    python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D | --vectors Q.npy) [--k 10] [--out R.csv|R.json]
+    python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D |
+                                             --vectors Q.npy) [--k 10] [--out R.csv|R.json]
     python -m bct.tools.index backfill INDEX --model NEW.pth [--order random|distinct] [--rows N | --fraction F]
     python -m bct.tools.index status   INDEX
     python -m bct.tools.index rollback INDEX [--to MODEL]
