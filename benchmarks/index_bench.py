@@ -327,6 +327,10 @@ def part_concurrent(args, work: str) -> dict:
 
     idx = _big_index(args, work)
     new_path = next(iter(args.models.values()))
+    from bct.utils.fileio import file_digest
+    if any(m.digest == file_digest(new_path) for m in idx.models()):
+        idx.rollback(to=0, progress=False)
+        idx.prune(file_digest(new_path))   # every phase embeds (none restores a stored row)
     # The rows the backfill will reach first (its random plan) get real images to embed.
     plan = np.random.default_rng(0).permutation(idx.n)[:args.backfill_rows]
     src_root = os.path.join(args.data, "GLDv2")
@@ -342,17 +346,18 @@ def part_concurrent(args, work: str) -> dict:
     idx.search(q[:10], k=args.k, model=model)
     cmd = [sys.executable, "-m", "bct.tools.index", "backfill", idx.path, "--model", new_path, "--rows",
            str(args.backfill_rows), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-           "--step-rows", str(args.batch_size), "--force", "--device", "cpu"]
+           "--force", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=REPO)
     idle, busy, steps = [], [], []
     # Phases alternate (the machine is shared, its load drifts): a search on the idle index, then a
     # backfill process is started, and once it commits steps the same search runs beside it; the
     # backfill is then interrupted (Ctrl-C; the next phase's backfill continues it).
     for phase in range(args.reps):
-        idle.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
+        if phase % 2 == 0:  # idle first in even phases, last in odd ones
+            idle.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
         before = idx.status()["applied_steps"]
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        while proc.poll() is None and idx.status()["applied_steps"] < before + 2:
+        while proc.poll() is None and idx.status()["applied_steps"] < before + 1:
             time.sleep(0.2)
         if proc.poll() is not None:
             raise RuntimeError("the backfill ended before the search: " + proc.stdout.read()[-2000:])
@@ -362,14 +367,16 @@ def part_concurrent(args, work: str) -> dict:
         steps.append(idx.status()["applied_steps"] - before)
         proc.send_signal(signal.SIGINT)
         proc.wait()
+        if phase % 2 == 1:
+            idle.append(_timed_cpu(lambda: idx.search(q, k=args.k, model=model)))
         log(f"concurrent phase {phase}: idle {idle[-1][0]:.2f} s, during backfill {busy[-1][0]:.2f} s "
-            f"(the backfill's commits waiting for it: {steps[-1]} steps of {args.batch_size} rows, applied as it ended)")
+            f"(the backfill's commits waiting for it: {steps[-1]}, applied as it ended)")
     med_idle, med_busy = float(np.median([t[0] for t in idle])), float(np.median([t[0] for t in busy]))
     out = {"idle_wall_cpu_s": idle, "during_backfill_wall_cpu_s": busy, "steps_committed": steps,
            "ratio_median": med_busy / med_idle}
     log(f"concurrent: search idle median {med_idle:.2f} s, during a backfill median {med_busy:.2f} s; ratio "
         f"{out['ratio_median']:.3f}")
-    idx.rollback(progress=False)
+    idx.rollback(to=0, progress=False)
     idx.prune()
     return out
 
@@ -439,7 +446,8 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of the search benchmark index")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--backfill-rows", type=int, default=6000, help="rows the concurrent backfill re-embeds")
+    p.add_argument("--backfill-rows", type=int, default=20000,
+                   help="rows the concurrent part may re-embed (image links are made for them)")
     p.add_argument("--hnsw-rows", type=int, default=50_000, help="rows of the HNSW measurement (0: skip)")
     p.add_argument("--nlist", type=int, default=1024, help="IVF lists of the ann part")
     args = p.parse_args(argv)
