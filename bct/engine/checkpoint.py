@@ -261,16 +261,17 @@ def _eval_model(ckpt: dict, path: str, device):
 def load_model(path: str, device="cpu"):
     """The embedding model of a bct or reference checkpoint, in eval mode on `device`.
 
-    model(images) maps a (B, 3, H, W) float batch, normalised with model.meta["mean"] and
-    model.meta["std"] (per channel, on [0, 1] pixels) and squashed to model.meta["input_size"]
-    pixels square, to the (B, emb_dim) un-normalised embedding; model.embed(images) L2-normalises
-    it. model.meta also holds arch, emb_dim, num_classes (and, for a reference file,
-    source == "reference").
+    model(images) maps a (B, 3, H, W) float batch (ImageNet-normalised) to the (B, emb_dim)
+    un-normalised embedding; model.embed(images) L2-normalises it. model.meta holds arch, emb_dim,
+    num_classes (and, for a reference file, source == "reference"). The input the model expects:
+    model.input_size, model.resize ("squash" or "aspect"), model.mean, model.std, and
+    model.transform (an RGB PIL image -> the (3, H, W) tensor the tools feed it);
+    model.source_path is the checkpoint's absolute path.
     """
     ckpt = load_checkpoint(path, "load_model")
     ckpt["meta"] = dict(ckpt["meta"])
     _fill_input_meta(ckpt)
-    return _eval_model(ckpt, path, device)
+    return attach_inputs(_eval_model(ckpt, path, device), ckpt, path)
 
 
 def _fill_input_meta(ckpt: dict) -> None:
@@ -291,3 +292,46 @@ def _fill_input_meta(ckpt: dict) -> None:
             except (yaml.YAMLError, AttributeError, TypeError, ValueError):
                 pass
         meta["input_size"] = size
+
+
+def input_settings(ckpt: dict) -> dict:
+    """{"input_size", "resize", "mean", "std"} of a checkpoint: its meta's values when it has them,
+    else its stored config's EVAL.INPUT_SIZE (else TRAIN.INPUT_SIZE) and EVAL.RESIZE, else the
+    reference's 224-pixel squash; ImageNet mean and std unless the meta says otherwise."""
+    import yaml
+
+    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    meta, stored = ckpt.get("meta", {}), {}
+    if isinstance(ckpt.get("config"), str):
+        try:
+            stored = yaml.safe_load(ckpt["config"]) or {}
+        except yaml.YAMLError:
+            stored = {}
+
+    def section(name):
+        value = stored.get(name) if isinstance(stored, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    size = meta.get("input_size") or section("EVAL").get("INPUT_SIZE") or section("TRAIN").get("INPUT_SIZE") or 224
+    return {"input_size": int(size), "resize": str(meta.get("resize") or section("EVAL").get("RESIZE") or "squash"),
+            "mean": [float(v) for v in meta.get("mean") or IMAGENET_MEAN],
+            "std": [float(v) for v in meta.get("std") or IMAGENET_STD]}
+
+
+def attach_inputs(model, ckpt: dict, path: str):
+    """Give a loaded model the attributes that say how to feed it (see load_model)."""
+    import os
+
+    from torchvision import transforms as T
+
+    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+
+    s = input_settings(ckpt)
+    transform = build_transform(s["input_size"], s["resize"])
+    if (tuple(s["mean"]), tuple(s["std"])) != (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)):
+        transform = T.Compose(transform.transforms[:-1] + [T.Normalize(s["mean"], s["std"])])
+    model.input_size, model.resize, model.mean, model.std = s["input_size"], s["resize"], s["mean"], s["std"]
+    model.transform = transform
+    model.source_path = os.path.abspath(path)
+    return model

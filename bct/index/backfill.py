@@ -1,0 +1,274 @@
+"""Backfill, rollback and prune: changing which model serves the rows of an index, step by step,
+resumable after a kill at any moment (docs/deploying.md, "Backfill").
+
+A backfill re-embeds rows with a new model in an order (bct.index.orders), a number or fraction of
+rows at a time or until done, committing every `step_rows` rows through the journal
+(bct.index.journal). The order is saved in plans/ when the backfill of a model first starts, so a
+rerun continues it; `fraction=F` means "until round(F x N) rows are the new model's", which is how
+the evaluation's partial-backfill curve counts. Rows whose new vectors are still stored (a backfill
+rolled back) are restored without embedding them again.
+"""
+import os
+import time
+
+import numpy as np
+
+from bct.index import layout
+from bct.index.journal import Writer
+from bct.index.layout import WriterLock, read_manifest, read_state, write_manifest
+from bct.index.models import check_compatible, describe
+from bct.index.orders import ORDERS, plan_order
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import atomic_path
+
+MAX_CODE = np.iinfo(layout.TAG_DTYPE).max
+
+
+def _bar(total: int, desc: str, progress):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True,
+                disable=None if progress is None else not progress)
+
+
+def _register(index, info, force: bool) -> int:
+    """The code of model `info` in the index's models table, adding it (with its lineage) if new;
+    refuses a model that may not serve beside the rows' current models."""
+    manifest = read_manifest(index.path)
+    table = index.models()
+    counts = {int(c): n for c, n in read_state(index.path)["counts"].items() if n}
+    serving = [m for m in table if m.code in counts and m.digest != info.digest]
+    check_compatible(info, serving, force, action="backfill")
+    for m in table:
+        if m.digest == info.digest:
+            return m.code
+    info.code = max(m.code for m in table) + 1
+    if info.code > MAX_CODE:
+        raise BadInputError(f"index {index.path} already records {len(table)} models; build a new index")
+    manifest["models"].append(dict(info.entry(), added=layout.now()))
+    write_manifest(index.path, manifest)
+    return info.code
+
+
+def _plan(index, writer, code: int, order: str, seed: int) -> np.ndarray:
+    path = os.path.join(index.path, layout.PLANS, f"{code}-{order}-{seed}.npy")
+    if os.path.isfile(path):
+        plan = np.load(path)
+        if plan.shape == (index.n,):
+            return plan
+    plan = plan_order(order, writer.vectors, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, plan)
+    return plan
+
+
+def _image_root(index, root: str, list_path: str) -> str:
+    """The folder the index ids are relative to; a given list must hold exactly the index's ids."""
+    gallery = index.manifest.get("gallery", {})
+    root = root or gallery.get("root", "")
+    if list_path:
+        from bct.data.lists import read_image_list
+        ids, _ = read_image_list(list_path, root)
+        if len(ids) != index.n:
+            raise BadInputError(f"{list_path} has {len(ids)} images but the index {index.path} has {index.n} rows; "
+                                f"give the list the index was built from")
+        ours = index.ids(range(index.n))
+        for i, (a, b) in enumerate(zip(ids, ours)):
+            if a != b:
+                raise BadInputError(f"{list_path}:{i + 1}: {a} but row {i} of the index is {b}; give the list the "
+                                    f"index was built from")
+    if not root or not os.path.isdir(root):
+        raise BadInputError(f"image folder {root or '(none recorded)'} of the index {index.path} does not exist; "
+                            f"give the folder its ids are relative to (--root)")
+    return root
+
+
+def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = None, fraction: float = None,
+             batch_size: int = 64, workers: int = 2, device="cpu", root: str = "", list_path: str = "",
+             step_rows: int = 0, force: bool = False, name: str = "", input_size: int = 0, resize: str = "",
+             amp: bool = True, progress=None) -> dict:
+    """Re-embed rows of `index` with `model` (checkpoint path or bct.load_model model), in `order`.
+
+    rows=N re-embeds at most N more rows; fraction=F continues until round(F x N) rows are the new
+    model's; neither: every row. Returns {"model", "order", "done", "reused", "rows_of_model",
+    "fraction", "seconds", "rows_per_s"}.
+    """
+    if rows is not None and fraction is not None:
+        raise BadInputError("backfill: give --rows or --fraction, not both")
+    if rows is not None and (isinstance(rows, bool) or int(rows) != rows or rows < 0):
+        raise BadInputError(f"backfill: --rows must be a whole number >= 0, got {rows!r}")
+    if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
+        raise BadInputError(f"backfill: --fraction must be in [0, 1], got {fraction!r}")
+    if order not in ORDERS:
+        raise BadInputError(f"backfill: --order {order!r} is not a backfill order; choose one of {', '.join(ORDERS)}")
+    if batch_size <= 0:
+        raise BadInputError(f"backfill: --batch-size must be positive, got {batch_size}")
+    from bct.utils.comm import get_world_size
+    if get_world_size() > 1:
+        raise BadInputError("backfill runs as one process (its commits are serial); start it without torchrun")
+    with WriterLock(index.path, "backfill"):
+        writer = Writer(index.path, index.n, index.dim)
+        info, ckpt = _model_info(index, model, name)
+        info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
+        if info.emb_dim != index.dim:
+            raise BadInputError(f"backfill: model {info.tag} embeds in {info.emb_dim} dimensions but the index "
+                                f"{index.path} holds {index.dim}-dimensional rows")
+        known = [m for m in index.models() if m.digest == info.digest]
+        if known and (known[0].input_size, known[0].resize) != (info.input_size, info.resize):
+            raise BadInputError(f"backfill: {known[0].tag} embedded rows of this index at input size "
+                                f"{known[0].input_size} ({known[0].resize}), not {info.input_size} ({info.resize}); "
+                                f"all its rows must be embedded the same way")
+        code = _register(index, info, force)
+        tag = index.model(code).tag
+        plan = _plan(index, writer, code, order, seed)
+        is_new = np.asarray(writer.tags) == code
+        todo = plan[~is_new[plan]]
+        quota = len(todo) if rows is None and fraction is None else \
+            int(rows) if rows is not None else max(0, round(float(fraction) * index.n) - int(is_new.sum()))
+        todo = todo[:quota]
+        start = time.time()
+        store = writer.store(code)
+        reuse = todo[store.have[todo] == 1] if store.exists else todo[:0]
+        embed = todo[store.have[todo] == 0] if store.exists else todo
+        step = max(1, step_rows or max(1024, batch_size))
+        bar = _bar(len(todo), f"backfill {tag}", progress)
+        try:
+            for s in range(0, len(reuse), step):
+                part = reuse[s:s + step]
+                writer.commit(part, code, store.vectors[part])
+                bar.update(len(part))
+            if len(embed):
+                net = _network(model, ckpt, info, device)
+                _embed_rows(index, writer, net, code, embed, _image_root(index, root, list_path), batch_size,
+                            step, workers, device, amp, bar)
+        finally:
+            bar.close()
+        seconds = time.time() - start
+        now_rows = int((np.asarray(writer.tags) == code).sum())
+    return {"model": tag, "order": order, "seed": seed, "done": int(len(todo)), "reused": int(len(reuse)),
+            "rows_of_model": now_rows, "fraction": now_rows / index.n, "seconds": seconds,
+            "rows_per_s": len(embed) / seconds if seconds > 0 and len(embed) else 0.0}
+
+
+def _model_info(index, model, name: str):
+    """(ModelInfo, checkpoint dict or None) of the backfill's model; a checkpoint the index already
+    knows (same digest) is not read again."""
+    if not isinstance(model, (str, os.PathLike)):
+        return describe(model, name, table=index.models()), None
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise BadInputError(f"backfill: model checkpoint {path} does not exist")
+    from bct.utils.fileio import file_digest
+    digest = file_digest(path)
+    for m in index.models():
+        if m.digest == digest:
+            return m, None
+    from bct.engine.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(path, "--model")
+    return describe(path, name, table=index.models(), checkpoint=ckpt), ckpt
+
+
+def _network(model, ckpt, info, device):
+    """The model to embed with, fed as `info` says (input size, resize mode)."""
+    from bct.index.embed import load_model_for
+
+    if isinstance(model, (str, os.PathLike)):
+        return load_model_for(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
+    if (model.input_size, model.resize) != (info.input_size, info.resize):
+        from bct.data.transforms import build_transform
+        model.input_size, model.resize = info.input_size, info.resize
+        model.transform = build_transform(model.input_size, model.resize)
+    return model
+
+
+def _embed_rows(index, writer, net, code, rows, root, batch_size, step, workers, device, amp, bar) -> None:
+    from bct.index.embed import embed_batches, image_dataset
+
+    skip_bad = bool(index.manifest.get("build", {}).get("settings", {}).get("skip_bad", False))
+    dataset = image_dataset(root, index.ids(range(index.n)), net, skip_bad=skip_bad, list_name="the index ids")
+    batch = 1 if net.resize == "aspect" else batch_size
+    batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
+    got_rows, got_vecs, pending = [], [], 0
+    for index_rows, feats, _ in embed_batches(net, dataset, batches, device, workers, amp):
+        got_rows.append(index_rows)
+        got_vecs.append(feats)
+        pending += len(index_rows)
+        if pending >= step:
+            writer.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
+            bar.update(pending)
+            got_rows, got_vecs, pending = [], [], 0
+    if pending:
+        writer.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
+        bar.update(pending)
+
+
+def _default_rollback_target(index, counts: dict) -> int:
+    serving = [c for c, n in counts.items() if n]
+    newest = max(serving)
+    candidates = [m.code for m in index.models() if m.code < newest and
+                  (counts.get(m.code) or os.path.isfile(os.path.join(index.path, layout.STORE, f"{m.code}.have.npy")))]
+    if not candidates:
+        raise BadInputError(f"rollback: every row of {index.path} is served by its first model or by no older model "
+                            f"with stored rows; nothing to roll back")
+    return max(candidates)
+
+
+def rollback(index, to=None, step_rows: int = 4096, progress=None) -> dict:
+    """Serve again model `to`'s stored vectors (default: the model before the newest serving one)
+    on every row it embedded before. Returns {"model", "restored", "not_restorable", "seconds"}."""
+    start = time.time()
+    with WriterLock(index.path, "rollback"):
+        writer = Writer(index.path, index.n, index.dim)
+        counts = {int(c): n for c, n in read_state(index.path)["counts"].items()}
+        target = index.model(to) if to is not None else index.model(_default_rollback_target(index, counts))
+        store = writer.store(target.code)
+        tags = np.asarray(writer.tags)
+        other = tags != target.code
+        if not store.exists:
+            if not other.any():
+                return {"model": target.tag, "restored": 0, "not_restorable": 0, "seconds": time.time() - start}
+            raise BadInputError(f"rollback: the index holds no stored rows of {target.tag} (never replaced, or "
+                                f"deleted by `index prune`); backfill with its checkpoint instead")
+        rows = np.flatnonzero(other & (store.have == 1)).astype(np.int64)
+        lost = int((other & (store.have == 0)).sum())
+        bar = _bar(len(rows), f"rollback to {target.tag}", progress)
+        try:
+            for s in range(0, len(rows), max(1, step_rows)):
+                part = rows[s:s + step_rows]
+                writer.commit(part, target.code, store.vectors[part])
+                bar.update(len(part))
+        finally:
+            bar.close()
+    return {"model": target.tag, "restored": int(len(rows)), "not_restorable": lost, "seconds": time.time() - start}
+
+
+def prune(index, model=None) -> dict:
+    """Delete stored vectors: of `model`, or (default) of every model that serves no row and every
+    store that only repeats rows its model serves now. Rolling back to a pruned model is then
+    impossible (a backfill with its checkpoint re-embeds)."""
+    with WriterLock(index.path, "prune"):
+        writer = Writer(index.path, index.n, index.dim)  # replays an interrupted step first
+        counts = {int(c): n for c, n in read_state(index.path)["counts"].items() if n}
+        if model is not None:
+            targets = [index.model(model)]
+        else:
+            tags = np.asarray(writer.tags)
+            targets = []
+            for m in index.models():
+                store = writer.store(m.code)
+                if m.code not in counts or (store.exists and not (store.have.astype(bool) & (tags != m.code)).any()):
+                    targets.append(m)
+            writer.stores.clear()
+        pruned, freed = [], 0
+        for m in targets:
+            paths = [os.path.join(index.path, layout.STORE, f"{m.code}{suffix}") for suffix in (".have.npy", ".npy")]
+            if not any(os.path.isfile(p) for p in paths):
+                continue
+            for p in paths:  # the mask goes first: without it the vectors are never read
+                if os.path.isfile(p):
+                    freed += os.path.getsize(p)
+                    os.replace(p, p + ".deleted")
+                    os.remove(p + ".deleted")
+            pruned.append(m.tag)
+    return {"pruned": pruned, "freed_bytes": freed}

@@ -1,0 +1,283 @@
+"""Building an index: embed a gallery into an index folder, on one process or under torchrun
+(docs/deploying.md, "Building").
+
+The rows are cut into chunks of `chunk_rows`; under torchrun rank r embeds chunks r, r + W, ...
+(W processes) and writes each as its own shard file, under a temporary name renamed when complete,
+so a shard file that exists is a whole one. Rank 0 then records the shards in the manifest and merges
+them into vectors.npy. A killed build rerun with the same arguments embeds only the chunks whose
+shards are missing; a folder holding another build, or anything else, is refused.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from bct.index import layout
+from bct.index.embed import embed_batches, image_dataset, load_model_for, read_gallery
+from bct.index.layout import WriterLock, create_array, write_ids, write_manifest, write_state
+from bct.index.models import describe
+from bct.utils.comm import barrier, get_rank, get_world_size
+from bct.utils.errors import BadInputError
+from bct.utils.fileio import atomic_path
+
+
+def _ids_digest(ids, labels) -> str:
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode("utf-8") + b"\n")
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _shard_path(folder: str, chunk: int) -> str:
+    return os.path.join(folder, layout.BUILD, f"shard-{chunk:06d}.npz")
+
+
+def _shard_ok(path: str, rows: int, dim: int) -> bool:
+    """A shard file that holds `rows` x `dim` features (files are renamed only when whole; this
+    also turns away a shard damaged on disk)."""
+    try:
+        with np.load(path) as z:
+            v, ok = z["vectors"], z["ok"]
+            return v.shape == (rows, dim) and v.dtype == np.float32 and ok.shape == (rows,)
+    except (OSError, ValueError, KeyError, EOFError):
+        return False
+
+
+def _refuse_foreign_folder(out: str) -> None:
+    """One line, before anything is written into it, for a folder that holds files but no index."""
+    if os.path.isdir(out) and not os.path.isfile(os.path.join(out, layout.MANIFEST)) and \
+            [n for n in os.listdir(out) if n != layout.WRITER_LOCK]:
+        raise BadInputError(f"--out {out} is a folder that is not empty and holds no bct index; give a new or "
+                            f"empty folder")
+
+
+def _prepare_folder(out: str, key: str, manifest: dict) -> str:
+    """Rank 0: 'reuse' (the same finished index is there), 'resume' or 'new'; one line for a folder
+    that holds something else."""
+    path = os.path.join(out, layout.MANIFEST)
+    if os.path.isfile(path):
+        old = layout.read_manifest(out)
+        if old.get("build", {}).get("key") != key:
+            what = "a finished index" if old.get("status") == "ready" else "an unfinished build"
+            raise BadInputError(f"--out {out} already holds {what} of another gallery, model or setting; choose "
+                                f"another --out (or delete that folder)")
+        return "reuse" if old.get("status") == "ready" else "resume"
+    if os.path.isdir(out) and [n for n in os.listdir(out) if n != layout.WRITER_LOCK]:
+        raise BadInputError(f"--out {out} is a folder that is not empty and holds no bct index; give a new or "
+                            f"empty folder")
+    write_manifest(out, manifest)
+    return "new"
+
+
+def build_index(out: str, model, list_path: str = "", root: str = "", folder: str = "", *, name: str = "",
+                batch_size: int = 64, workers: int = 2, device="cpu", chunk_rows: int = 0, amp: bool = True,
+                skip_bad: bool = False, input_size: int = 0, resize: str = "", progress=None,
+                log=print) -> dict:
+    """Embed the gallery (image list + root, or folder) with `model` into the index folder `out`.
+
+    Returns {"rows", "dim", "model", "seconds", "images_per_s", "reused"}. Under torchrun every rank
+    calls this; each embeds its share of the chunks and rank 0 merges.
+    """
+    rank, world = get_rank(), get_world_size()
+    ids, labels, source = read_gallery(list_path, root, folder)
+    n = len(ids)
+    net = model if not isinstance(model, (str, os.PathLike)) else load_model_for(model, device)
+    if input_size or resize:
+        from bct.data.transforms import build_transform
+        net.input_size, net.resize = int(input_size or net.input_size), resize or net.resize
+        net.transform = build_transform(net.input_size, net.resize)
+    info = describe(net, name)
+    info.code = 0
+    dim = info.emb_dim
+    if batch_size <= 0:
+        raise BadInputError(f"--batch-size must be positive, got {batch_size}")
+    batch = 1 if info.resize == "aspect" else batch_size
+    chunk_rows = chunk_rows or max(batch, 64 * batch)
+    chunk_rows = (chunk_rows + batch - 1) // batch * batch
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    settings = {"input_size": info.input_size, "resize": info.resize, "skip_bad": bool(skip_bad),
+                "chunk_rows": chunk_rows}
+    key = hashlib.sha256(json.dumps([info.digest, _ids_digest(ids, labels), settings]).encode()).hexdigest()[:32]
+    manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building",
+                "rows": n, "dim": dim, "created": layout.now(), "gallery": dict(source, rows=n),
+                "build": {"key": key, "settings": settings, "chunks": n_chunks, "world_size": world},
+                "models": [dict(info.entry(), added=layout.now())],
+                "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
+    start = time.time()
+    with _RankZeroLock(out, rank) as lock:
+        if rank == 0:
+            _refuse_foreign_folder(out)
+            os.makedirs(out, exist_ok=True)
+            lock.acquire()
+            if _prepare_folder(out, key, manifest) == "reuse":
+                log(f"{out} already holds this gallery embedded by {info.tag}; nothing to do")
+            layout.remove_stale_temps(out)
+        barrier()
+        finished = layout.read_manifest(out).get("status") == "ready"
+        if not finished:
+            os.makedirs(os.path.join(out, layout.BUILD), exist_ok=True)
+            mine = [c for c in range(rank, n_chunks, world)
+                    if not _shard_ok(_shard_path(out, c), min(chunk_rows, n - c * chunk_rows), dim)]
+            _embed_chunks(out, net, ids, source["root"], mine, chunk_rows, batch, n, dim, workers, device, amp,
+                          skip_bad, progress if progress is not None else rank == 0)
+        barrier()
+        if rank == 0 and not finished:
+            _merge(out, manifest, ids, labels, n, dim, n_chunks, chunk_rows)
+        barrier()
+    seconds = time.time() - start
+    return {"rows": n, "dim": dim, "model": info.tag, "seconds": seconds,
+            "images_per_s": n / seconds if seconds > 0 else 0.0}
+
+
+class _RankZeroLock:
+    """Rank 0 holds the index's writer lock for the whole build."""
+
+    def __init__(self, out: str, rank: int):
+        self.lock = WriterLock(out, "build") if rank == 0 else None
+
+    def acquire(self):
+        self.lock.__enter__()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock is not None and self.lock.fd is not None:
+            self.lock.__exit__(*exc)
+        return False
+
+
+def _embed_chunks(out, net, ids, root, chunks, chunk_rows, batch, n, dim, workers, device, amp, skip_bad, progress):
+    """Embed the rows of `chunks` and write one shard file per chunk as soon as it is complete."""
+    if not chunks:
+        return
+    dataset = image_dataset(root, ids, net, skip_bad=skip_bad, list_name="the gallery list")
+    batches, owner = [], []
+    for c in chunks:
+        lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
+        for s in range(lo, hi, batch):
+            batches.append(range(s, min(s + batch, hi)))
+            owner.append(c)
+    buffers = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(len(b) for b in batches), desc="build", unit="img", leave=False, disable=None,
+                   dynamic_ncols=True)
+    try:
+        for b, (index, feats, ok) in enumerate(embed_batches(net, dataset, batches, device, workers, amp)):
+            c = owner[b]
+            lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
+            if c not in buffers:
+                buffers[c] = [np.zeros((hi - lo, dim), np.float32), np.zeros(hi - lo, bool), 0]
+            buf = buffers[c]
+            buf[0][index - lo], buf[1][index - lo] = feats, ok
+            buf[2] += len(index)
+            if buf[2] == hi - lo:
+                with atomic_path(_shard_path(out, c)) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, vectors=buf[0], ok=buf[1])
+                del buffers[c]
+            if bar is not None:
+                bar.update(len(index))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _merge(out, manifest, ids, labels, n, dim, n_chunks, chunk_rows) -> None:
+    """Rank 0: record the shards in the manifest, then write vectors, tags, ids, labels and state; the
+    manifest's status 'ready', written last, marks the index complete."""
+    missing = [c for c in range(n_chunks)
+               if not _shard_ok(_shard_path(out, c), min(chunk_rows, n - c * chunk_rows), dim)]
+    if missing:
+        raise BadInputError(f"{out}: shards {missing[:5]} of the build are missing after every rank finished; "
+                            f"rerun the build to embed them")
+    manifest = dict(manifest, build=dict(manifest["build"], shards=[os.path.basename(_shard_path(out, c))
+                                                                   for c in range(n_chunks)]))
+    write_manifest(out, manifest)
+    vec_path = os.path.join(out, layout.VECTORS)
+    bad = 0
+    with atomic_path(vec_path) as tmp:
+        vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        layout.reserve(tmp, vec_path)
+        for c in range(n_chunks):
+            with np.load(_shard_path(out, c)) as z:
+                vectors[c * chunk_rows:c * chunk_rows + len(z["ok"])] = z["vectors"]
+                bad += int((~z["ok"]).sum())
+        vectors.flush()
+        del vectors
+    manifest["build"]["unreadable_images"] = bad
+    _finish(out, manifest, ids, labels, n)
+    shutil.rmtree(os.path.join(out, layout.BUILD), ignore_errors=True)
+
+
+def _finish(out, manifest, ids, labels, n) -> None:
+    """Everything but the vectors: tags (all the first model's), ids, labels, state, the lock files,
+    and last the manifest marked ready."""
+    create_array(os.path.join(out, layout.TAGS), (n,), layout.TAG_DTYPE, fill=0)
+    write_ids(out, ids)
+    if labels is not None:
+        with atomic_path(os.path.join(out, layout.LABELS)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(labels, dtype=np.int64))
+    write_state(out, {"applied": 0, "applying": None, "counts": {"0": n}})
+    for name in (layout.ROWS_LOCK, layout.ROWS_LOCK + ".intent"):
+        open(os.path.join(out, name), "a").close()
+    manifest.update(status="ready", built=layout.now())
+    write_manifest(out, manifest)
+
+
+def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=None, root: str = "",
+                       block_rows: int = 1 << 16) -> dict:
+    """An index folder from vectors already computed (N, D) float32 by `model` (checkpoint path or
+    bct.load_model model, recorded as the rows' model), e.g. embeddings exported from another store.
+    Rows are L2-normalised as they are copied. `ids`: N distinct image ids (paths relative to
+    `root` if the index is to be backfilled)."""
+    n, dim = vectors.shape
+    ids = [str(i) for i in ids]
+    if len(ids) != n:
+        raise BadInputError(f"build: {len(ids)} ids for {n} vectors")
+    if len(set(ids)) != n:
+        raise BadInputError("build: the ids must be distinct")
+    bad = [i for i in ids[:1000] if "\n" in i]
+    if bad:
+        raise BadInputError(f"build: id {bad[0]!r} holds a line break")
+    info = describe(model, name)
+    info.code = 0
+    if info.emb_dim != dim:
+        raise BadInputError(f"build: the vectors have {dim} dimensions, model {info.tag} embeds in {info.emb_dim}")
+    gallery = {"kind": "vectors", "root": os.path.abspath(root) if root else "", "rows": n}
+    manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building", "rows": n,
+                "dim": dim, "created": layout.now(), "gallery": gallery,
+                "build": {"key": "vectors-" + _ids_digest(ids, labels)[:24], "settings": {}, "chunks": 0,
+                          "world_size": 1},
+                "models": [dict(info.entry(), added=layout.now())],
+                "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
+    _refuse_foreign_folder(out)
+    with _MakeAndLock(out):
+        if _prepare_folder(out, manifest["build"]["key"], manifest) == "reuse":
+            return {"rows": n, "dim": dim, "model": info.tag, "reused": True}
+        vec_path = os.path.join(out, layout.VECTORS)
+        with atomic_path(vec_path) as tmp:
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+            layout.reserve(tmp, vec_path)
+            for s in range(0, n, block_rows):
+                block = np.asarray(vectors[s:s + block_rows], dtype=np.float32)
+                norms = np.linalg.norm(block, axis=1, keepdims=True)
+                dst[s:s + block_rows] = block / np.where(norms > 0, norms, 1)
+            dst.flush()
+            del dst
+        _finish(out, manifest, ids, labels, n)
+    return {"rows": n, "dim": dim, "model": info.tag, "reused": False}
+
+
+class _MakeAndLock(WriterLock):
+    def __init__(self, out: str):
+        os.makedirs(out, exist_ok=True)
+        super().__init__(out, "build")

@@ -1,0 +1,252 @@
+"""Entry point: a gallery index whose rows know which model embedded them (docs/deploying.md).
+
+    python -m bct.tools.index build    --model OLD.pth (--list LIST [--root DIR] | --folder DIR) --out INDEX
+    python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D |
+                                             --vectors Q.npy) [--k 10] [--out R.csv|R.json]
+    python -m bct.tools.index backfill INDEX --model NEW.pth [--order random|distinct] [--rows N | --fraction F]
+    python -m bct.tools.index status   INDEX
+    python -m bct.tools.index rollback INDEX [--to MODEL]
+    python -m bct.tools.index prune    INDEX [--model MODEL]
+    python -m bct.tools.index ann      INDEX [--kind ivf|hnsw]
+
+`build` runs under torchrun too (each rank embeds its own shards). Bad input exits 2 with one line.
+"""
+import argparse
+import json
+import os
+import sys
+
+from bct.tools.common import run
+from bct.utils.errors import BadInputError
+
+PROG = "python -m bct.tools.index"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _loader_args(p, workers: int = 2) -> None:
+    p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default 64)")
+    p.add_argument("--workers", type=int, default=workers, help=f"DataLoader workers (default {workers})")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
+    p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA (off on the CPU anyway)")
+    p.add_argument("--input-size", type=_positive, default=0,
+                   help="override the model's input size (default: what its checkpoint says)")
+    p.add_argument("--resize", choices=("squash", "aspect"), default="",
+                   help="override the model's resize mode (default: what its checkpoint says)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="A gallery index on disk: build, search, backfill, status, "
+                                "rollback, prune, ann (docs/deploying.md).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", prog=f"{PROG} build", help="embed a gallery into a new index folder")
+    b.add_argument("--model", required=True, help="checkpoint that embeds the gallery")
+    b.add_argument("--list", default="", help="image list (`relative/path label` lines)")
+    b.add_argument("--root", default="", help="folder the list's paths are relative to (default: the list's folder)")
+    b.add_argument("--folder", default="", help="a folder of images (instead of --list)")
+    b.add_argument("--out", required=True, help="the index folder to write")
+    b.add_argument("--name", default="", help="short name of the model (default: from its file name)")
+    b.add_argument("--chunk-rows", type=_positive, default=0,
+                   help="rows per shard (default 64 batches): the unit a killed build resumes from")
+    b.add_argument("--skip-bad", action="store_true", help="give unreadable images a zero vector instead of failing")
+    b.add_argument("--ann", choices=("", "ivf", "hnsw"), default="", help="also build an approximate index")
+    _loader_args(b)
+
+    s = sub.add_parser("search", prog=f"{PROG} search", help="top-k rows of query images or vectors")
+    s.add_argument("index", help="index folder")
+    s.add_argument("--model", default="", help="checkpoint that embeds the queries (or made --vectors)")
+    s.add_argument("--images", default="", help="comma-separated query image paths")
+    s.add_argument("--list", default="", help="query image list (`relative/path [label]` lines, one path a line)")
+    s.add_argument("--root", default="", help="folder that --images / --list paths are relative to")
+    s.add_argument("--folder", default="", help="a folder of query images")
+    s.add_argument("--vectors", default="", help="query vectors (n, D) in a .npy file")
+    s.add_argument("--k", type=_positive, default=10, help="results per query (default 10)")
+    s.add_argument("--out", default="", help="write the results to this .csv or .json file (default: print)")
+    s.add_argument("--force", action="store_true", help="search even with a model not known to be compatible")
+    s.add_argument("--ann", default="", help="search through the approximate index of this kind (ivf, hnsw)")
+    s.add_argument("--nprobe", type=_positive, default=16, help="IVF lists visited (HNSW: efSearch / 16)")
+    _loader_args(s, workers=0)
+
+    f = sub.add_parser("backfill", prog=f"{PROG} backfill", help="re-embed rows with a new model, in place")
+    f.add_argument("index", help="index folder")
+    f.add_argument("--model", required=True, help="the new model's checkpoint")
+    f.add_argument("--name", default="", help="short name of the model (default: from its file name)")
+    f.add_argument("--order", default="random", help="random (seeded) or distinct (default random)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
+    f.add_argument("--rows", type=int, default=None, help="re-embed at most this many more rows")
+    f.add_argument("--fraction", type=float, default=None,
+                   help="continue until this fraction of all rows is the new model's")
+    f.add_argument("--step-rows", type=_positive, default=0, help="rows per commit (default max(1024, batch))")
+    f.add_argument("--root", default="", help="image folder, when it moved since the build")
+    f.add_argument("--list", default="", help="the image list, checked against the index's ids")
+    f.add_argument("--force", action="store_true", help="backfill even with a model not known to be compatible")
+    f.add_argument("--nice", type=int, default=10,
+                   help="lower this process's CPU priority by this much so searches keep theirs (default 10)")
+    _loader_args(f)
+
+    t = sub.add_parser("status", prog=f"{PROG} status", help="fraction of rows per model")
+    t.add_argument("index", help="index folder")
+    t.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    r = sub.add_parser("rollback", prog=f"{PROG} rollback", help="serve an earlier model's stored rows again")
+    r.add_argument("index", help="index folder")
+    r.add_argument("--to", default=None, help="model name, tag, digest prefix or checkpoint (default: the previous)")
+
+    d = sub.add_parser("prune", prog=f"{PROG} prune", help="delete stored rows (no rollback to them afterwards)")
+    d.add_argument("index", help="index folder")
+    d.add_argument("--model", default=None, help="delete this model's stored rows (default: every unused store)")
+
+    a = sub.add_parser("ann", prog=f"{PROG} ann", help="(re)build an approximate index over the current rows")
+    a.add_argument("index", help="index folder")
+    a.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
+    a.add_argument("--nlist", type=int, default=0, help="IVF lists (default 4 sqrt(N))")
+    a.add_argument("--m", type=_positive, default=32, help="HNSW links per node (default 32)")
+    return p.parse_args(argv)
+
+
+def _device(name: str):
+    from bct.engine.distributed import init_distributed
+    return init_distributed(name)
+
+
+def _query_paths(args):
+    """(paths, root) of the query images given by --images, --list or --folder."""
+    from bct.index.embed import folder_images
+
+    if args.images:
+        return [p for p in args.images.split(",") if p], args.root
+    if args.folder:
+        return folder_images(args.folder), args.folder
+    from bct.utils.fileio import read_text
+    if not os.path.isfile(args.list):
+        raise BadInputError(f"query list {args.list} does not exist")
+    paths = []
+    for i, line in enumerate(read_text(args.list).splitlines()):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise BadInputError(f"{args.list}:{i + 1}: expected `relative/path [label]`, got {line!r}")
+        paths.append(fields[0])
+    if not paths:
+        raise BadInputError(f"{args.list}: the list is empty")
+    return paths, args.root or os.path.dirname(os.path.abspath(args.list))
+
+
+def _search(args) -> dict:
+    import numpy as np
+
+    from bct.index import Index
+
+    index = Index.open(args.index)
+    model = args.model or None
+    if len([x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]) != 1:
+        raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
+    if args.vectors:
+        try:
+            queries = np.load(args.vectors, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise BadInputError(f"--vectors {args.vectors} cannot be read as a .npy array ({e})") from None
+        names = list(range(len(queries)))
+    else:
+        paths, root = _query_paths(args)
+        if not model:
+            raise BadInputError("search: image queries need --model (the checkpoint that embeds them)")
+        from bct.index.embed import embed_images, load_model_for
+        device = _device(args.device)
+        net = load_model_for(model, device, args.input_size, args.resize)
+        model = net
+        queries = embed_images(net, paths, root, args.batch_size, args.workers, device, not args.no_amp)
+        names = paths
+    result = index.search(queries, args.k, model, force=args.force, ann=args.ann, nprobe=args.nprobe, names=names)
+    for w in result.warnings:
+        print(f"warning: {w} (--force)", file=sys.stderr)
+    if args.out:
+        result.write(args.out)
+        print(f"wrote {len(result.queries)} x {result.rows.shape[1]} results to {args.out}")
+    else:
+        for rec in result.records():
+            print(f"{rec['query']}\t{rec['rank']}\t{rec['score']:.6f}\t{rec['id']}\t{rec['model']}")
+    return {"queries": len(result.queries), "k": int(result.rows.shape[1])}
+
+
+def _print_status(st: dict) -> None:
+    print(f"index {st['path']}: {st['rows']} rows x {st['dim']}")
+    for m in st["models"]:
+        extra = f"; its vectors of {m['stored_rows']} other rows are stored (rollback)" if m["stored_rows"] else ""
+        print(f"  {m['tag']}: {100.0 * m['fraction']:.2f}% ({m['rows']} rows){extra}")
+    if st["interrupted_apply"]:
+        print("  a writer was killed in the middle of a step; the next search or backfill replays it")
+    for kind, meta in st["ann"].items():
+        print(f"  approximate index {kind}: built {meta['built'].split(' #')[0]} at step {meta['at_step']} "
+              f"(now {st['applied_steps']})")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from bct.utils.logger import setup_logger
+    if args.command == "build":
+        from bct.index.build import build_index
+        from bct.utils.comm import is_main_process
+        device = _device(args.device)
+        setup_logger("")
+        res = build_index(args.out, args.model, list_path=args.list, root=args.root, folder=args.folder,
+                          name=args.name, batch_size=args.batch_size, workers=args.workers, device=device,
+                          chunk_rows=args.chunk_rows, amp=not args.no_amp, skip_bad=args.skip_bad,
+                          input_size=args.input_size, resize=args.resize)
+        if is_main_process():
+            print(f"index {args.out}: {res['rows']} rows x {res['dim']} embedded by {res['model']} "
+                  f"({res['images_per_s']:.1f} images/s)")
+            if args.ann:
+                from bct.index import Index
+                meta = Index.open(args.out).build_ann(args.ann)
+                print(f"approximate index {args.ann} built in {meta['seconds']:.1f} s")
+        return res
+    setup_logger("")
+    if args.command == "search":
+        return _search(args)
+    from bct.index import Index
+    index = Index.open(args.index)
+    if args.command == "backfill":
+        if args.nice > 0:
+            os.nice(args.nice)
+        device = _device(args.device)
+        res = index.backfill(args.model, order=args.order, seed=args.seed, rows=args.rows, fraction=args.fraction,
+                             batch_size=args.batch_size, workers=args.workers, device=device, root=args.root,
+                             list_path=args.list, step_rows=args.step_rows, force=args.force, name=args.name,
+                             input_size=args.input_size, resize=args.resize, amp=not args.no_amp)
+        print(f"backfill {res['model']} ({res['order']}): {res['done']} rows this run ({res['reused']} restored from "
+              f"the store), {100.0 * res['fraction']:.2f}% of the index is now {res['model']}")
+        return res
+    if args.command == "status":
+        st = index.status()
+        if args.json:
+            print(json.dumps(st, indent=1))
+        else:
+            _print_status(st)
+        return st
+    if args.command == "rollback":
+        res = index.rollback(args.to)
+        print(f"rollback to {res['model']}: {res['restored']} rows restored"
+              + (f", {res['not_restorable']} rows have no stored vector of it" if res["not_restorable"] else ""))
+        return res
+    if args.command == "prune":
+        res = index.prune(args.model)
+        print(f"pruned {', '.join(res['pruned']) or 'nothing'} ({res['freed_bytes'] / 2 ** 20:.1f} MiB freed)")
+        return res
+    meta = index.build_ann(args.kind, nlist=args.nlist, m=args.m)
+    print(f"approximate index {args.kind} of {args.index} built in {meta['seconds']:.1f} s")
+    return meta
+
+
+if __name__ == "__main__":
+    run(main)
