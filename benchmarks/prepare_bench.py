@@ -1,5 +1,5 @@
 """Time bct.data.collection.prepare_collection (python -m bct.tools.prepare_images) on a generated
-collection of tiny files, as a folder per class and as a CSV (docs/benchmarks_prepare.md).
+collection of tiny files, as a folder per class and as a CSV (docs/benchmarks.md).
 
     python benchmarks/prepare_bench.py [--images 100000] [--classes 1000] [--work DIR] [--repeat 3]
 

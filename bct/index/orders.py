@@ -8,7 +8,7 @@
   higher new-to-new similarities push them above the old rows that are relevant to many queries.
   Rows far from the mean are relevant to few queries and are re-embedded first. On the synthetic
   sets this order gives a larger area under the backfill curve than random
-  (docs/benchmarks_index.md); it costs one pass over the vectors (O(N x D)).
+  (docs/benchmarks.md); it costs one pass over the vectors (O(N x D)).
 """
 import numpy as np
 
