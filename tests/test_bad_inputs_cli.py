@@ -109,6 +109,19 @@ def _cases(f):
         # summarize
         ("summarize", [none]), ("summarize", [file]), ("summarize", [d]), ("summarize", [d, "--out", d]),
         ("summarize", [d, d]),
+        # prepare_images
+        ("prepare_images", ["--src", none, "--out", out_dir]), ("prepare_images", ["--src", file, "--out", out_dir]),
+        *[("prepare_images", ["--src", d, "--out", out_dir, *extra]) for extra in (
+            ["--old-fraction", "0"], ["--old-fraction", "1.5"], ["--old-fraction", "x"], ["--seed", "x"],
+            ["--split", "x"], ["--eval-fraction", "-1"])],
+        # index
+        ("index", ["build", "--model", none, "--list", lst, "--root", d, "--out", out_dir]),
+        ("index", ["build", "--model", d, "--list", lst, "--root", d, "--out", out_dir]),
+        ("index", ["build", "--model", model, "--list", none, "--root", d, "--out", out_dir]),
+        ("index", ["build", "--model", model, "--list", lst, "--root", d, "--out", out_dir, "--chunk-rows", "0"]),
+        ("index", ["search", none, "--model", model, "--vectors", none]), ("index", ["status", none]),
+        ("index", ["status", file]), ("index", ["backfill", d, "--model", model, "--fraction", "2"]),
+        ("index", ["rollback", none]), ("index", ["nope"]),
     ]
     return cases
 
@@ -261,8 +274,7 @@ def test_resize_images_stopped_by_sigterm_ends_its_workers(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "img").is_dir():
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]

@@ -12,8 +12,8 @@ import pytest
 import bct.tools
 from bct.tools import common
 
-# Not tools: the shared CLI helpers; and the benchmark scripts on their way out of the package.
-NOT_TOOLS = {"common", "benchmark_speed", "benchmark_data"}
+# Not a tool: the shared CLI helpers.
+NOT_TOOLS = {"common"}
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(bct.tools.__path__) if m.name not in NOT_TOOLS)
 # Tools that write a file or a folder, and tools that read one model.
 WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "init_model", "make_synthetic",

@@ -16,7 +16,7 @@ SETTINGS = sorted(os.path.dirname(f) for f in glob.glob(os.path.join(REPO, "conf
                                                           recursive=True))
 # The output folder of every (setting, method): the names the results and scripts rely on.
 TAG_SUFFIX = {"configs": "", "configs/data_split": "_data", "configs/r50": "_r50", "configs/synthetic": "",
-              "configs/synthetic/data_split": "_data", "configs/synthetic/r50": "_r50"}
+              "configs/synthetic/data_split": "_data", "configs/synthetic/r50": "_r50", "configs/own": ""}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))

@@ -20,13 +20,8 @@ KNOWN = {
     # The package's loader dispatches to the catalogue, which loads through the package's loader (both
     # lazy); a loader module of its own (e.g. bct/config/loader.py) would untie them.
     ("bct.config.methods", "bct.config"),
-    # losses.stats derives its old STATS_LOSSES name from the registry on access; nothing reads it now.
-    ("bct.losses.stats", "bct.losses.registry"),
 }
 FORBIDDEN = {("evaluation", "engine"), ("models", "losses")}
-# Benchmark scripts on their way out of the package (to benchmarks/, where one may import the other);
-# drop this set once they are gone.
-LEAVING = {"bct.tools.benchmark_speed", "bct.tools.benchmark_data"}
 
 
 def _modules() -> dict:
@@ -109,7 +104,7 @@ def test_no_import_cycle():
 
 def test_no_tool_imports_another_tool():
     for m, targets in GRAPH.items():
-        if _package(m) == "tools" and m not in LEAVING:
+        if _package(m) == "tools":
             others = sorted(t for t in targets if _package(t) == "tools" and t not in ("bct.tools", "bct.tools.common"))
             assert not others, f"{m} imports {others}; shared CLI helpers go in bct/tools/common.py, the rest in bct.pipeline"
 

@@ -269,29 +269,11 @@ def load_model(path: str, device="cpu"):
     model.source_path is the checkpoint's absolute path.
     """
     ckpt = load_checkpoint(path, "load_model")
+    # Checkpoints written before the meta held the input settings get them from their stored config.
     ckpt["meta"] = dict(ckpt["meta"])
-    _fill_input_meta(ckpt)
+    for key, value in input_settings(ckpt).items():
+        ckpt["meta"].setdefault(key, value)
     return attach_inputs(_eval_model(ckpt, path, device), ckpt, path)
-
-
-def _fill_input_meta(ckpt: dict) -> None:
-    """Input size and normalisation for checkpoints written before the meta held them: every bct and
-    reference model was trained on ImageNet-normalised input; the size is the stored config's
-    TRAIN.INPUT_SIZE, else the reference's 224."""
-    from bct.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-    meta = ckpt["meta"]
-    meta.setdefault("mean", list(IMAGENET_MEAN))
-    meta.setdefault("std", list(IMAGENET_STD))
-    if "input_size" not in meta:
-        size = 224
-        if isinstance(ckpt.get("config"), str):
-            try:
-                stored = yaml.safe_load(ckpt["config"]) or {}
-                size = int(stored.get("TRAIN", {}).get("INPUT_SIZE", size))
-            except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-                pass
-        meta["input_size"] = size
 
 
 def input_settings(ckpt: dict) -> dict:

@@ -26,18 +26,7 @@ import torch
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import read_text
 
-__all__ = ["OldClassStats", "load_old_stats", "STATS_LOSSES"]
-
-
-
-def __getattr__(name):
-    # STATS_LOSSES: the registered terms that read these statistics, derived from their NEEDS_STATS
-    # flag when asked (a user's term registered later counts too). A run's own question is
-    # bct.losses.registry.needs_stats(cfg).
-    if name == "STATS_LOSSES":
-        from bct.losses.registry import COMP_LOSS_REGISTRY
-        return tuple(n for n, cls in sorted(COMP_LOSS_REGISTRY.items()) if cls.NEEDS_STATS)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["OldClassStats", "load_old_stats"]
 
 _MAKE_HINT = ("make it with `bash scripts/extract_feat.sh` "
               "(python -m bct.tools.extract_feat --cfg configs/extract_feat.yml)")

@@ -1,4 +1,4 @@
-"""Entry point: a gallery index whose rows know which model embedded them (docs/deploying.md).
+"""A gallery index whose rows know which model embedded them (docs/deploying.md).
 
     python -m bct.tools.index build    --model OLD.pth (--list LIST [--root DIR] | --folder DIR) --out INDEX
     python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D |
@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from bct.tools import common
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 
@@ -44,8 +45,7 @@ def _loader_args(p, workers: int = 2) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=PROG, description="A gallery index on disk: build, search, backfill, status, "
-                                "rollback, prune, ann (docs/deploying.md).")
+    p = common.parser(__file__, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", prog=f"{PROG} build", help="embed a gallery into a new index folder")

@@ -11,12 +11,13 @@ docs/own_images.md. The same input and settings again reuse <out>; anything else
 import argparse
 
 from bct.data.collection import Settings, prepare_collection
+from bct.tools import common
 from bct.tools.common import run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     d = Settings()
-    p = argparse.ArgumentParser(prog="python -m bct.tools.prepare_images", description=__doc__.splitlines()[0])
+    p = common.parser(__file__, __doc__)
     p.add_argument("--src", required=True,
                    help="a folder per class (<src>/<class>/<image>) or a CSV with a header path,label[,split]")
     p.add_argument("--out", required=True, help="folder to write (must be new, empty, or this very preparation)")
