@@ -24,7 +24,7 @@ from bct.config import load_cfg
 from bct.engine.checkpoint import save_checkpoint
 from bct.models.build import build_model
 from bct.tools.common import run
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 24  # pixels

@@ -12,7 +12,7 @@ from bct.config import load_cfg
 from bct.engine.checkpoint import load_checkpoint
 from bct.engine.trainer import Trainer, TrainingError, output_dir
 from bct.utils.logger import setup_logger
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 
 
 def _trainer(root, list_path, out, resume=False, **extra):

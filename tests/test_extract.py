@@ -13,7 +13,7 @@ from bct.data.lists import read_image_list
 from bct.data.transforms import build_transform
 from bct.evaluation.extract import cache_key, cached_extract, extract_features
 from bct.models import build_model
-from conftest import make_image_list
+from helpers import make_image_list
 
 
 def _setup(root):

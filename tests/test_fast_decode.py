@@ -268,7 +268,7 @@ def test_gpu_decoded_training_loader_and_extraction_on_cpu(tmp_path, monkeypatch
     from bct.engine.trainer import GpuDecodedLoader, build_train_loader
     from bct.evaluation.extract import extract_features
     from bct.models import build_model
-    from conftest import make_image_list
+    from helpers import make_image_list
 
     lst = make_image_list(str(tmp_path), n_classes=2, per_class=4)
     monkeypatch.setattr("bct.data.datasets.gpu_decoding_available", lambda device: "")

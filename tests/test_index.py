@@ -21,7 +21,7 @@ from bct.tools import index as index_tool
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from conftest import make_image_list
+from helpers import make_image_list
 
 ARCH = "mobilenet_v3_small"
 SIZE = 32

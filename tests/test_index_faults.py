@@ -20,7 +20,7 @@ import torch
 from bct.index import Index
 from bct.index.layout import read_state
 from test_index import DIM, build, save_model
-from conftest import make_image_list
+from helpers import make_image_list
 
 FORK = multiprocessing.get_context("fork")
 LIMIT = 120

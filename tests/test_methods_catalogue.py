@@ -13,7 +13,7 @@ from bct.models.build import build_model
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
 from bct.utils.logger import setup_logger
-from conftest import make_image_list
+from helpers import make_image_list
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTING = os.path.join(REPO, "configs", "synthetic")

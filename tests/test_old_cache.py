@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from bct.config import load_cfg
 from bct.engine.trainer import Trainer
 from bct.utils.logger import setup_logger
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 from test_engine import _free_port
 
 EPOCHS = 3

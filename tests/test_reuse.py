@@ -15,7 +15,7 @@ from bct.tools import train as train_tool
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 
 ARCH = "mobilenet_v3_small"  # the quickest backbone to train on the CPU
 

@@ -7,7 +7,7 @@ import pytest
 
 from bct.utils.logger import get_logger, log_file, setup_logger
 
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 
 ARCH = "mobilenet_v3_small"  # the quickest backbone to train on the CPU
 

@@ -1,11 +1,11 @@
-"""Faults, round two: feature caches that must know what they hold, one training per output
+"""Faults of storage and state: feature caches that must know what they hold, one training per output
 folder, operating-system errors (a file-size limit, a full disk, a read-only folder) as one line,
 and --resume after the config changed.
 
-As in test_bad_inputs_2.py every case asserts the exit code, the one line (or, for a case that
+As in test_bad_inputs_files.py every case asserts the exit code, the one line (or, for a case that
 must succeed, the log line that says what happened) and that the outputs of an earlier run are
 unchanged. A real file-size limit and a real second process holding the lock run as forked
-processes (test_faults.py's helpers); a full disk and a read-only file system, which a test
+processes (test_faults_processes.py's helpers); a full disk and a read-only file system, which a test
 cannot make without privileges, are injected at the lowest write call.
 """
 import errno
@@ -21,8 +21,8 @@ import torch
 
 from test_bad_inputs import ARCH, _revisited, eval_argv, expect_error, extract_argv, invoke, train_argv  # noqa: F401
 from test_bad_inputs import one_thread, w  # noqa: F401  (fixtures)
-from test_bad_inputs_2 import copy_of, earlier, refused, snapshot  # noqa: F401  (earlier is a fixture)
-from test_faults import finish, start, text
+from test_bad_inputs_files import copy_of, earlier, refused, snapshot  # noqa: F401  (earlier is a fixture)
+from test_faults_processes import finish, start, text
 
 FORK = multiprocessing.get_context("fork")
 

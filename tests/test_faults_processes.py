@@ -41,7 +41,7 @@ import bct.tools.extract_feat  # noqa: F401  imported here once, so that forked 
 import bct.tools.test  # noqa: F401
 import bct.tools.train  # noqa: F401
 from bct.engine.checkpoint import load_checkpoint
-from conftest import make_image_list, train_opts
+from helpers import make_image_list, train_opts
 
 try:  # the trainer's TensorBoard writer and the search backend, imported lazily by the tools
     import faiss  # noqa: F401

@@ -1,4 +1,4 @@
-"""Bad inputs, round two: config values out of range, text files in the wild, steps that would
+"""Bad input files and values: config values out of range, text files in the wild, steps that would
 produce nothing, and statistics / result files that do not hold what they should.
 
 Every case runs a real entry point (through bct.tools.common.run, as `python -m` does) next to the
@@ -18,7 +18,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import make_image_list
+from helpers import make_image_list
 from test_bad_inputs import (ARCH, _revisited, _stats, eval_argv, expect_error, extract_argv, invoke,  # noqa: F401
                              one_thread, train_argv, train_new_argv, w, write_list)
 
