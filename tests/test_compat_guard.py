@@ -100,6 +100,7 @@ def _train_and_search(tmp_path_factory) -> dict:
     return cross
 
 
+@pytest.mark.slow
 def test_compatibility_term_raises_cross_test(runs):
     # Measured over GUARD_SEED 1-5: 36.3, 38.6, 29.3, 44.6, 38.0 with the term against 15.6, 17.4,
     # 15.5, 11.8, 14.9 without it (chance level); with COMP_LOSS.WEIGHT 0 the two runs are equal.

@@ -137,6 +137,7 @@ def _ddp_worker(rank, world, port, root, lst, out):
     cleanup_distributed()
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     lst = make_image_list(str(tmp_path), per_class=8)
     out = tmp_path / "out"

@@ -4,6 +4,7 @@ import os
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -35,6 +36,7 @@ def _worker(rank, port, root, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_sharded_extraction_matches_single_process(tmp_path):
     ds, model = _setup(tmp_path)
     single, ok = extract_features(model, ds, batch_size=2, num_workers=0)

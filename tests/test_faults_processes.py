@@ -451,6 +451,7 @@ def _hang_hook():
     trainer.Trainer.step = step
 
 
+@pytest.mark.slow
 def test_survivor_stops_within_the_timeout_when_a_rank_hangs(data, tmp_path):
     port, timeout = _free_port(), 4
     procs = [start("train", dist_argv(data, tmp_path / "out"), tmp_path / f"log{rank}.txt",

@@ -35,6 +35,7 @@ def _new_trainer(tmp_path, lst, old, out, cache, batch=8, **extra):
     return t, calls
 
 
+@pytest.mark.slow
 def test_cache_runs_the_old_model_once_per_image_and_changes_nothing(tmp_path):
     lst = make_image_list(str(tmp_path), per_class=6)  # 24 images: 3 batches of 8 per epoch
     old = _old_model(tmp_path, lst)
@@ -72,6 +73,7 @@ def _ddp_worker(rank, world, port, root, lst, old, out):
     cleanup_distributed()
 
 
+@pytest.mark.slow
 def test_cache_under_two_process_ddp(tmp_path):
     lst = make_image_list(str(tmp_path), per_class=6)  # 24 images: 3 batches of 4 per rank and epoch
     old = _old_model(tmp_path, lst)

@@ -2,7 +2,6 @@
 CSV files (formats, the class and data splits, the retrieval set, every refused input, reuse and
 refusal), and scripts/own.sh end to end (slow)."""
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -214,7 +213,7 @@ def test_seeded(tmp_path, capsys):
 
 def test_retrieval_set_loads():
     """The retrieval set is the format bct.data.retrieval_set reads (when that module is present)."""
-    retrieval_set = pytest.importorskip("bct.data.retrieval_set")
+    from bct.data import retrieval_set
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         prepare_collection(make_folder(tmp), os.path.join(tmp, "out"))
@@ -439,17 +438,7 @@ def test_help_names_the_module(capsys):
 # The one command
 # ---------------------------------------------------------------------------------------------
 
-def _pieces_present() -> bool:
-    """scripts/own.sh needs the method catalogue (new_<method>.yml from configs/own/Base-new.yml),
-    the renamed keys, the own-set evaluation and the pipeline layer that wires it into the test tool."""
-    if any(importlib.util.find_spec(m) is None for m in ("bct.config.methods", "bct.evaluation.sets", "bct.pipeline")):
-        return False
-    from bct.config.defaults import get_cfg_defaults
-    return "LIST_FILE" in get_cfg_defaults().TRAIN
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _pieces_present(), reason="needs the method catalogue, the renamed keys and own-set evaluation")
 def test_own_sh_end_to_end(tmp_path):
     src = make_folder(tmp_path, {f"c{i}": 6 for i in range(10)})
     env = {**os.environ, "PRETRAINED": "False", "PYTHON": sys.executable, "GPUS": "0"}

@@ -176,6 +176,7 @@ def _eval_opts(tiny, out):
     return ["EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0", "EVAL.CACHE_DIR", f"{out}/cache", "DEVICE", "cpu"]
 
 
+@pytest.mark.slow
 def test_test_script_evaluates_reference_checkpoints(tiny, tmp_path):
     """scripts/test.sh takes the authors' kind of files (old and new model paths) directly."""
     torch.manual_seed(2)
