@@ -12,7 +12,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from bct.evaluation.metrics import compatibility_scores
-from bct.utils.fileio import atomic_path
 
 # The paper's titles of the built-in sets; tools read a set's title from its BenchmarkSet
 # (bct.evaluation.sets), which takes it from here (any other set is titled by its name).
@@ -126,42 +125,3 @@ def matrix_table(names: Sequence[str], matrix) -> str:
                 cells.append(f"{_fmt(m[i, j])} {'✓' if m[i, j] > m[j, j] else '✗'}")
         lines.append(_row([name] + cells))
     return "\n".join(lines) + "\n"
-
-
-def matrix_heatmaps(panels: Sequence[Sequence[Mapping]], path: str) -> None:
-    """Write a PNG grid of compatibility-matrix heat-maps: ``panels`` is a list of rows, each a list
-    of ``{'title', 'names', 'matrix'}`` (matrix (n, n) x100, lower triangle read). Each cell shows its
-    value; a red frame marks a pair that fails M[i][j] > M[j][j]."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_rows, n_cols = len(panels), max(len(row) for row in panels)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.3 * n_rows), squeeze=False)
-    for r, row in enumerate(panels):
-        for c in range(n_cols):
-            ax = axes[r][c]
-            if c >= len(row):
-                ax.axis("off")
-                continue
-            names, m = list(row[c]["names"]), np.asarray(row[c]["matrix"], dtype=np.float64)
-            n = len(names)
-            shown = np.where(np.tril(np.ones((n, n), dtype=bool)), m, np.nan)
-            image = ax.imshow(np.ma.masked_invalid(shown), cmap="viridis")
-            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-            for i in range(n):
-                for j in range(i + 1):
-                    ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                            color="black" if image.norm(m[i, j]) > 0.5 else "white")
-                    if j < i and not m[i, j] > m[j, j]:
-                        ax.add_patch(plt.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor="red", lw=2))
-            ax.set_xticks(range(n), names, fontsize=7, rotation=30)
-            ax.set_yticks(range(n), names, fontsize=7)
-            ax.set_xlabel("gallery model", fontsize=8)
-            ax.set_ylabel("query model", fontsize=8)
-            ax.set_title(row[c]["title"], fontsize=9)
-    fig.suptitle("Compatibility matrices (mAP x100; red frame: fails M[i][j] > M[j][j])", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
