@@ -39,3 +39,18 @@ def train_opts(root, list_path, out, num_classes, role="old", **extra):
     }
     opts.update({k: str(v) for k, v in extra.items()})
     return [x for kv in opts.items() for x in kv]
+
+
+def catalogue_terms() -> list:
+    """The compatibility terms that the methods of the catalogue train with (COMP_LOSS.TYPE and
+    EXTRA_TERMS of every method yml, BCT_METHODS_PATH included; their MODULES imported), sorted. Tests
+    parametrised over it cover a method added to the catalogue with no change (mark them catalogue)."""
+    from bct.config import load_layers
+    from bct.config.methods import method_file, method_names
+    from bct.losses import term_names
+
+    terms = set()
+    for name in method_names():
+        cfg = load_layers([method_file(name)], freeze=False, notes=[], sets={"METHOD.NAME": name})
+        terms.update(term_names(cfg))
+    return sorted(terms)

@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from bct.config.methods import method_names
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN = os.path.join(REPO, "configs", "synthetic")
 
@@ -98,7 +100,8 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["bct", "lce", "unibct", "hot_refresh", "oracle"])
+@pytest.mark.catalogue
+@pytest.mark.parametrize("method", method_names())
 def test_every_method_trains(tiny, tmp_path, method):
     """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint."""
     from bct.engine.checkpoint import load_checkpoint, save_checkpoint
