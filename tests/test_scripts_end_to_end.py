@@ -1,5 +1,6 @@
-"""The whole pipeline on the tiny synthetic benchmark: the bash scripts, every compatibility method,
-extract_feat's files, and scripts/test.sh's self/cross-test JSON (with backfill endpoints)."""
+"""The scripts end to end on the tiny synthetic benchmark: the bash scripts of the whole pipeline,
+every method of the catalogue trained, extract_feat's files, and scripts/test.sh's self/cross-test
+JSON (with backfill endpoints)."""
 import json
 import os
 import subprocess
@@ -169,6 +170,7 @@ def test_test_tool_evaluates_several_sets_in_one_process(tiny, tmp_path):
         test_tool.main(["--datasets", "roxford5k,EVAL.ROOT", *opts, "NEW_MODEL.MODEL_PATH", f"{tmp_path}/none.pth"])
 
 
+@pytest.mark.slow
 def test_data_generation_runs_without_torch(tmp_path):
     """The demo draws the benchmark while torch is still installing: make_synthetic and summarize
     must neither import torch nor need it (here torch is made unimportable)."""
