@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import make_image_list
+from helpers import make_earlier, make_image_list, make_world
 
 torch.set_num_threads(1)  # one thread: subprocess and DDP tests run beside the main process
 
@@ -24,3 +24,26 @@ def clean_registry():
     COMP_LOSS_REGISTRY.update(names)
     for name in set(sys.modules) - modules:
         del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory):
+    """The bad-input world (helpers.make_world): 8 images, an old and a new checkpoint, statistics and
+    a revisited-format test set."""
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def earlier(w, tmp_path_factory):
+    """Outputs of successful runs on the world: a training folder, a statistics folder and a test result."""
+    return make_earlier(w, tmp_path_factory.mktemp("earlier"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (pytestmark = pytest.mark.usefixtures("one_thread")): on a shared
+    2-core machine a second spinning thread only slows these runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

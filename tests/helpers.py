@@ -1,10 +1,30 @@
-"""Helpers shared by the tests (import them with `from helpers import ...`): a tiny fabricated
-image-list dataset (class-dependent patterns, 32 px) and the KEY VALUE overrides of a seconds-long
-CPU training run on it."""
+"""Helpers shared by the tests (import them with `from helpers import ...`; fixtures live in
+conftest.py): a tiny fabricated image-list dataset (class-dependent patterns, 32 px) and the KEY
+VALUE overrides of a seconds-long CPU training run on it; the terms of the method catalogue; the
+bad-input world (checkpoints, statistics, a revisited set; the argv of each entry point, running a
+tool as `python -m` does, the one-line error check, snapshots of earlier outputs); forked runs; the
+gallery-index test models; GLDv2 CSV fabrication; the list of tools."""
+import csv
+import hashlib
+import importlib
+import json
+import multiprocessing
 import os
+import pickle
+import pkgutil
+import runpy
+import shutil
+import signal
+import socket
+import sys
+import time
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image
+
+import bct.tools
 
 
 def make_image_list(root, n_classes=4, per_class=6, size=32, seed=0, name="train.txt", first_label=0):
@@ -39,3 +59,307 @@ def train_opts(root, list_path, out, num_classes, role="old", **extra):
     }
     opts.update({k: str(v) for k, v in extra.items()})
     return [x for kv in opts.items() for x in kv]
+
+
+def catalogue_terms() -> list:
+    """The compatibility terms that the methods of the catalogue train with (COMP_LOSS.TYPE and
+    EXTRA_TERMS of every method yml, BCT_METHODS_PATH included; their MODULES imported), sorted. Tests
+    parametrised over it cover a method added to the catalogue with no change (mark them catalogue)."""
+    from bct.config import load_layers
+    from bct.config.methods import method_file, method_names
+    from bct.losses import term_names
+
+    terms = set()
+    for name in method_names():
+        cfg = load_layers([method_file(name)], freeze=False, notes=[], sets={"METHOD.NAME": name})
+        terms.update(term_names(cfg))
+    return sorted(terms)
+
+
+# -- the bad-input world: 8 labelled images, an old and a new checkpoint, old-class statistics and a
+# revisited-format test set, built once per module (the `w` fixture); every test writes its own broken
+# variant next to it. A small torchvision model keeps every run and checkpoint short.
+WORLD_PX = 24
+WORLD_ARCH = "mobilenet_v3_small"
+
+
+def model_ckpt(path, role, num_classes, arch=WORLD_ARCH, emb_dim=256):
+    from bct.config import load_cfg
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models.build import build_model
+
+    key = "OLD_MODEL" if role == "old" else "NEW_MODEL"
+    cfg = load_cfg("", [f"{key}.PRETRAINED", "False", f"{key}.NUM_CLASSES", str(num_classes),
+                        f"{key}.ARCH", arch, "MODEL.EMB_DIM", str(emb_dim)])
+    model = build_model(cfg, role)
+    save_checkpoint(str(path), {"model": model.state_dict(), "meta": model.meta})
+    return str(path)
+
+
+def stats_file(path, class_ids, dim=256, seed=0):
+    """Old-class statistics (radius.json layout) of random centres for `class_ids`."""
+    rng = np.random.default_rng(seed)
+    data = {str(c): {"center": (rng.normal(size=dim) / np.sqrt(dim)).tolist(),
+                     "radius": sorted(rng.uniform(0.2, 0.9, size=3).tolist())} for c in class_ids}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def revisited_set(root, name="tiny", n_db=6, n_q=2):
+    """A revisited-format test set `name` under `root` (random images, two queries); returns root."""
+    img_dir = root / name / "jpg"
+    img_dir.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    names = [f"db{i}" for i in range(n_db)] + [f"q{i}" for i in range(n_q)]
+    for n in names:
+        Image.fromarray(rng.integers(0, 255, (WORLD_PX, WORLD_PX, 3), dtype=np.uint8)).save(img_dir / f"{n}.jpg")
+    gnd = [{"bbx": [0.0, 0.0, float(WORLD_PX), float(WORLD_PX)], "easy": [q, q + 2], "hard": [q + 1], "junk": []}
+           for q in range(n_q)]
+    with open(root / name / f"gnd_{name}.pkl", "wb") as f:
+        pickle.dump({"imlist": names[:n_db], "qimlist": names[n_db:], "gnd": gnd}, f)
+    return str(root)
+
+
+def invoke(capsys, tool, argv):
+    """Run a tool's main through bct.tools.common.run; returns (exit code, stderr, stdout)."""
+    from bct.tools.common import run
+
+    main = importlib.import_module(f"bct.tools.{tool}").main
+    try:
+        run(main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    cap = capsys.readouterr()
+    return code, cap.err, cap.out
+
+
+def expect_error(result, code, *fragments):
+    got_code, err, out = result
+    lines = err.strip().splitlines()
+    assert got_code == code, f"exit {got_code}, stderr: {err[-2000:]}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    for f in fragments:
+        assert f in lines[0], f"{f!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def write_list(tmp_path, lines, name="list.txt"):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def train_argv(w, lst, out, **extra):
+    """Old-model training: 4 classes, batch 4, one epoch of at most 2 iterations at 24 px."""
+    base = {"OLD_MODEL.ARCH": WORLD_ARCH, "TRAIN.BATCH_SIZE": 4, "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 2,
+            "TRAIN.INPUT_SIZE": WORLD_PX}
+    return train_opts(w.root, lst, out, 4, **{**base, **extra})
+
+
+def train_new_argv(w, out, **extra):
+    """Boundary-loss new-model training against the world's old checkpoint and statistics."""
+    base = {"OLD_MODEL.ARCH": WORLD_ARCH, "NEW_MODEL.ARCH": WORLD_ARCH, "TRAIN.TYPE": "compatible",
+            "COMP_LOSS.TYPE": "bct_limit", "OLD_MODEL.MODEL_PATH": w.old,
+            "OLD_MODEL.NUM_CLASSES": 4, "COMP_LOSS.RADIUS_FILE": w.radius, "TRAIN.BATCH_SIZE": 4,
+            "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1, "TRAIN.INPUT_SIZE": WORLD_PX}
+    return train_opts(w.root, w.list, out, 4, role="new", **{**base, **extra})
+
+
+def extract_argv(w, lst, out, **extra):
+    opts = {"OLD_MODEL.MODEL_PATH": w.old, "OLD_MODEL.ARCH": WORLD_ARCH, "OLD_MODEL.NUM_CLASSES": 4, "TRAIN.LIST_FILE": lst,
+            "TRAIN.ROOT": w.root, "TRAIN.INPUT_SIZE": WORLD_PX, "EVAL.BATCH_SIZE": 4, "EVAL.NUM_WORKERS": 0,
+            "EXTRACT.SAVE_DIR": out, "DEVICE": "cpu", **extra}
+    return [str(x) for kv in opts.items() for x in kv]
+
+
+def eval_argv(w, out, **extra):
+    opts = {"NEW_MODEL.MODEL_PATH": w.new, "OLD_MODEL.MODEL_PATH": w.old, "NEW_MODEL.ARCH": WORLD_ARCH,
+            "OLD_MODEL.ARCH": WORLD_ARCH, "EVAL.DATASET": "tiny",
+            "EVAL.ROOT": w.rev, "EVAL.INPUT_SIZE": WORLD_PX, "EVAL.BATCH_SIZE": 4, "EVAL.NUM_WORKERS": 0,
+            "EVAL.SAVE_DIR": out, "EVAL.CACHE_DIR": f"{out}/cache", "DEVICE": "cpu", **extra}
+    return [str(x) for kv in opts.items() for x in kv]
+
+
+def make_world(root):
+    """The world of the `w` fixture under `root`."""
+    world = SimpleNamespace(root=root)
+    world.list = make_image_list(str(root), n_classes=4, per_class=2, size=WORLD_PX)
+    world.lines = open(world.list).read().splitlines()
+    world.old = model_ckpt(root / "old.pth", "old", 4)
+    world.new = model_ckpt(root / "new.pth", "new", 4)
+    world.radius = stats_file(root / "stats" / "radius.json", range(4))
+    world.rev = revisited_set(root / "rev")
+    return world
+
+
+# -- earlier outputs, and the check that a refused run left them alone
+def snapshot(folder) -> dict:
+    """{relative path: sha256} of every file under `folder` except logs (log.txt, TensorBoard event
+    files): a log is appended to."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            if name == "log.txt" or name.startswith("events.out.tfevents"):
+                continue
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def refused(result, code, folder, before, *fragments):
+    """The run ended with `code` and one line holding every fragment, and `folder` is as it was."""
+    line = expect_error(result, code, *fragments)
+    after = snapshot(folder)
+    assert after == before, f"earlier outputs changed: {sorted(set(after.items()) ^ set(before.items()))}"
+    return line
+
+
+def copy_of(earlier, name, tmp_path):
+    """A private copy of one earlier output folder and its snapshot."""
+    dst = tmp_path / name
+    shutil.copytree(earlier / name, dst)
+    return dst, snapshot(dst)
+
+
+def make_earlier(w, base):
+    """Outputs of successful runs in `base` (the `earlier` fixture): a training folder, a statistics
+    folder and a test result."""
+    import bct.tools.extract_feat
+    import bct.tools.test
+    import bct.tools.train
+    from bct.tools.common import run
+    run(bct.tools.train.main, train_argv(w, w.list, base / "train", **{"TRAIN.MAX_ITERS": 1}))
+    run(bct.tools.extract_feat.main, extract_argv(w, w.list, base / "stats"))
+    run(bct.tools.test.main, eval_argv(w, base / "eval", **{"OLD_MODEL.MODEL_PATH": ""}))
+    assert {"model_final.pth", "ckpt_epoch_1.pth", "config.yaml", "last_checkpoint"} <= set(
+        os.listdir(base / "train" / WORLD_ARCH / "t"))
+    assert {"radius.json", "angle.json", "feats.npy", "labels.npy", "config.yaml"} <= set(os.listdir(base / "stats"))
+    assert os.path.isfile(base / "eval" / "tiny.json")
+    return base
+
+
+# -- forked runs: a child of this process (torch and the tools already imported, so it starts at once)
+# runs a tool or a script with its output in a file, under a hard time limit
+FORK = multiprocessing.get_context("fork")
+RUN_LIMIT = 120  # seconds: a hard limit on every process these tests start
+
+
+def _child(target, argv, log, env, hook):
+    """Body of a forked run: output to `log`, one thread, then `target` as the command line runs
+    it: a tool name (bct.tools.<name> through bct.tools.common.run) or a script path."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    os.environ.update(env)
+    import torch
+
+    torch.set_num_threads(1)
+    if hook is not None:
+        hook()
+    if target.endswith(".py"):
+        sys.argv = [target, *argv]
+        runpy.run_path(target, run_name="__main__")
+        return
+    from bct.tools.common import run
+
+    run(importlib.import_module(f"bct.tools.{target}").main, argv)
+
+
+def start(target, argv, log, env=None, hook=None):
+    proc = FORK.Process(target=_child, args=(target, [str(a) for a in argv], str(log), env or {}, hook))
+    proc.start()
+    return proc
+
+
+def finish(proc, limit=RUN_LIMIT):
+    """Wait for a forked run; kill it and fail if it outlives `limit`. Returns its exit code
+    (negative: the signal that ended it)."""
+    proc.join(limit)
+    if proc.is_alive():
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        pytest.fail(f"process {proc.pid} still running after {limit} s")
+    return proc.exitcode
+
+
+def wait_for(condition, proc, limit=RUN_LIMIT, poll=0.002):
+    """Poll `condition()` until true; False if the process ended first."""
+    end = time.time() + limit
+    while time.time() < end:
+        if condition():
+            return True
+        if not proc.is_alive():
+            return condition()
+        time.sleep(poll)
+    pytest.fail(f"condition not met within {limit} s")
+
+
+def text(path):
+    return open(path).read() if os.path.isfile(path) else ""
+
+
+# -- gallery-index tests: small randomly initialised models and the build of a world's gallery
+INDEX_ARCH = "mobilenet_v3_small"
+INDEX_PX = 32
+INDEX_DIM = 64
+
+
+def index_model(path, seed, old="", old_digest="", emb_dim=INDEX_DIM, arch=INDEX_ARCH):
+    """A randomly initialised checkpoint; with `old`, a compatible model trained against that file."""
+    import torch
+
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models.build import build_model_from_meta
+
+    torch.manual_seed(seed)
+    meta = {"arch": arch, "emb_dim": emb_dim, "num_classes": 3, "role": "new" if old or old_digest else "old",
+            "loss_type": "softmax", "old_model_path": old, "train_type": "compatible" if old or old_digest else "base"}
+    if old_digest:
+        meta["old_model_digest"] = old_digest
+    model = build_model_from_meta(meta)
+    save_checkpoint(str(path), {"model": model.state_dict(), "meta": meta, "epoch": 0,
+                                "config": f"EVAL:\n  INPUT_SIZE: {INDEX_PX}\n  RESIZE: squash\n"})
+    return str(path)
+
+
+def index_build(world, out, model="A", **kw):
+    """Index.build of the `world` fixture's gallery list with one of its models."""
+    from bct.index import Index
+
+    kw.setdefault("batch_size", 4)
+    kw.setdefault("workers", 0)
+    return Index.build(str(out), world[model], list_path=world["list"], root=world["root"], progress=False, **kw)
+
+
+# -- GLDv2 CSV files: images per landmark id of a small train_clean.csv, random 16-hex image ids
+GLD_SIZES = {100: 5, 9: 1, 10: 2, 2: 3, 57: 4, 31: 9, 4: 1, 8000: 12, 12: 6, 77: 3, 5: 2, 6: 7, 13: 4, 21: 1}
+
+
+def gld_ids(rng, n: int) -> list:
+    """n image ids of 16 hex digits drawn from the random.Random `rng`."""
+    return ["".join(rng.choice("0123456789abcdef") for _ in range(16)) for _ in range(n)]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+# -- the tools: every module of bct.tools but the shared CLI helpers, and those that write a file or a folder
+TOOLS = sorted(m.name for m in pkgutil.iter_modules(bct.tools.__path__) if m.name != "common")
+WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "init_model", "make_synthetic",
+           "pretrain", "resize_images", "summarize", "test"}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a gloo or torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

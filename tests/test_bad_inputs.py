@@ -7,148 +7,30 @@ inputs that are odd but valid (greyscale, CMYK, RGBA, 16-bit, palette images; br
 *.SKIP_BAD_IMAGES) simply work, with the skipped count in the log. docs/troubleshooting.md lists
 the same cases for users.
 """
-import importlib
 import json
 import os
 import pickle
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from bct.config import load_cfg
-from bct.engine.checkpoint import save_checkpoint
-from bct.models.build import build_model
-from bct.tools.common import run
-from helpers import make_image_list, train_opts
+from helpers import (WORLD_ARCH as ARCH, WORLD_PX as SIZE, eval_argv, expect_error, extract_argv,  # noqa: F401
+                     invoke, revisited_set as _revisited, stats_file as _stats, train_argv,
+                     train_new_argv, write_list)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 24  # pixels
-# A small torchvision model keeps every run and checkpoint short; no case depends on the architecture.
-ARCH = "mobilenet_v3_small"
 
 
 # --------------------------------------------------------------------------------------------
 # A shared tiny world: 8 labelled images, an old and a new checkpoint, old-class statistics and a
 # revisited-format test set. Built once; every test writes its own broken variant next to it.
 # --------------------------------------------------------------------------------------------
-
-def _model_ckpt(path, role, num_classes, arch=ARCH, emb_dim=256):
-    key = "OLD_MODEL" if role == "old" else "NEW_MODEL"
-    cfg = load_cfg("", [f"{key}.PRETRAINED", "False", f"{key}.NUM_CLASSES", str(num_classes),
-                        f"{key}.ARCH", arch, "MODEL.EMB_DIM", str(emb_dim)])
-    model = build_model(cfg, role)
-    save_checkpoint(str(path), {"model": model.state_dict(), "meta": model.meta})
-    return str(path)
-
-
-def _stats(path, class_ids, dim=256, seed=0):
-    rng = np.random.default_rng(seed)
-    data = {str(c): {"center": (rng.normal(size=dim) / np.sqrt(dim)).tolist(),
-                     "radius": sorted(rng.uniform(0.2, 0.9, size=3).tolist())} for c in class_ids}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-    return str(path)
-
-
-def _revisited(root, name="tiny", n_db=6, n_q=2):
-    img_dir = root / name / "jpg"
-    img_dir.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    names = [f"db{i}" for i in range(n_db)] + [f"q{i}" for i in range(n_q)]
-    for n in names:
-        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(img_dir / f"{n}.jpg")
-    gnd = [{"bbx": [0.0, 0.0, float(SIZE), float(SIZE)], "easy": [q, q + 2], "hard": [q + 1], "junk": []}
-           for q in range(n_q)]
-    with open(root / name / f"gnd_{name}.pkl", "wb") as f:
-        pickle.dump({"imlist": names[:n_db], "qimlist": names[n_db:], "gnd": gnd}, f)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def w(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    world = SimpleNamespace(root=root)
-    world.list = make_image_list(str(root), n_classes=4, per_class=2, size=SIZE)
-    world.lines = open(world.list).read().splitlines()
-    world.old = _model_ckpt(root / "old.pth", "old", 4)
-    world.new = _model_ckpt(root / "new.pth", "new", 4)
-    world.radius = _stats(root / "stats" / "radius.json", range(4))
-    world.rev = _revisited(root / "rev")
-    return world
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning thread only slows these runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def invoke(capsys, tool, argv):
-    """Run a tool's main through bct.tools.common.run; returns (exit code, stderr, stdout)."""
-    main = importlib.import_module(f"bct.tools.{tool}").main
-    try:
-        run(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.err, cap.out
-
-
-def expect_error(result, code, *fragments):
-    got_code, err, out = result
-    lines = err.strip().splitlines()
-    assert got_code == code, f"exit {got_code}, stderr: {err[-2000:]}"
-    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
-    for f in fragments:
-        assert f in lines[0], f"{f!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def write_list(tmp_path, lines, name="list.txt"):
-    path = tmp_path / name
-    path.write_text("".join(line + "\n" for line in lines))
-    return str(path)
-
-
-def train_argv(w, lst, out, **extra):
-    """Old-model training: 4 classes, batch 4, one epoch of at most 2 iterations at 24 px."""
-    base = {"OLD_MODEL.ARCH": ARCH, "TRAIN.BATCH_SIZE": 4, "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 2,
-            "TRAIN.INPUT_SIZE": SIZE}
-    return train_opts(w.root, lst, out, 4, **{**base, **extra})
-
-
-def train_new_argv(w, out, **extra):
-    """Boundary-loss new-model training against the world's old checkpoint and statistics."""
-    base = {"OLD_MODEL.ARCH": ARCH, "NEW_MODEL.ARCH": ARCH, "TRAIN.TYPE": "compatible",
-            "COMP_LOSS.TYPE": "bct_limit", "OLD_MODEL.MODEL_PATH": w.old,
-            "OLD_MODEL.NUM_CLASSES": 4, "COMP_LOSS.RADIUS_FILE": w.radius, "TRAIN.BATCH_SIZE": 4,
-            "TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1, "TRAIN.INPUT_SIZE": SIZE}
-    return train_opts(w.root, w.list, out, 4, role="new", **{**base, **extra})
-
-
-def extract_argv(w, lst, out, **extra):
-    opts = {"OLD_MODEL.MODEL_PATH": w.old, "OLD_MODEL.ARCH": ARCH, "OLD_MODEL.NUM_CLASSES": 4, "TRAIN.LIST_FILE": lst,
-            "TRAIN.ROOT": w.root, "TRAIN.INPUT_SIZE": SIZE, "EVAL.BATCH_SIZE": 4, "EVAL.NUM_WORKERS": 0,
-            "EXTRACT.SAVE_DIR": out, "DEVICE": "cpu", **extra}
-    return [str(x) for kv in opts.items() for x in kv]
-
-
-def eval_argv(w, out, **extra):
-    opts = {"NEW_MODEL.MODEL_PATH": w.new, "OLD_MODEL.MODEL_PATH": w.old, "NEW_MODEL.ARCH": ARCH,
-            "OLD_MODEL.ARCH": ARCH, "EVAL.DATASET": "tiny",
-            "EVAL.ROOT": w.rev, "EVAL.INPUT_SIZE": SIZE, "EVAL.BATCH_SIZE": 4, "EVAL.NUM_WORKERS": 0,
-            "EVAL.SAVE_DIR": out, "EVAL.CACHE_DIR": f"{out}/cache", "DEVICE": "cpu", **extra}
-    return [str(x) for kv in opts.items() for x in kv]
-
 
 def _truncate(src, dst, keep=0.5):
     data = open(src, "rb").read()
@@ -582,7 +464,7 @@ def test_non_finite_loss_stops_with_one_line(w, tmp_path, capsys, lr):
 def cli(w, tmp_path_factory):
     """Two real command-line runs, started with the module so that they overlap the in-process
     tests: a missing image met by two loader workers (exit 2) and a diverging run (exit 1); the
-    test tool's exit 2 from the command line is covered in test_pipeline.py. Yields name -> (exit code, stderr, expected
+    test tool's exit 2 from the command line is covered in test_scripts_end_to_end.py. Yields name -> (exit code, stderr, expected
     code, expected words), waiting for a run when it is first asked for."""
     tmp = tmp_path_factory.mktemp("cli")
     lst, img = _break(w, tmp, "missing")
@@ -609,12 +491,14 @@ def cli(w, tmp_path_factory):
             proc.communicate()
 
 
+@pytest.mark.slow
 def test_command_line_bad_input_is_one_line_exit_2(cli):
     code, err, want, words = cli("image")
     expect_error((code, err, ""), want, words)
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_command_line_non_finite_loss_is_one_line_exit_1(cli):
     code, err, want, words = cli("nan")
     expect_error((code, err, ""), want, words)

@@ -127,7 +127,7 @@ def _cases(f):
 
 
 def test_every_tool_is_in_the_matrix(files):
-    from test_cli import TOOLS
+    from helpers import TOOLS
     assert {tool for tool, _ in _cases(files)} == set(TOOLS)
 
 
@@ -248,7 +248,7 @@ def test_no_tool_writes_over_its_input(made, capsys, case):
 
 
 def test_the_overwrite_cases_cover_every_writer(made):
-    from test_cli import WRITERS
+    from helpers import WRITERS
     assert {tool for tool, *_ in _overwrite_cases(made)} >= WRITERS and len(_overwrite_cases(made)) == 15
 
 

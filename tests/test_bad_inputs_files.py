@@ -8,7 +8,6 @@ log.txt and TensorBoard events are appended to). Inputs that are odd but valid (
 docs/troubleshooting.md lists the same messages.
 """
 import csv
-import hashlib
 import json
 import os
 import pickle
@@ -18,61 +17,14 @@ import signal
 import numpy as np
 import pytest
 
-from helpers import make_image_list
-from test_bad_inputs import (ARCH, _revisited, _stats, eval_argv, expect_error, extract_argv, invoke,  # noqa: F401
-                             one_thread, train_argv, train_new_argv, w, write_list)
+from helpers import (copy_of, eval_argv, expect_error, extract_argv, invoke, make_image_list,  # noqa: F401
+                     refused, revisited_set as _revisited, snapshot, stats_file as _stats, train_argv, train_new_argv,
+                     write_list)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-# --------------------------------------------------------------------------------------------
-# Earlier outputs, and the check that a refused run left them alone
-# --------------------------------------------------------------------------------------------
-
-def snapshot(folder) -> dict:
-    """{relative path: sha256} of every file under `folder` except logs (log.txt, TensorBoard event
-    files): a log is appended to."""
-    out = {}
-    for base, _, files in os.walk(folder):
-        for name in files:
-            if name == "log.txt" or name.startswith("events.out.tfevents"):
-                continue
-            path = os.path.join(base, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
-def refused(result, code, folder, before, *fragments):
-    """The run ended with `code` and one line holding every fragment, and `folder` is as it was."""
-    line = expect_error(result, code, *fragments)
-    after = snapshot(folder)
-    assert after == before, f"earlier outputs changed: {sorted(set(after.items()) ^ set(before.items()))}"
-    return line
-
-
-@pytest.fixture(scope="module")
-def earlier(w, tmp_path_factory):
-    """Outputs of successful runs: a training folder, a statistics folder and a test result."""
-    base = tmp_path_factory.mktemp("earlier")
-    import bct.tools.extract_feat
-    import bct.tools.test
-    import bct.tools.train
-    from bct.tools.common import run
-    run(bct.tools.train.main, train_argv(w, w.list, base / "train", **{"TRAIN.MAX_ITERS": 1}))
-    run(bct.tools.extract_feat.main, extract_argv(w, w.list, base / "stats"))
-    run(bct.tools.test.main, eval_argv(w, base / "eval", **{"OLD_MODEL.MODEL_PATH": ""}))
-    assert {"model_final.pth", "ckpt_epoch_1.pth", "config.yaml", "last_checkpoint"} <= set(
-        os.listdir(base / "train" / ARCH / "t"))
-    assert {"radius.json", "angle.json", "feats.npy", "labels.npy", "config.yaml"} <= set(os.listdir(base / "stats"))
-    assert os.path.isfile(base / "eval" / "tiny.json")
-    return base
-
-
-def copy_of(earlier, name, tmp_path):
-    """A private copy of one earlier output folder and its snapshot."""
-    dst = tmp_path / name
-    shutil.copytree(earlier / name, dst)
-    return dst, snapshot(dst)
-
+# Earlier outputs (the `earlier` fixture) and the check that a refused run left them alone
+# (snapshot, refused, copy_of) are in conftest.py and helpers.py.
 
 # --------------------------------------------------------------------------------------------
 # 1. Config values: range and sense, checked when the config is loaded
@@ -291,7 +243,7 @@ def test_make_synthetic_refuses_a_file_as_out(tmp_path, capsys):
 
 def _gld(root):
     """A small GLDv2 root (the fixture of test_prepare_gldv2) with its lists prepared once."""
-    from test_prepare_gldv2 import SIZES, _ids, _write_csv
+    from helpers import GLD_SIZES as SIZES, gld_ids as _ids, write_csv as _write_csv
     import random
     rng = random.Random(0)
     train = {lm: _ids(rng, n) for lm, n in SIZES.items()}

@@ -48,3 +48,11 @@ def test_data_benchmark_runs_and_reports_every_section(tmp_path):
     assert report["cores_per_device"]["fast"]["resnet18"] > 0
     verdict = report["bottleneck"]["resnet18"]["plain PIL (reference path), 0 workers"]["bottleneck"]
     assert verdict in ("data", "training step")
+
+
+@pytest.mark.catalogue
+def test_speed_benchmark_times_every_method_of_the_catalogue():
+    from bct.config.methods import method_names
+    methods = method_names(include_oracle=False)
+    assert speed.parse_args([]).methods == methods
+    assert speed.parse_args(["--methods", methods[-1]]).methods == [methods[-1]]

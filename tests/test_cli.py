@@ -5,19 +5,13 @@ swallow the KEY VALUE overrides), one model is --model, an output is --out."""
 import argparse
 import importlib
 import os
-import pkgutil
 
 import pytest
 
-import bct.tools
 from bct.tools import common
+from helpers import TOOLS, WRITERS
 
-# Not a tool: the shared CLI helpers.
-NOT_TOOLS = {"common"}
-TOOLS = sorted(m.name for m in pkgutil.iter_modules(bct.tools.__path__) if m.name not in NOT_TOOLS)
-# Tools that write a file or a folder, and tools that read one model.
-WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "init_model", "make_synthetic",
-           "pretrain", "resize_images", "summarize", "test"}
+# Tools that read one model.
 ONE_MODEL = {"convert_checkpoint", "export", "extract_feat", "test"}
 
 

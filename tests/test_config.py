@@ -25,20 +25,24 @@ def test_every_config_loads(path):
     assert cfg.MODEL.EMB_DIM == 256
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda p: os.path.relpath(p, REPO))
-def test_every_method_loads_in_every_setting_with_its_tag(setting):
+@pytest.mark.catalogue
+@pytest.mark.parametrize("setting,method", [(s, m) for s in SETTINGS for m in method_names()],
+                         ids=lambda v: os.path.relpath(v, REPO) if os.path.isabs(v) else v)
+def test_every_method_loads_in_every_setting_with_its_tag(setting, method):
     rel = os.path.relpath(setting, REPO)
-    for method in method_names():
-        cfg = load_method_cfg(setting, method)
-        assert cfg.TAG == f"new_{method}{TAG_SUFFIX[rel]}"
-        assert (cfg.METHOD.NAME, cfg.MODEL.EMB_DIM) == (method, 256) and cfg.METHOD.TITLE
-        # The file path of the settings' former stubs names the same config.
-        assert load_cfg(os.path.join(setting, f"new_{method}.yml")) == cfg
+    cfg = load_method_cfg(setting, method)
+    assert cfg.TAG == f"new_{method}{TAG_SUFFIX[rel]}"
+    assert (cfg.METHOD.NAME, cfg.MODEL.EMB_DIM) == (method, 256) and cfg.METHOD.TITLE
+    # The file path of the settings' former stubs names the same config.
+    assert load_cfg(os.path.join(setting, f"new_{method}.yml")) == cfg
 
 
+@pytest.mark.catalogue
 def test_every_comp_loss_in_configs_is_registered():
-    from bct.losses import COMP_LOSS_REGISTRY
+    from bct.losses import COMP_LOSS_REGISTRY, import_modules
     cfgs = [load_cfg(p) for p in CONFIGS] + [load_method_cfg(s, m) for s in SETTINGS for m in method_names()]
+    for c in cfgs:
+        import_modules(c.MODULES)
     used = {c.COMP_LOSS.TYPE for c in cfgs} | {t for c in cfgs for t in c.COMP_LOSS.EXTRA_TERMS}
     assert used - set(COMP_LOSS_REGISTRY) == set()
 
@@ -294,9 +298,13 @@ def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path
     assert cfg.COMP_LOSS.TYPE == "cfg_toy"
 
 
+@pytest.mark.catalogue
 def test_method_catalogue():
-    from bct.config.methods import method_title, methods_dir
-    assert method_names()[:6] == ["oracle", "bct", "lce", "unibct", "hot_refresh", "advbct"]
+    from bct.config.methods import PAPER_ORDER, method_title, methods_dir
+    names = method_names()
+    paper = [n for n in PAPER_ORDER if n in names]  # the paper's order first, then the others by name
+    assert names[:len(paper)] == paper and names[len(paper):] == sorted(names[len(paper):])
+    assert all(method_title(n) for n in names)
     assert "oracle" not in method_names(include_oracle=False)
     assert os.path.samefile(methods_dir(), os.path.join(REPO, "configs", "methods"))
     assert [method_title(m) for m in ("advbct", "hot_refresh")] == ["AdvBCT", "Hot-refresh"]

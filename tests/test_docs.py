@@ -125,21 +125,116 @@ def test_the_configuration_page_covers_every_script_tool_and_variable():
                 assert f"`{var}`" in text, f"docs/configuration.md does not name {var} of scripts/{script}"
 
 
-def test_every_config_key_the_configuration_page_names_exists():
-    from bct.config import REFERENCE_KEYS, get_cfg_defaults
-    cfg = get_cfg_defaults()
-
-    def exists(key):
-        node = cfg
-        for part in key.split("."):
-            if not hasattr(node, "keys") or part not in node:
-                return False
-            node = node[part]
-        return True
-    text = _configuration_page()
-    keys = set(re.findall(r"`((?:[A-Z][A-Z0-9_]*\.)+[A-Z][A-Z0-9_]*)`", text))
-    assert len(keys) > 20
-    stale = sorted(k for k in keys if not exists(k) and k not in REFERENCE_KEYS)
-    assert not stale, f"docs/configuration.md names keys that do not exist: {stale}"
-    for module in set(re.findall(r"`(bct\.tools\.\w+)`", text)):
+def test_every_tool_the_configuration_page_names_exists():
+    for module in set(re.findall(r"`(bct\.tools\.\w+)`", _configuration_page())):
         assert os.path.isfile(os.path.join(REPO, *module.split(".")) + ".py"), f"no module {module}"
+
+
+# -- config keys: the docs speak today's names ---------------------------------------------------------
+# A dotted upper-case name (TRAIN.LIST_FILE, COMP_LOSS.RADIUS_FILE, TRAIN.OPTIMIZER.BASE_LR); `SECTION.*`
+# and `*.KEY` / `<ROLE>.KEY` patterns are read too.
+_KEY = re.compile(r"(?<![\w*/$>-])((?:[A-Z][A-Z0-9_]*\.)+[A-Z][A-Z0-9_]*)(?![\w(])")
+_SECTION_STAR = re.compile(r"(?<![\w.])((?:[A-Z][A-Z0-9_]*\.)*[A-Z][A-Z0-9_]*)\.\*")
+_STAR_KEY = re.compile(r"(?:\*|<[A-Z_]+>)\.([A-Z][A-Z0-9_]*)(?![\w(])")
+# A doc may quote the error message of a misspelt key.
+_QUOTED_TYPO = re.compile(r"unknown config key ((?:[A-Z][A-Z0-9_]*\.)+[A-Z][A-Z0-9_]*)")
+REFERENCE_DOC = "docs/reference.md"
+
+
+def _key_docs():
+    return ["README.md", "Dataset.md", "data/README.md", "output/README.md",
+            *[d for d in DOCS if d.startswith("docs/")]]
+
+
+def _defaults():
+    from bct.config import get_cfg_defaults
+    return get_cfg_defaults()
+
+
+def _node(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _all_leaf_names(cfg):
+    names = set()
+    for k, v in cfg.items():
+        names.add(k)
+        if hasattr(v, "keys"):
+            names |= _all_leaf_names(v)
+    return names
+
+
+def _stale_keys(text: str):
+    """(line number, name, line) of every config name in `text` that the defaults do not define."""
+    cfg = _defaults()
+    leaves = _all_leaf_names(cfg)
+    for n, line in enumerate(text.splitlines(), 1):
+        typos = set(_QUOTED_TYPO.findall(line))
+        for key in _KEY.findall(line):
+            if _node(cfg, key) is None and key not in typos:
+                yield n, key, line
+        for section in _SECTION_STAR.findall(line):
+            if not hasattr(_node(cfg, section), "keys"):
+                yield n, section + ".*", line
+        for leaf in _STAR_KEY.findall(line):
+            if leaf not in leaves:
+                yield n, "*." + leaf, line
+
+
+def _reference_tables(text: str):
+    """The tables of docs/reference.md's "Config keys" section: lists of rows, each a list of cells."""
+    body = text.split("## Config keys", 1)[1].split("\n## ", 1)[0]
+    tables, current = [], []
+    for line in body.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+@pytest.mark.parametrize("doc", _key_docs())
+def test_every_config_key_a_doc_names_is_current(doc):
+    """README.md, Dataset.md and docs/ name only keys of bct/config/defaults.py; the reference's and
+    the earlier names appear only in the tables of docs/reference.md."""
+    text = open(os.path.join(REPO, doc)).read()
+    stale = [(n, key) for n, key, line in _stale_keys(text)
+             if not (doc == REFERENCE_DOC and line.startswith("|"))]
+    assert not stale, (f"{doc} names config keys that bct does not define (write today's name; the "
+                       f"reference's go in {REFERENCE_DOC}): " + ", ".join(f"line {n}: {k}" for n, k in stale))
+
+
+def test_the_reference_key_table_is_the_accepted_keys():
+    """docs/reference.md's mapping table lists exactly the keys the config accepts without defining
+    them (REFERENCE_KEYS: the reference's, the renamed and the dead ones), each with its target."""
+    from bct.config import REFERENCE_KEYS
+    text = open(os.path.join(REPO, REFERENCE_DOC)).read()
+    table = next(t for t in _reference_tables(text) if t[0][:2] == ["Reference key", "bct"])
+    listed = {}
+    for row in table[2:]:
+        for name in re.findall(r"`([A-Z][A-Z0-9_.]*)`", row[0]):
+            listed[name] = row[1]
+    assert set(listed) == set(REFERENCE_KEYS), (
+        f"{REFERENCE_DOC}: the table lacks {sorted(set(REFERENCE_KEYS) - set(listed))} and lists "
+        f"{sorted(set(listed) - set(REFERENCE_KEYS))} that the config does not accept")
+    cfg = _defaults()
+    for name, target_cell in listed.items():
+        target = REFERENCE_KEYS[name][0]
+        if target:
+            assert f"`{target}`" in target_cell, f"{REFERENCE_DOC}: {name} maps to {target}, the table says {target_cell!r}"
+            assert _node(cfg, target) is not None
+        else:
+            assert "ignored" in target_cell, f"{REFERENCE_DOC}: {name} is ignored, the table says {target_cell!r}"
+
+
+def test_the_key_check_catches_an_old_name():
+    found = {key for _, key, _ in _stale_keys("set `TRAIN.FILE_DIR` and `EVAL.HOT_REFRESH True`; "
+                                               "`OLD_MODEL.*`, `*.PRETRAINED_PATH`, `NOPE.*`, `*.NOPE`; "
+                                               "cfg.COMP_LOSS.WEIGHT, unknown config key TRAIN.BATCH_SIZ")}
+    assert found == {"TRAIN.FILE_DIR", "EVAL.HOT_REFRESH", "NOPE.*", "*.NOPE"}

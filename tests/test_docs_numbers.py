@@ -219,6 +219,7 @@ def test_every_two_decimal_number_is_a_result(doc):
     assert not wrong, f"{doc}: numbers that no results file holds:\n" + "\n".join(wrong)
 
 
+@pytest.mark.catalogue
 def test_generated_blocks_are_current():
     stale = [doc for doc, _ in rd.stale(REPO)]
     assert not stale, f"{stale}: generated blocks are stale; run python benchmarks/results_docs.py"

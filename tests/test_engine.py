@@ -2,7 +2,6 @@
 contents, a non-finite loss stops with a message, and a two-process gloo DDP run."""
 import os
 import signal
-import socket
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from bct.config import load_cfg
 from bct.engine.checkpoint import load_checkpoint
 from bct.engine.trainer import Trainer, TrainingError, output_dir
 from bct.utils.logger import setup_logger
-from helpers import make_image_list, train_opts
+from helpers import free_port as _free_port, make_image_list, train_opts
 
 
 def _trainer(root, list_path, out, resume=False, **extra):
@@ -116,12 +115,6 @@ def test_batch_larger_than_dataset_is_refused(tiny_list):
     root, lst = tiny_list
     with pytest.raises(BadInputError, match="cannot fill one batch of TRAIN.BATCH_SIZE 64"):
         _trainer(root, lst, root / "out", **{"TRAIN.BATCH_SIZE": 64})
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, world, port, root, lst, out):

@@ -4,7 +4,7 @@ and a two-process gloo world that loses a rank.
 Every run is a separate OS process that receives real signals. The processes are forked from this
 test process after torch and the tools are imported (a fresh `python -m` pays several seconds of
 imports per start, which these tests would pay a dozen times; test_bad_inputs.py and
-test_pipeline.py run the real command lines). Each child sends its output to a file, uses one
+test_scripts_end_to_end.py run the real command lines). Each child sends its output to a file, uses one
 intra-op thread and enters the tool through bct.tools.common.run exactly as `python -m` does; the
 distributed ranks run a test-local wrapper script (written by the test, never part of the
 package) that adds the failure and then runs bct.tools.train. What is checked:
@@ -19,17 +19,12 @@ package) that adds the failure and then runs bct.tools.train. What is checked:
 - a rank that dies or hangs: the survivor stops with one line within BCT_DIST_TIMEOUT.
 """
 import glob
-import importlib
 import json
-import multiprocessing
 import os
 import pickle
 import random
-import runpy
 import signal
-import socket
 import stat
-import sys
 import time
 
 import numpy as np
@@ -41,7 +36,8 @@ import bct.tools.extract_feat  # noqa: F401  imported here once, so that forked 
 import bct.tools.test  # noqa: F401
 import bct.tools.train  # noqa: F401
 from bct.engine.checkpoint import load_checkpoint
-from helpers import make_image_list, train_opts
+from helpers import free_port as _free_port
+from helpers import RUN_LIMIT, finish, make_image_list, start, text, train_opts, wait_for  # noqa: F401
 
 try:  # the trainer's TensorBoard writer and the search backend, imported lazily by the tools
     import faiss  # noqa: F401
@@ -49,75 +45,18 @@ try:  # the trainer's TensorBoard writer and the search backend, imported lazily
 except ImportError:
     pass
 
+# Every test here runs real processes and signals them.
+pytestmark = pytest.mark.slow
+
 SIZE = 24
 # A small torchvision model keeps each run and each checkpoint (14 MB) short; the fault handling
 # does not depend on the architecture. Its dropout also checks that resuming restores the RNG.
 ARCH = "mobilenet_v3_small"
-FORK = multiprocessing.get_context("fork")
-RUN_LIMIT = 120  # seconds: a hard limit on every process these tests start
 
 
 # --------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------
-
-def _child(target, argv, log, env, hook):
-    """Body of a forked run: output to `log`, one thread, then `target` as the command line runs
-    it: a tool name (bct.tools.<name> through bct.tools.common.run) or a script path."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
-    os.environ.update(env)
-    torch.set_num_threads(1)
-    if hook is not None:
-        hook()
-    if target.endswith(".py"):
-        sys.argv = [target, *argv]
-        runpy.run_path(target, run_name="__main__")
-        return
-    from bct.tools.common import run
-    run(importlib.import_module(f"bct.tools.{target}").main, argv)
-
-
-def start(target, argv, log, env=None, hook=None):
-    proc = FORK.Process(target=_child, args=(target, [str(a) for a in argv], str(log), env or {}, hook))
-    proc.start()
-    return proc
-
-
-def finish(proc, limit=RUN_LIMIT):
-    """Wait for a forked run; kill it and fail if it outlives `limit`. Returns its exit code
-    (negative: the signal that ended it)."""
-    proc.join(limit)
-    if proc.is_alive():
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join()
-        pytest.fail(f"process {proc.pid} still running after {limit} s")
-    return proc.exitcode
-
-
-def wait_for(condition, proc, limit=RUN_LIMIT, poll=0.002):
-    """Poll `condition()` until true; False if the process ended first."""
-    end = time.time() + limit
-    while time.time() < end:
-        if condition():
-            return True
-        if not proc.is_alive():
-            return condition()
-        time.sleep(poll)
-    pytest.fail(f"condition not met within {limit} s")
-
-
-def text(path):
-    return open(path).read() if os.path.isfile(path) else ""
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------

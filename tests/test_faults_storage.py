@@ -10,7 +10,6 @@ cannot make without privileges, are injected at the lowest write call.
 """
 import errno
 import json
-import multiprocessing
 import os
 import resource
 import signal
@@ -19,12 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from test_bad_inputs import ARCH, _revisited, eval_argv, expect_error, extract_argv, invoke, train_argv  # noqa: F401
-from test_bad_inputs import one_thread, w  # noqa: F401  (fixtures)
-from test_bad_inputs_files import copy_of, earlier, refused, snapshot  # noqa: F401  (earlier is a fixture)
-from test_faults_processes import finish, start, text
+from helpers import (FORK, WORLD_ARCH as ARCH, copy_of, eval_argv, extract_argv, finish,  # noqa: F401
+                     invoke, refused, revisited_set as _revisited, snapshot, start, text, train_argv)
 
-FORK = multiprocessing.get_context("fork")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_dir(out):
@@ -90,6 +87,7 @@ def _hold(folder, held, release):
         release.wait(120)
 
 
+@pytest.mark.slow
 def test_second_training_in_a_held_folder_is_refused(w, earlier, tmp_path, capsys):
     out, _ = copy_of(earlier, "train", tmp_path)
     held, release = FORK.Event(), FORK.Event()
@@ -108,6 +106,7 @@ def test_second_training_in_a_held_folder_is_refused(w, earlier, tmp_path, capsy
     assert not (run_dir(out) / "train.lock").exists()
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_run_is_taken_over(w, earlier, tmp_path, capsys):
     """SIGKILL leaves train.lock behind, but the kernel has released its flock: the next run
     takes the folder over with one info line, and removes the lock when it ends."""
@@ -151,6 +150,7 @@ def _limit_file_size(limit):
     return hook
 
 
+@pytest.mark.slow
 def test_checkpoint_over_the_file_size_limit(w, earlier, tmp_path):
     """A real failed write: the process may not write files over 1 MB, a checkpoint is ~7 MB."""
     out, before = copy_of(earlier, "train", tmp_path)

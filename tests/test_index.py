@@ -9,36 +9,18 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 import bct
-from bct.engine.checkpoint import load_model, save_checkpoint
+from bct.engine.checkpoint import load_model
 from bct.index import Index
 from bct.index.embed import embed_images
 from bct.index.layout import WriterLock
-from bct.models.build import build_model_from_meta
 from bct.tools import index as index_tool
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from helpers import make_image_list
+from helpers import INDEX_DIM as DIM, INDEX_PX as SIZE, index_build as build, index_model as save_model, make_image_list
 
-ARCH = "mobilenet_v3_small"
-SIZE = 32
-DIM = 64
-
-
-def save_model(path, seed, old="", old_digest="", emb_dim=DIM, arch=ARCH):
-    """A randomly initialised checkpoint; with `old`, a compatible model trained against that file."""
-    torch.manual_seed(seed)
-    meta = {"arch": arch, "emb_dim": emb_dim, "num_classes": 3, "role": "new" if old or old_digest else "old",
-            "loss_type": "softmax", "old_model_path": old, "train_type": "compatible" if old or old_digest else "base"}
-    if old_digest:
-        meta["old_model_digest"] = old_digest
-    model = build_model_from_meta(meta)
-    save_checkpoint(str(path), {"model": model.state_dict(), "meta": meta, "epoch": 0,
-                                "config": f"EVAL:\n  INPUT_SIZE: {SIZE}\n  RESIZE: squash\n"})
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +38,6 @@ def world(tmp_path_factory):
     paths = [line.split()[0] for line in open(lst)]
     feats = {k: embed_images(load_model(p), paths, str(root)) for k, p in (("A", a), ("B", b))}
     return {"root": str(root), "list": lst, "A": a, "B": b, "C": c, "D": d, "E": e, "paths": paths, "feats": feats}
-
-
-def build(world, out, model="A", **kw):
-    kw.setdefault("batch_size", 4)
-    kw.setdefault("workers", 0)
-    return Index.build(str(out), world[model], list_path=world["list"], root=world["root"], progress=False, **kw)
 
 
 def files_digest(folder, manifest: bool = True) -> str:

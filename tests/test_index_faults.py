@@ -19,8 +19,10 @@ import torch
 
 from bct.index import Index
 from bct.index.layout import read_state
-from test_index import DIM, build, save_model
-from helpers import make_image_list
+from helpers import free_port as _free_port, INDEX_DIM as DIM, index_build as build, index_model as save_model, make_image_list
+
+# Every test here runs real processes and signals them.
+pytestmark = pytest.mark.slow
 
 FORK = multiprocessing.get_context("fork")
 LIMIT = 120
@@ -204,8 +206,3 @@ def test_torchrun_build_writes_one_shard_set_per_rank(world, tmp_path):
     assert idx.ids(range(idx.n)) == world["paths"]
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

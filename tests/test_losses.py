@@ -32,8 +32,11 @@ from bct.losses.functional import (
     topk_negatives,
 )
 from bct.utils.errors import BadInputError
+from helpers import catalogue_terms
 
 torch.set_num_threads(1)
+# Every term a catalogue method trains with (a method added to the catalogue joins these tests).
+TERMS = catalogue_terms()
 
 D, C_OLD, C_NEW = 6, 5, 8
 # Old classes 0-2 are valid, 3 has a single inlier, 4 is absent from the files; 5-7 are new.
@@ -207,24 +210,32 @@ def test_load_old_stats_errors_are_one_line_and_actionable(tmp_path, files):
 
 
 def test_registry_rejects_unknown_names_with_the_valid_list():
-    with pytest.raises(BadInputError, match="did you mean 'bct_limit'.*adversarial, bct, bct_limit, hot_refresh, lce, none, uni_bct"):
+    from bct.losses import comp_loss_names
+    with pytest.raises(BadInputError, match="did you mean 'bct_limit'") as e:
         build_comp_loss(_cfg("bct_limt"))
+    assert str(e.value).split("valid names: ")[1].startswith(", ".join(comp_loss_names()))
 
 
-def test_registry_builds_every_loss_and_reads_stats_from_the_config(files):
-    cfg = _cfg("none")
+@pytest.mark.catalogue
+@pytest.mark.parametrize("name", ["none", *TERMS])
+def test_registry_builds_every_loss_and_reads_stats_from_the_config(files, name):
+    from bct.losses import comp_loss_class
+    cfg = _cfg(name)
     cfg.COMP_LOSS.RADIUS_FILE, cfg.COMP_LOSS.ANGLE_FILE = files
     old_cls = _Linear(C_OLD, 5).requires_grad_(False)
     f_new, f_old = _feats()
-    for name in ("none", "bct", "lce", "uni_bct", "hot_refresh", "bct_limit"):
-        cfg.COMP_LOSS.TYPE = name
-        loss = build_comp_loss(cfg, old_classifier=old_cls)
-        out = loss(f_new, f_old, LABELS, _Linear(C_NEW, 6))
-        assert (out == {}) == (name == "none")
-        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
-    cfg.COMP_LOSS.RADIUS_FILE = files[0] + ".missing"
-    with pytest.raises(BadInputError, match="COMP_LOSS.RADIUS_FILE"):
-        build_comp_loss(cfg)
+    f_new.requires_grad_(True)
+    loss = build_comp_loss(cfg, old_classifier=old_cls)
+    out = loss(f_new, f_old, LABELS, _Linear(C_NEW, 6), progress=Progress())
+    assert (out == {}) == (name == "none")
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out.values())
+    if name != "none":
+        _loss_terms(out).backward()
+        assert torch.isfinite(f_new.grad).all()
+    if comp_loss_class(name).NEEDS_STATS:
+        cfg.COMP_LOSS.RADIUS_FILE = files[0] + ".missing"
+        with pytest.raises(BadInputError, match="COMP_LOSS.RADIUS_FILE"):
+            build_comp_loss(cfg)
 
 
 # ------------------------------------------------------------------ losses against loops
@@ -406,12 +417,18 @@ def test_elastic_boundary_matches_loop_and_trains_only_violating_classes(stats):
     _check_degenerate(loss, torch.tensor([1, 3, 4, 7]), None)
 
 
-def test_losses_compute_in_fp32_for_half_inputs(stats):
-    # Autocast may hand fp16 embeddings over; the losses compute in fp32 and stay finite.
+@pytest.mark.catalogue
+@pytest.mark.parametrize("name", TERMS)
+def test_losses_compute_in_fp32_for_half_inputs(stats, name):
+    # Autocast may hand fp16 embeddings over; the losses compute in fp32 and stay finite. A term with
+    # a network of its own (AdvBCT's discriminator) runs it under autocast, as training does.
+    import contextlib
     f_new, f_old = _feats()
-    for name in ("lce", "uni_bct", "bct_limit", "hot_refresh"):
-        out = build_comp_loss(_cfg(name), stats=stats)(f_new.half(), f_old.half(), LABELS, _Linear(C_NEW, 6))
-        assert all(v.dtype == torch.float32 and torch.isfinite(v) for k, v in out.items() if k.startswith("loss_"))
+    loss = build_comp_loss(_cfg(name), old_classifier=_Linear(C_OLD, 5).requires_grad_(False), stats=stats)
+    networked = any(p.dim() > 1 for p in loss.parameters())
+    with torch.autocast("cpu", dtype=torch.float16) if networked else contextlib.nullcontext():
+        out = loss(f_new.half(), f_old.half(), LABELS, _Linear(C_NEW, 6), progress=Progress())
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for k, v in out.items() if k.startswith("loss_"))
 
 
 # ------------------------------------------------------------------ adversarial term
@@ -496,12 +513,12 @@ class _TinyNew(nn.Module):
         return f, self.classifier(f)
 
 
-@pytest.mark.parametrize("loss_type,adv,runs_old", [
-    ("bct", False, False), ("lce", False, False), ("uni_bct", False, False), ("bct_limit", False, False),
-    ("hot_refresh", False, True), ("bct", True, True),
-])
-def test_old_model_runs_only_when_a_term_reads_its_features(stats, loss_type, adv, runs_old):
+@pytest.mark.catalogue
+@pytest.mark.parametrize("loss_type,adv", [*[(t, False) for t in TERMS], ("bct", True)])
+def test_old_model_runs_only_when_a_term_reads_its_features(stats, loss_type, adv):
     from bct.engine.tasks import CompatTask
+    from bct.losses import comp_loss_class
+    runs_old = adv or comp_loss_class(loss_type).NEEDS_OLD_FEATURES
 
     old = _CountingOld()
     comp = build_comp_loss(_cfg(loss_type), old_classifier=_Linear(C_OLD, 5).requires_grad_(False), stats=stats)

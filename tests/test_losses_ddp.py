@@ -5,15 +5,16 @@ rank * batch size); the per-anchor losses and the gradients of the local embeddi
 those of a single process (docs/method.md: negatives are gathered, gathered copies carry no grad).
 """
 import os
-import socket
 import time
 from datetime import timedelta
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bct.losses import HotRefreshLoss
+from helpers import free_port as _free_port
 
 SIZES = (5, 3)
 TEMPERATURE, TOPK = 0.1, 3
@@ -51,12 +52,7 @@ def _worker(rank, port, out_dir):
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_hot_refresh_two_processes_match_one(tmp_path):
     # fork: the workers inherit the imported modules instead of paying torch's import again.
     ctx = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=len(SIZES), join=False,

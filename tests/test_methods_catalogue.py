@@ -1,12 +1,15 @@
 """A method added from outside bct (docs/adding_a_method.md): a loss module and a method yml, both
-written here into tmp_path, are all it takes to select, train, checkpoint and reload a new method."""
+written here into tmp_path, are all it takes to select, train, checkpoint and reload a new method, and
+to join the catalogue (BCT_METHODS_PATH) with every catalogue test passing for it."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from bct.config import load_cfg
-from bct.config.methods import load_method_cfg, method_title
+from bct.config.methods import load_method_cfg, method_file, method_names, method_title
 from bct.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
 from bct.engine.trainer import Trainer, output_dir
 from bct.models.build import build_model
@@ -46,7 +49,7 @@ class ToyPull(nn.Module):
         return {"loss_toy_pull": self.log_weight.exp() * (1 - cos).mean(), "stat_epoch": float(progress.epoch)}
 '''
 
-# File 2: the method's yml, as configs/methods/<name>.yml would hold it.
+# File 2: the method's yml, as bct/methods/<name>.yml (or a folder of BCT_METHODS_PATH) would hold it.
 METHOD_YML = """
 METHOD:
   TITLE: 'Toy pull'
@@ -106,3 +109,42 @@ def test_a_method_module_that_does_not_import_is_one_line(tmp_path):
     (tmp_path / "bad.yml").write_text(METHOD_YML.replace("toy_method_loss", "toy_method_missing"))
     with pytest.raises(BadInputError, match=r"MODULES: cannot import toy_method_missing"):
         load_method_cfg(SETTING, str(tmp_path / "bad.yml"))
+
+
+def test_bct_methods_path_adds_a_folder_to_the_catalogue(toy, tmp_path, monkeypatch):
+    folder = tmp_path / "my_methods"
+    folder.mkdir()
+    (folder / "toy_extra.yml").write_text(METHOD_YML)
+    (folder / "bct.yml").write_text(METHOD_YML)  # a catalogue name: the catalogue's file wins
+    monkeypatch.setenv("BCT_METHODS_PATH", os.pathsep.join([str(tmp_path / "empty_but_absent_is_an_error"),
+                                                            str(folder)]))
+    with pytest.raises(BadInputError, match="BCT_METHODS_PATH: .*empty_but_absent_is_an_error is not a folder"):
+        method_names()
+    monkeypatch.setenv("BCT_METHODS_PATH", str(folder))
+    assert method_names()[-1] == "toy_extra" and method_names().count("bct") == 1
+    assert method_file("toy_extra") == str(folder / "toy_extra.yml")
+    assert not method_file("bct").startswith(str(folder))
+    cfg = load_method_cfg(SETTING, "toy_extra")
+    assert (cfg.METHOD.NAME, cfg.TAG, cfg.COMP_LOSS.TYPE) == ("toy_extra", "new_toy_extra", "toy_pull")
+    assert load_cfg(os.path.join(SETTING, "new_toy_extra.yml")) == cfg  # the setting's file name of it
+    monkeypatch.delenv("BCT_METHODS_PATH")
+    with pytest.raises(BadInputError, match="method 'toy_extra' is not in the catalogue"):
+        method_file("toy_extra")
+
+
+@pytest.mark.slow
+def test_the_catalogue_tests_pass_with_a_method_added_from_outside_bct(tmp_path):
+    """Every test marked catalogue (parametrised over the methods or their terms, or reading the
+    method list) runs again with a fifth file-pair method present, and passes without a change."""
+    (tmp_path / "toy_method_loss.py").write_text(LOSS_MODULE)
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "toy_extra.yml").write_text(METHOD_YML)
+    env = dict(os.environ, BCT_METHODS_PATH=str(tmp_path / "methods"),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), REPO, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                           "-m", "catalogue and not slow", "tests"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    passed = [line for line in proc.stdout.splitlines() if line.endswith("PASSED") or " PASSED" in line]
+    assert any("toy_pull" in line for line in passed)          # the term's own cases (tests/test_losses.py)
+    assert any("-toy_extra]" in line for line in passed)       # the method in every setting (tests/test_config.py)

@@ -11,7 +11,7 @@ from bct.config import load_cfg
 from bct.engine.trainer import Trainer
 from bct.utils.logger import setup_logger
 from helpers import make_image_list, train_opts
-from test_engine import _free_port
+from helpers import free_port as _free_port
 
 EPOCHS = 3
 

@@ -1,7 +1,6 @@
 """GLDv2 preparation (Dataset.md) on fabricated CSV files: every output file is compared line by
 line with an independent computation that uses NumPy's legacy global generator the way the
 reference does (np.random.seed / np.arange / np.random.shuffle)."""
-import csv
 import hashlib
 import json
 import random
@@ -12,25 +11,14 @@ import pytest
 from bct.data.prepare import prepare_gldv2
 from bct.tools import prepare_gldv2 as tool
 from bct.utils.errors import BadInputError
+from helpers import GLD_SIZES as SIZES, gld_ids as _ids, write_csv as _write_csv
 
 # landmark id -> number of images; ids deliberately unsorted, with 9 < 10 < 100 (numeric order
 # differs from string order) and class sizes 1, 2, 3 and >= 4.
-SIZES = {100: 5, 9: 1, 10: 2, 2: 3, 57: 4, 31: 9, 4: 1, 8000: 12, 12: 6, 77: 3, 5: 2, 6: 7, 13: 4, 21: 1}
-
-
-def _ids(rng: random.Random, n: int) -> list:
-    return ["".join(rng.choice("0123456789abcdef") for _ in range(16)) for _ in range(n)]
 
 
 def _path(folder, image_id):
     return f"{folder}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
-
-
-def _write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 @pytest.fixture()

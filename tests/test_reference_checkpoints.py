@@ -120,6 +120,7 @@ def test_restricted_unpickler_refuses_everything_else(data, refused):
         assert str(err.value) == f"refused global {refused}"
 
 
+@pytest.mark.slow
 def test_import_bct_does_not_import_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import bct\n"

@@ -120,6 +120,7 @@ def test_unreadable_images_are_reported_by_file_and_line(tmp_path):
     assert all((out / n).is_file() for n in names) and not (out / "img/trunc.jpg").exists()
 
 
+@pytest.mark.slow
 def test_kill_and_rerun_completes_with_every_file_whole(tmp_path):
     n = 40
     (tmp_path / "src").mkdir()

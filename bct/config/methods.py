@@ -10,6 +10,10 @@ every new-model config derives from here (docs/adding_a_method.md):
   methods/<method>.yml -> <setting>/new_<method>.yml when that optional per-setting override exists
   -> opts. METHOD.NAME is the method's name; the output TAG is Base-new.yml's, with {method} replaced
   by the name (new_{method} when Base-new.yml gives none).
+
+Method ymls kept outside the package join the catalogue through the environment variable
+BCT_METHODS_PATH: folders separated by os.pathsep, each holding <name>.yml files. A name found in
+the catalogue and in such a folder is the catalogue's.
 """
 import os
 
@@ -21,6 +25,7 @@ __all__ = ["methods_dir", "method_names", "method_title", "method_file", "load_m
 # The order of the paper's tables: the oracle (upper bound) first, then the methods as compared.
 PAPER_ORDER = ("oracle", "bct", "lce", "unibct", "hot_refresh", "advbct")
 _BASE_NEW = "Base-new.yml"
+METHODS_PATH_ENV = "BCT_METHODS_PATH"
 
 
 def methods_dir() -> str:
@@ -31,11 +36,32 @@ def methods_dir() -> str:
     return here if os.path.isdir(here) else os.path.join("configs", "methods")
 
 
+def _extra_dirs() -> list:
+    """The folders of BCT_METHODS_PATH (os.pathsep-separated), in order; a folder that does not exist
+    is one line naming it."""
+    dirs = [d for d in os.environ.get(METHODS_PATH_ENV, "").split(os.pathsep) if d]
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise BadInputError(f"{METHODS_PATH_ENV}: {d} is not a folder (give folders of method ymls, "
+                                f"separated by '{os.pathsep}')")
+    return dirs
+
+
+def _catalogue_files() -> dict:
+    """{name: yml path} of the catalogue and of the BCT_METHODS_PATH folders (the first one wins)."""
+    files = {}
+    for folder in [methods_dir(), *_extra_dirs()]:
+        if os.path.isdir(folder):
+            for f in sorted(os.listdir(folder)):
+                if f.endswith(".yml"):
+                    files.setdefault(f[:-4], os.path.join(folder, f))
+    return files
+
+
 def method_names(include_oracle: bool = True) -> list:
-    """Names of configs/methods/*.yml: oracle, then the paper's order (bct, lce, unibct, hot_refresh,
-    advbct), then any others alphabetically."""
-    folder = methods_dir()
-    found = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".yml")) if os.path.isdir(folder) else []
+    """Names of the catalogue's ymls (and of those in BCT_METHODS_PATH): oracle, then the paper's order
+    (bct, lce, unibct, hot_refresh, advbct), then any others alphabetically."""
+    found = sorted(_catalogue_files())
     names = [n for n in PAPER_ORDER if n in found] + [n for n in found if n not in PAPER_ORDER]
     return names if include_oracle else [n for n in names if n != "oracle"]
 
@@ -47,9 +73,10 @@ def method_file(method: str) -> str:
         if not os.path.isfile(method):
             raise BadInputError(f"method file {method} does not exist")
         return method
-    path = os.path.join(methods_dir(), f"{method}.yml")
-    if not os.path.isfile(path):
-        raise BadInputError(f"method '{method}' is not in the catalogue ({methods_dir()}); valid names: "
+    path = _catalogue_files().get(method)
+    if path is None:
+        where = os.pathsep.join([methods_dir(), *_extra_dirs()])
+        raise BadInputError(f"method '{method}' is not in the catalogue ({where}); valid names: "
                             f"{', '.join(method_names())}")
     return path
 
@@ -112,6 +139,6 @@ def method_spec_of_path(path: str):
     name = file[len("new_"):-len(".yml")]
     if not os.path.isfile(os.path.join(folder or ".", _BASE_NEW)):
         return None
-    if not os.path.isfile(os.path.join(methods_dir(), f"{name}.yml")):
+    if name not in _catalogue_files():
         return None
     return folder or ".", name

@@ -1,15 +1,22 @@
-"""The whole pipeline on the tiny synthetic benchmark: the bash scripts, every compatibility method,
-extract_feat's files, and scripts/test.sh's self/cross-test JSON (with backfill endpoints)."""
+"""The scripts end to end on the tiny synthetic benchmark: the bash scripts of the whole pipeline,
+every method of the catalogue trained, extract_feat's files, and scripts/test.sh's self/cross-test
+JSON (with backfill endpoints)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from bct.config.methods import method_names
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN = os.path.join(REPO, "configs", "synthetic")
+# The method scripts/train_new.sh trains when METHOD is not set.
+_SCRIPT_METHOD = re.search(r"^METHOD=\$\{METHOD:-(\w+)\}", open(os.path.join(REPO, "scripts", "train_new.sh")).read(),
+                           flags=re.M).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +105,11 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["bct", "lce", "unibct", "hot_refresh", "oracle"])
+@pytest.mark.catalogue
+@pytest.mark.parametrize("method", [m for m in method_names() if m != _SCRIPT_METHOD])
 def test_every_method_trains(tiny, tmp_path, method):
-    """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint."""
+    """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint
+    (the scripts' default method is trained by test_scripts_run_the_whole_pipeline)."""
     from bct.engine.checkpoint import load_checkpoint, save_checkpoint
     from bct.models.build import build_model
     from bct.config import load_cfg
@@ -166,6 +175,7 @@ def test_test_tool_evaluates_several_sets_in_one_process(tiny, tmp_path):
         test_tool.main(["--datasets", "roxford5k,EVAL.ROOT", *opts, "NEW_MODEL.MODEL_PATH", f"{tmp_path}/none.pth"])
 
 
+@pytest.mark.slow
 def test_data_generation_runs_without_torch(tmp_path):
     """The demo draws the benchmark while torch is still installing: make_synthetic and summarize
     must neither import torch nor need it (here torch is made unimportable)."""
