@@ -23,17 +23,15 @@ store/*) allocated in full when created (a full disk fails then, not in the midd
 and changed in place only through the journal, whose replay is idempotent.
 """
 import errno
-import fcntl
 import json
 import os
-import socket
-import sys
 import time
 
 import numpy as np
 
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path, is_atomic_temp, write_json_atomic
+from bct.utils.flock import Busy, FileLock, read_holder
 
 FORMAT_NAME = "bct-index"
 FORMAT_VERSION = 1
@@ -179,59 +177,34 @@ def remove_stale_temps(folder: str) -> None:
 # locks
 # ---------------------------------------------------------------------------------------------
 
-_HELD = set()  # lock descriptors this process holds; forked children (loader workers) close theirs
-
-
-def _close_in_child() -> None:
-    for fd in _HELD:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_in_child)
-
-
 class WriterLock:
-    """The one writer of an index folder: an advisory flock on writer.lock, released by the kernel
-    however the holder ends (a kill -9 included). A second writer is refused with one line naming
-    the holder."""
+    """The one writer of an index folder: a flock on writer.lock (bct.utils.flock), released by the
+    kernel however the holder ends (a kill -9 included). A second writer is refused with one line
+    naming the holder."""
 
     def __init__(self, folder: str, action: str):
         self.folder, self.action = folder, action
         self.path = os.path.join(folder, WRITER_LOCK)
-        self.fd = None
+        self.lock = FileLock(self.path, exclusive=True, blocking=False)
+
+    @property
+    def fd(self):
+        return self.lock.fd
 
     def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            try:
-                with open(self.path) as f:
-                    holder = json.loads(f.read() or "{}")
-            except (OSError, ValueError):
-                holder = {}
+            self.lock.acquire(record={"action": self.action})
+        except Busy:
+            holder = read_holder(self.path)
             raise BadInputError(
                 f"index {self.folder} is being changed by another process ({holder.get('action', '?')}, pid "
                 f"{holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}); "
                 f"one {self.action} at a time: wait for it to finish or stop it (a rerun continues where it "
                 f"stopped)") from None
-        record = {"action": self.action, "pid": os.getpid(), "host": socket.gethostname(), "started": now(),
-                  "command": " ".join(sys.argv)}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(record) + "\n").encode())
-        self.fd = fd
-        _HELD.add(fd)
         return self
 
     def __exit__(self, *exc):
-        _HELD.discard(self.fd)
-        os.close(self.fd)
-        self.fd = None
+        self.lock.release()
         return False
 
 
@@ -246,42 +219,24 @@ class RowsLock:
         self.path = os.path.join(folder, ROWS_LOCK)
         self.intent_path = self.path + ".intent"
         self.exclusive = exclusive
-        self.fds = []
-
-    @staticmethod
-    def _open(path: str) -> int:
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError:  # a read-only user of a finished index
-            return os.open(path, os.O_RDONLY)
-
-    def _take(self, path: str, mode: int) -> int:
-        fd = self._open(path)
-        fcntl.flock(fd, mode)
-        _HELD.add(fd)
-        return fd
-
-    def _drop(self, fd: int) -> None:
-        _HELD.discard(fd)
-        os.close(fd)  # closing the descriptor releases the flock
+        self.locks = []
 
     def __enter__(self):
-        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
-        intent = self._take(self.intent_path, mode)
+        intent = FileLock(self.intent_path, self.exclusive, blocking=True).acquire()
         try:
-            rows = self._take(self.path, mode)
+            rows = FileLock(self.path, self.exclusive, blocking=True).acquire()
         except BaseException:
-            self._drop(intent)
+            intent.release()
             raise
         if self.exclusive:
-            self.fds = [rows, intent]
+            self.locks = [rows, intent]
         else:
-            self._drop(intent)
-            self.fds = [rows]
+            intent.release()
+            self.locks = [rows]
         return self
 
     def __exit__(self, *exc):
-        for fd in self.fds:
-            self._drop(fd)
-        self.fds = []
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
         return False
