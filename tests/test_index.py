@@ -14,48 +14,23 @@ import torch
 import bct
 from bct.engine.checkpoint import load_model, save_checkpoint
 from bct.index import Index
-from bct.index.embed import embed_images
 from bct.index.layout import WriterLock
 from bct.models.build import build_model_from_meta
 from bct.tools import index as index_tool
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from helpers import make_image_list
+from helpers import index_world, make_image_list, save_index_model as save_model
 
 ARCH = "mobilenet_v3_small"
 SIZE = 32
 DIM = 64
 
 
-def save_model(path, seed, old="", old_digest="", emb_dim=DIM, arch=ARCH):
-    """A randomly initialised checkpoint; with `old`, a compatible model trained against that file."""
-    torch.manual_seed(seed)
-    meta = {"arch": arch, "emb_dim": emb_dim, "num_classes": 3, "role": "new" if old or old_digest else "old",
-            "loss_type": "softmax", "old_model_path": old, "train_type": "compatible" if old or old_digest else "base"}
-    if old_digest:
-        meta["old_model_digest"] = old_digest
-    model = build_model_from_meta(meta)
-    save_checkpoint(str(path), {"model": model.state_dict(), "meta": meta, "epoch": 0,
-                                "config": f"EVAL:\n  INPUT_SIZE: {SIZE}\n  RESIZE: squash\n"})
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A gallery of 18 images and models A (old) -> B -> C, D (unrelated), E (other embedding size)."""
-    root = tmp_path_factory.mktemp("gallery")
-    lst = make_image_list(str(root), n_classes=3, per_class=6, size=SIZE)
-    m = root / "models"
-    m.mkdir()
-    a = save_model(m / "A.pth", 0)
-    b = save_model(m / "B.pth", 1, old=a)
-    c = save_model(m / "C.pth", 2, old=b)
-    d = save_model(m / "D.pth", 3)
-    e = save_model(m / "E.pth", 4, old=a, emb_dim=32)
-    paths = [line.split()[0] for line in open(lst)]
-    feats = {k: embed_images(load_model(p), paths, str(root)) for k, p in (("A", a), ("B", b))}
-    return {"root": str(root), "list": lst, "A": a, "B": b, "C": c, "D": d, "E": e, "paths": paths, "feats": feats}
+    return index_world(tmp_path_factory.mktemp("gallery"), size=SIZE)
 
 
 def build(world, out, model="A", **kw):
@@ -356,6 +331,42 @@ def test_bad_inputs_one_line_and_index_unchanged(world, built, tmp_path, capsys)
     json.dump(dict(manifest, version=2), open(bad / "manifest.json", "w"))
     code, _, err = tool(["status", bad], capsys)
     assert code == 2 and "index format version 2, but this bct reads version 1" in one_error_line(err)
+
+
+def test_numbers_that_cannot_be_right_are_refused(world, built, tmp_path, capsys):
+    """Issue-28 examples: --seed -1, NaN/inf or all-zero rows, --out over the query file, a name
+    that matches two models. One line each, nothing written, nothing changed."""
+    path = built.path
+    before = files_digest(path)
+    code, _, err = tool(["backfill", path, "--model", world["C"], "--seed", -1, "--workers", 0], capsys)
+    assert code == 2 and "--seed" in one_error_line(err)
+    assert files_digest(path) == before  # C was not added to the models table
+    with pytest.raises(BadInputError, match="--seed must be a whole number"):
+        built.backfill(world["C"], seed=-1, workers=0, progress=False)
+    assert files_digest(path) == before
+    q = _npy(tmp_path, world["feats"]["B"][:2])
+    q_bytes = open(q, "rb").read()
+    code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", q], capsys)
+    assert code == 2 and "the query vectors file" in one_error_line(err) and open(q, "rb").read() == q_bytes
+    code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", os.path.join(path, "r.csv")],
+                        capsys)
+    assert code == 2 and "inside the index" in one_error_line(err)
+    nan = np.array(world["feats"]["A"])
+    nan[3, 5] = np.nan
+    queries = np.array(world["feats"]["B"][:2])
+    queries[1, 0] = np.inf
+    for vectors, expected in ((nan, "NaN or inf"), (np.zeros_like(nan), "all zeros")):
+        with pytest.raises(BadInputError, match=expected):
+            Index.from_vectors(str(tmp_path / "v"), vectors, world["paths"], world["A"])
+        assert not (tmp_path / "v").exists()
+    with pytest.raises(BadInputError, match="NaN or inf"):
+        built.search(queries, k=3, model=world["B"])
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    save_model(twin / "A.pth", 9, old=world["A"])  # another model named A, compatible with A
+    built.backfill(str(twin / "A.pth"), rows=1, batch_size=4, workers=0, progress=False, force=True)
+    with pytest.raises(BadInputError, match="matches 2 models .*give the tag"):
+        built.model("A")
 
 
 def test_two_backfills_at_once_are_refused(world, built, capsys):

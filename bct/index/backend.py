@@ -137,5 +137,5 @@ def open_backend(location: str, backend: str = "files", *, uri: str = "", token:
         return FilesBackend(location)
     if backend == "milvus":
         from bct.index.backends.milvus import MilvusBackend
-        return MilvusBackend.open(uri or location, token=token, collection=collection)
+        return MilvusBackend.open(uri or location, token=token, collection=collection or (location if uri else ""))
     raise BadInputError(f"--backend {backend!r} is not an index backend; choose one of {', '.join(BACKENDS)}")

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from bct.index.build import finite_rows
 from bct.index.models import check_compatible, describe
 from bct.index.orders import ORDERS, plan_order
 from bct.utils.errors import BadInputError
@@ -90,6 +91,8 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
         raise BadInputError(f"backfill: --rows must be a whole number >= 0, got {rows!r}")
     if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
         raise BadInputError(f"backfill: --fraction must be in [0, 1], got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInputError(f"backfill: --seed must be a whole number >= 0, got {seed!r}")
     if order not in ORDERS:
         raise BadInputError(f"backfill: --order {order!r} is not a backfill order; choose one of {', '.join(ORDERS)}")
     if batch_size <= 0:
@@ -179,6 +182,8 @@ def _embed_rows(index, store, net, code, rows, root, batch_size, step, workers, 
     batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
     got_rows, got_vecs, pending = [], [], 0
     for index_rows, feats, _ in embed_batches(net, dataset, batches, device, workers, amp):
+        finite_rows(feats, f"backfill: model {net.source_path if hasattr(net, 'source_path') else ''} gave",
+                    index.ids(index_rows))
         got_rows.append(index_rows)
         got_vecs.append(feats)
         pending += len(index_rows)

@@ -136,8 +136,10 @@ class Index:
                      or (len(key) >= 6 and m.digest.startswith(key))]
         if len(found) != 1:
             names = ", ".join(m.tag for m in table)
-            what = "matches no model" if not found else "matches several models"
-            raise BadInputError(f"index {self.path}: {key!r} {what} of the index ({names})")
+            if found:
+                raise BadInputError(f"index {self.path}: {key!r} matches {len(found)} models of the index "
+                                    f"({', '.join(m.tag for m in found)}); give the tag (name@digest) of the one you mean")
+            raise BadInputError(f"index {self.path}: {key!r} matches no model of the index ({names})")
         return found[0]
 
     def ids(self, rows) -> list:
