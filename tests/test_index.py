@@ -369,6 +369,57 @@ def test_numbers_that_cannot_be_right_are_refused(world, built, tmp_path, capsys
         built.model("A")
 
 
+def test_damaged_state_is_named_and_a_read_only_index_still_serves(world, built, tmp_path, capsys, monkeypatch):
+    """Issue-28 item 4: manifest, state and journal entries carry a sha256; damage is one line naming
+    the file; an entry never applied is dropped and reported and the writer continues."""
+    for name, damage in (("manifest.json", lambda t: t[: len(t) // 2]),
+                         ("state.json", lambda t: t.replace('"applied": 1', '"applied": 7'))):
+        copy = tmp_path / f"copy-{name}"
+        shutil.copytree(built.path, copy)
+        text = open(copy / name).read()
+        open(copy / name, "w").write(damage(text))
+        code, _, err = tool(["status", copy], capsys)
+        assert code == 2 and name in one_error_line(err) and "restore this file" in err, err
+    # A committed entry that was never applied, then damaged: dropped, reported, the backfill goes on.
+    import bct.index.journal as journal
+    real = journal.apply_pending
+    calls = []
+
+    def die_after_commit(folder, *a, **k):
+        calls.append(folder)
+        if len(calls) > 1:
+            raise RuntimeError("killed after the commit")
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(journal, "apply_pending", die_after_commit)
+    with pytest.raises(RuntimeError):
+        built.backfill(world["B"], rows=2, batch_size=4, workers=0, progress=False)
+    monkeypatch.setattr(journal, "apply_pending", real)
+    entries = [f for f in os.listdir(os.path.join(built.path, "journal")) if f.endswith(".npz")]
+    assert len(entries) == 1
+    entry = os.path.join(built.path, "journal", entries[0])
+    data = open(entry, "rb").read()
+    open(entry, "wb").write(data[: len(data) // 2])
+    res = built.backfill(world["B"], batch_size=4, workers=0, progress=False)
+    assert "damaged and was never applied: dropped" in capsys.readouterr().err
+    assert res["fraction"] == 1.0 and (np.asarray(built.tags) == built.model("B").code).all()
+    # A read-only index (no file may be created or opened for writing) is searched and its status read.
+    real_open = os.open
+
+    def read_only(path, flags, *a):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Read-only file system", path)
+        return real_open(path, flags, *a)
+
+    before = files_digest(built.path)
+    monkeypatch.setattr(os, "open", read_only)
+    ro = Index.open(built.path)
+    assert ro.search(world["feats"]["B"][:2], k=3, model=world["B"]).rows.shape == (2, 3)
+    assert ro.status()["models"][1]["rows"] == ro.n
+    monkeypatch.setattr(os, "open", real_open)
+    assert files_digest(built.path) == before
+
+
 def test_two_backfills_at_once_are_refused(world, built, capsys):
     before = files_digest(built.path)
     with WriterLock(built.path, "backfill"):

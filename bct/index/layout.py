@@ -23,6 +23,7 @@ store/*) allocated in full when created (a full disk fails then, not in the midd
 and changed in place only through the journal, whose replay is idempotent.
 """
 import errno
+import hashlib
 import json
 import os
 import time
@@ -61,17 +62,36 @@ def now() -> str:
 # manifest and state
 # ---------------------------------------------------------------------------------------------
 
+CHECKSUM = "sha256"
+
+
+def _digest(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def read_json(path: str, what: str) -> dict:
+    """A JSON object written by write_checked; one line naming the file if it is damaged or truncated
+    (its recorded sha256 does not match). Files written before checksums existed have none."""
     try:
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
         raise BadInputError(f"{what} {path} does not exist") from None
     except (OSError, ValueError) as e:
-        raise BadInputError(f"{what} {path} cannot be read ({e}); the index folder is damaged") from None
+        raise BadInputError(f"{what} {path} is damaged or truncated ({str(e)[:80]}); restore this file from a "
+                            f"backup (or build the index again)") from None
     if not isinstance(data, dict):
-        raise BadInputError(f"{what} {path} is not a JSON object; the index folder is damaged")
+        raise BadInputError(f"{what} {path} is not a JSON object; restore this file from a backup")
+    if CHECKSUM in data and data[CHECKSUM] != _digest(data):
+        raise BadInputError(f"{what} {path} is damaged (its sha256 does not match its content); restore this file "
+                            f"from a backup (or build the index again)")
     return data
+
+
+def write_checked(path: str, data: dict, indent=None) -> None:
+    """Write a JSON object with its sha256, atomically."""
+    write_json_atomic(path, dict(data, **{CHECKSUM: _digest(data)}), indent=indent)
 
 
 def read_manifest(folder: str) -> dict:
@@ -89,19 +109,22 @@ def read_manifest(folder: str) -> dict:
     if manifest.get("version") != FORMAT_VERSION:
         raise BadInputError(f"{path}: index format version {manifest.get('version')!r}, but this bct reads "
                             f"version {FORMAT_VERSION}; use the bct release that wrote it or build the index again")
+    manifest.pop(CHECKSUM, None)
     return manifest
 
 
 def write_manifest(folder: str, manifest: dict) -> None:
-    write_json_atomic(os.path.join(folder, MANIFEST), manifest, indent=1)
+    write_checked(os.path.join(folder, MANIFEST), manifest, indent=1)
 
 
 def read_state(folder: str) -> dict:
-    return read_json(os.path.join(folder, STATE), "index state")
+    state = read_json(os.path.join(folder, STATE), "index state")
+    state.pop(CHECKSUM, None)
+    return state
 
 
 def write_state(folder: str, state: dict) -> None:
-    write_json_atomic(os.path.join(folder, STATE), state)
+    write_checked(os.path.join(folder, STATE), state)
 
 
 # ---------------------------------------------------------------------------------------------
