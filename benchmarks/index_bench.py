@@ -294,14 +294,18 @@ def part_search(args, work: str) -> dict:
     return out
 
 
+def rss(field="VmRSS"):
+    """Resident memory of this process in MiB (VmHWM: its peak)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+
+
 _RSS_SCRIPT = r"""
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[4])
-def rss(field="VmRSS"):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+from benchmarks.index_bench import rss
 before = rss()
 from bct.index import Index
 idx = Index.open(sys.argv[1])
@@ -384,7 +388,7 @@ def part_backends(args, work: str) -> dict:
         for name, where in (("files", {}), ("milvus", {"backend": "milvus", "uri": uri})):
             t = time.time()
             Index.build(os.path.join(work, f"backend_{name}_img") if name == "files" else "images", args.old,
-                        **kw, **where)
+                        **kw, **where).store.close()
             out[f"{name}_build_images_per_s"] = min(args.backend_images, len(ids_img)) / (time.time() - t)
         log(f"build from {min(args.backend_images, len(ids_img))} images: files {out['files_build_images_per_s']:.1f}"
             f" images/s, Milvus Lite {out['milvus_build_images_per_s']:.1f} images/s")

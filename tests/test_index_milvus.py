@@ -140,7 +140,7 @@ def test_two_clients_of_one_process_see_whole_rows_during_a_backfill(world, tmp_
 def test_backfill_killed_then_resumed_leaves_every_row_once(world, tmp_path):
     uri = str(tmp_path / "k.db")
     Index.build("gallery", world["A"], list_path=world["list"], root=world["root"], batch_size=4, workers=0,
-                progress=False, backend="milvus", uri=uri).store.close()
+                progress=False, backend="milvus", uri=uri).close()
     argv = [sys.executable, "-m", "bct.tools.index", "backfill", "gallery", "--backend", "milvus", "--uri", uri,
             "--model", world["B"], "--step-rows", "2", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=os.getcwd())

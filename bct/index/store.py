@@ -71,6 +71,10 @@ class Index:
         self.n, self.dim = self.store.n, self.store.dim
         self._model_cache = {}
 
+    def close(self) -> None:
+        """Release the backend (Milvus Lite: lets another process open its file)."""
+        self.store.close()
+
     @property
     def backend(self) -> str:
         return self.store.kind

@@ -420,8 +420,13 @@ class MilvusBackend(Backend):
         self._put(f"plan:{key}", {"rows": int(len(plan)), "chunks": len(chunks)})  # last: the plan is whole
 
     def close(self) -> None:
+        """Close the client; for Milvus Lite also stop this process's engine of the file, so that
+        another process may open it (every client of this process on that file stops with it)."""
         try:
             self.client.close()
-        except Exception:
+        except Exception:  # already closed
             pass
+        if not _is_server(self.uri):
+            from milvus_lite.server_manager import server_manager_instance
+            server_manager_instance.release_server(self.uri)
 
