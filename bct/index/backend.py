@@ -126,16 +126,3 @@ def order_ties(scores: np.ndarray, rows: np.ndarray):
     """Sort each query's results by descending score, ties by ascending row."""
     order = np.lexsort((rows, -scores), axis=-1)
     return np.take_along_axis(scores, order, -1), np.take_along_axis(rows, order, -1)
-
-
-def open_backend(location: str, backend: str = "files", *, uri: str = "", token: str = "",
-                 collection: str = "") -> Backend:
-    """Open an existing index: a folder (files) or a Milvus collection (uri + collection name,
-    default: the location's base name)."""
-    if backend == "files":
-        from bct.index.backends.files import FilesBackend
-        return FilesBackend(location)
-    if backend == "milvus":
-        from bct.index.backends.milvus import MilvusBackend
-        return MilvusBackend.open(uri or location, token=token, collection=collection or (location if uri else ""))
-    raise BadInputError(f"--backend {backend!r} is not an index backend; choose one of {', '.join(BACKENDS)}")

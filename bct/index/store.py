@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bct.index.backend import BACKENDS, Backend
 from bct.index.models import ModelInfo, check_compatible, describe
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
@@ -57,14 +58,25 @@ class SearchResult:
                         for q, name in enumerate(self.queries)], f, indent=1)
 
 
+def open_backend(location: str, backend: str = "files", *, uri: str = "", token: str = "",
+                 collection: str = "") -> Backend:
+    """The backend of an existing index: a folder (files) or a Milvus collection (uri + collection name,
+    default: the location's base name)."""
+    if backend == "files":
+        from bct.index.backends.files import FilesBackend
+        return FilesBackend(location)
+    if backend == "milvus":
+        from bct.index.backends.milvus import MilvusBackend
+        return MilvusBackend.open(uri or location, token=token, collection=collection or (location if uri else ""))
+    raise BadInputError(f"--backend {backend!r} is not an index backend; choose one of {', '.join(BACKENDS)}")
+
+
 class Index:
     """A gallery index. `Index.open(path)` (a folder), `Index.open(name, backend="milvus", uri=...)`,
     `Index.build(out, model, ...)`; then `search`, `status`, `backfill`, `rollback`, `prune`,
     `build_ann`."""
 
     def __init__(self, path: str = "", backend="files", *, uri: str = "", token: str = "", collection: str = ""):
-        from bct.index.backend import Backend, open_backend
-
         self.store = backend if isinstance(backend, Backend) else \
             open_backend(path, backend, uri=uri, token=token, collection=collection)
         self.path = self.store.location
