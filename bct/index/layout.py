@@ -70,7 +70,7 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def read_json(path: str, what: str) -> dict:
+def read_json(path: str, what: str, verify: bool = True) -> dict:
     """A JSON object written by write_checked; one line naming the file if it is damaged or truncated
     (its recorded sha256 does not match). Files written before checksums existed have none."""
     try:
@@ -83,10 +83,15 @@ def read_json(path: str, what: str) -> dict:
                             f"backup (or build the index again)") from None
     if not isinstance(data, dict):
         raise BadInputError(f"{what} {path} is not a JSON object; restore this file from a backup")
+    if verify:
+        verify_checksum(data, path, what)
+    return data
+
+
+def verify_checksum(data: dict, path: str, what: str) -> None:
     if CHECKSUM in data and data[CHECKSUM] != _digest(data):
         raise BadInputError(f"{what} {path} is damaged (its sha256 does not match its content); restore this file "
                             f"from a backup (or build the index again)")
-    return data
 
 
 def write_checked(path: str, data: dict, indent=None) -> None:
@@ -102,13 +107,14 @@ def read_manifest(folder: str) -> dict:
     if not os.path.isfile(path):
         raise BadInputError(f"{folder} is not a bct index: it has no {MANIFEST} "
                             f"(build one with `python -m bct.tools.index build`)")
-    manifest = read_json(path, "index manifest")
+    manifest = read_json(path, "index manifest", verify=False)  # another version may record another checksum
     if manifest.get("format") != FORMAT_NAME:
         raise BadInputError(f"{path}: format {manifest.get('format')!r} is not {FORMAT_NAME!r}; this folder "
                             f"is not a bct index")
     if manifest.get("version") != FORMAT_VERSION:
         raise BadInputError(f"{path}: index format version {manifest.get('version')!r}, but this bct reads "
                             f"version {FORMAT_VERSION}; use the bct release that wrote it or build the index again")
+    verify_checksum(manifest, path, "index manifest")
     manifest.pop(CHECKSUM, None)
     return manifest
 
