@@ -179,6 +179,12 @@ def test_bad_input_one_line_and_the_collection_unchanged(world, tmp_path, capsys
             other.backfill(world["B"], workers=0, progress=False)
     assert milvus.status() == before[0]
     np.testing.assert_array_equal(np.asarray(milvus.vectors), before[1])
+    # a damaged manifest entry (its sha256 no longer matches) is named in one line
+    store = milvus.store
+    text = store._get_meta(["manifest"])["manifest"].replace('\\"rows\\": 24', '\\"rows\\": 25')
+    store.client.upsert(store.meta_collection, [{"name": "manifest", "value": text, "v": [0.0, 0.0]}])
+    code, _, err = tool(["status", "gallery", *where], capsys)
+    assert code == 2 and "entry 'manifest' is damaged" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setitem(sys.modules, "pymilvus", None)
     code, _, err = tool(["status", "gallery", *where], capsys)
     assert code == 2 and 'pip install ".[milvus]"' in err and len(err.strip().splitlines()) == 1
