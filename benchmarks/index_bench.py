@@ -16,6 +16,11 @@ Parts:
 - concurrent: the same search while a backfill (a separate process, its default niceness) re-embeds
   rows of that index, against the same search on the idle index.
 - ann: recall@100 against exact search and time of IVF (several nprobe) and HNSW.
+- backends: the files backend beside the Milvus backend on Milvus Lite: rows/s of a build from
+  images (the same --backend-images images, the same model) and of a build with vectors given
+  (--milvus-rows x 256); 1,000 queries top-100 exact over those rows through each backend and raw
+  faiss in the same run, and the peak resident memory of a fresh process that opens and searches
+  each (Milvus Lite runs inside that process).
 """
 import os
 
@@ -289,14 +294,18 @@ def part_search(args, work: str) -> dict:
     return out
 
 
+def rss(field="VmRSS"):
+    """Resident memory of this process in MiB (VmHWM: its peak)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+
+
 _RSS_SCRIPT = r"""
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[4])
-def rss(field="VmRSS"):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+from benchmarks.index_bench import rss
 before = rss()
 from bct.index import Index
 idx = Index.open(sys.argv[1])
@@ -317,6 +326,82 @@ def _rss_child(folder: str, args) -> dict:
                           capture_output=True, text=True, check=True)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["vectors_mib"] = os.path.getsize(os.path.join(folder, "vectors.npy")) / 2 ** 20
+    return out
+
+
+_BACKEND_RSS = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[5])
+from benchmarks.index_bench import rss
+q = np.ascontiguousarray(np.load(sys.argv[3]))
+if sys.argv[1] == "faiss":
+    import faiss
+    v = np.load(sys.argv[2], mmap_mode="r")
+    t = time.time()
+    faiss.knn(q, v, int(sys.argv[4]), metric=faiss.METRIC_INNER_PRODUCT)
+else:
+    from bct.index import Index
+    where = {} if sys.argv[1] == "files" else {"backend": "milvus", "uri": sys.argv[6]}
+    idx = Index.open(sys.argv[2], **where)
+    t = time.time()
+    idx.search(q, k=int(sys.argv[4]), model=idx.models()[0].name)
+print(json.dumps({"search_s": time.time() - t, "peak_rss_mib": rss("VmHWM")}))
+"""
+
+
+def part_backends(args, work: str) -> dict:
+    """Files vs Milvus Lite: build rows/s (images, vectors given), exact search time, resident memory."""
+    from bct.index import Index
+
+    out = {"rows": args.milvus_rows, "dim": 256, "queries": args.queries, "k": args.k}
+    uri = os.path.join(work, "milvus.db")
+    n = args.milvus_rows
+    vec_path = os.path.join(work, "backend_vectors.npy")
+    arr = np.lib.format.open_memmap(vec_path, mode="w+", dtype=np.float32, shape=(n, 256))
+    s = 0
+    for block in _clustered(n, 256, 0):
+        arr[s:s + len(block)] = block
+        s += len(block)
+    arr.flush()
+    ids = [f"rows/{i}.jpg" for i in range(n)]
+    t = time.time()
+    Index.from_vectors(os.path.join(work, "backend_files"), arr, ids, args.old)
+    out["files_build_vectors_rows_per_s"] = n / (time.time() - t)
+    t = time.time()
+    Index.from_vectors("vectors", arr, ids, args.old, backend="milvus", uri=uri).store.close()
+    out["milvus_build_vectors_rows_per_s"] = n / (time.time() - t)
+    log(f"build with vectors given, {n} x 256: files {out['files_build_vectors_rows_per_s']:.0f} rows/s, "
+        f"Milvus Lite {out['milvus_build_vectors_rows_per_s']:.0f} rows/s")
+    if args.backend_images and (args.backend_list or os.path.isdir(args.data)):
+        if args.backend_list:
+            from bct.data.lists import read_image_list
+            jpg = os.path.dirname(os.path.abspath(args.backend_list))
+            ids_img, _ = read_image_list(args.backend_list, jpg)
+        else:
+            ids_img, jpg, _, _, _ = _sets(args.data)["roxford5k"]
+        lst = os.path.join(work, "backend_images.txt")
+        with open(lst, "w") as f:
+            f.writelines(f"{i} 0\n" for i in ids_img[:args.backend_images])
+        kw = dict(list_path=lst, root=jpg, batch_size=args.batch_size, workers=args.workers, device="cpu",
+                  progress=False)
+        for name, where in (("files", {}), ("milvus", {"backend": "milvus", "uri": uri})):
+            t = time.time()
+            Index.build(os.path.join(work, f"backend_{name}_img") if name == "files" else "images", args.old,
+                        **kw, **where).store.close()
+            out[f"{name}_build_images_per_s"] = min(args.backend_images, len(ids_img)) / (time.time() - t)
+        log(f"build from {min(args.backend_images, len(ids_img))} images: files {out['files_build_images_per_s']:.1f}"
+            f" images/s, Milvus Lite {out['milvus_build_images_per_s']:.1f} images/s")
+    qpath = os.path.join(work, "backend_queries.npy")
+    np.save(qpath, _queries(args.queries))
+    del arr
+    for name, where in (("faiss", vec_path), ("files", os.path.join(work, "backend_files")), ("milvus", "vectors")):
+        proc = subprocess.run([sys.executable, "-c", _BACKEND_RSS, name, where, qpath, str(args.k), REPO, uri],
+                              capture_output=True, text=True, check=True)
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        log(f"search {args.queries} queries top-{args.k} over {n} x 256 ({name}): {out[name]['search_s']:.2f} s, "
+            f"peak RSS {out[name]['peak_rss_mib']:.0f} MiB")
+    out["vectors_mib"] = n * 256 * 4 / 2 ** 20
     return out
 
 
@@ -448,6 +533,10 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--backfill-rows", type=int, default=20000,
                    help="rows the concurrent part may re-embed (image links are made for them)")
+    p.add_argument("--milvus-rows", type=int, default=1_000_000,
+                   help="rows of the backends part (Milvus Lite beside the files backend)")
+    p.add_argument("--backend-images", type=int, default=512, help="images built into each backend (0: skip)")
+    p.add_argument("--backend-list", default="", help="image list of those images (default: roxford5k of --data)")
     p.add_argument("--hnsw-rows", type=int, default=50_000, help="rows of the HNSW measurement (0: skip)")
     p.add_argument("--nlist", type=int, default=1024, help="IVF lists of the ann part")
     args = p.parse_args(argv)
@@ -457,7 +546,7 @@ def main(argv=None):
     figures = {"machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
                            "load_average_at_start": os.getloadavg()}, "args": {k: v for k, v in vars(args).items()}}
     parts = {"orders": part_orders, "throughput": part_throughput, "search": part_search,
-             "concurrent": part_concurrent, "ann": part_ann}
+             "concurrent": part_concurrent, "ann": part_ann, "backends": part_backends}
     try:
         for name in args.parts.split(","):
             t = time.time()

@@ -303,13 +303,8 @@ def text(path):
     return open(path).read() if os.path.isfile(path) else ""
 
 
-# -- gallery-index tests: small randomly initialised models and the build of a world's gallery
-INDEX_ARCH = "mobilenet_v3_small"
-INDEX_PX = 32
-INDEX_DIM = 64
-
-
-def index_model(path, seed, old="", old_digest="", emb_dim=INDEX_DIM, arch=INDEX_ARCH):
+# -- gallery-index tests: small randomly initialised models and a world of them
+def save_index_model(path, seed, old="", old_digest="", emb_dim=64, arch="mobilenet_v3_small", size=32):
     """A randomly initialised checkpoint; with `old`, a compatible model trained against that file."""
     import torch
 
@@ -323,12 +318,33 @@ def index_model(path, seed, old="", old_digest="", emb_dim=INDEX_DIM, arch=INDEX
         meta["old_model_digest"] = old_digest
     model = build_model_from_meta(meta)
     save_checkpoint(str(path), {"model": model.state_dict(), "meta": meta, "epoch": 0,
-                                "config": f"EVAL:\n  INPUT_SIZE: {INDEX_PX}\n  RESIZE: squash\n"})
+                                "config": f"EVAL:\n  INPUT_SIZE: {size}\n  RESIZE: squash\n"})
     return str(path)
 
 
+def index_world(root, n_classes=3, per_class=6, size=32, models="ABCDE"):
+    """A gallery image list under `root` and checkpoints A (old) -> B -> C, D (unrelated), E (32
+    dimensions, trained against A), the first `models` of them; feats: A's and B's gallery vectors."""
+    from bct.engine.checkpoint import load_model
+    from bct.index.embed import embed_images
+
+    lst = make_image_list(str(root), n_classes=n_classes, per_class=per_class, size=size)
+    m = os.path.join(str(root), "models")
+    os.makedirs(m, exist_ok=True)
+    world = {"root": str(root), "list": lst}
+    specs = {"A": (0, "", 64), "B": (1, "A", 64), "C": (2, "B", 64), "D": (3, "", 64), "E": (4, "A", 32)}
+    for name in models:
+        seed, old, dim = specs[name]
+        world[name] = save_index_model(os.path.join(m, f"{name}.pth"), seed, old=world.get(old, ""), emb_dim=dim,
+                                       size=size)
+    world["paths"] = [line.split()[0] for line in open(lst)]
+    world["feats"] = {k: embed_images(load_model(world[k]), world["paths"], str(root), batch_size=2)
+                      for k in "AB"}
+    return world
+
+
 def index_build(world, out, model="A", **kw):
-    """Index.build of the `world` fixture's gallery list with one of its models."""
+    """Index.build of an `index_world` gallery list with one of its models."""
     from bct.index import Index
 
     kw.setdefault("batch_size", 4)

@@ -13,31 +13,22 @@ import pytest
 import bct
 from bct.engine.checkpoint import load_model
 from bct.index import Index
-from bct.index.embed import embed_images
 from bct.index.layout import WriterLock
 from bct.tools import index as index_tool
 from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from helpers import INDEX_DIM as DIM, INDEX_PX as SIZE, index_build as build, index_model as save_model, make_image_list
+from helpers import index_build as build, index_world, make_image_list, save_index_model as save_model
 
+ARCH = "mobilenet_v3_small"
+SIZE = 32
+DIM = 64
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A gallery of 18 images and models A (old) -> B -> C, D (unrelated), E (other embedding size)."""
-    root = tmp_path_factory.mktemp("gallery")
-    lst = make_image_list(str(root), n_classes=3, per_class=6, size=SIZE)
-    m = root / "models"
-    m.mkdir()
-    a = save_model(m / "A.pth", 0)
-    b = save_model(m / "B.pth", 1, old=a)
-    c = save_model(m / "C.pth", 2, old=b)
-    d = save_model(m / "D.pth", 3)
-    e = save_model(m / "E.pth", 4, old=a, emb_dim=32)
-    paths = [line.split()[0] for line in open(lst)]
-    feats = {k: embed_images(load_model(p), paths, str(root)) for k, p in (("A", a), ("B", b))}
-    return {"root": str(root), "list": lst, "A": a, "B": b, "C": c, "D": d, "E": e, "paths": paths, "feats": feats}
+    return index_world(tmp_path_factory.mktemp("gallery"), size=SIZE)
 
 
 def files_digest(folder, manifest: bool = True) -> str:
@@ -332,6 +323,93 @@ def test_bad_inputs_one_line_and_index_unchanged(world, built, tmp_path, capsys)
     json.dump(dict(manifest, version=2), open(bad / "manifest.json", "w"))
     code, _, err = tool(["status", bad], capsys)
     assert code == 2 and "index format version 2, but this bct reads version 1" in one_error_line(err)
+
+
+def test_numbers_that_cannot_be_right_are_refused(world, built, tmp_path, capsys):
+    """Issue-28 examples: --seed -1, NaN/inf or all-zero rows, --out over the query file, a name
+    that matches two models. One line each, nothing written, nothing changed."""
+    path = built.path
+    before = files_digest(path)
+    code, _, err = tool(["backfill", path, "--model", world["C"], "--seed", -1, "--workers", 0], capsys)
+    assert code == 2 and "--seed" in one_error_line(err)
+    assert files_digest(path) == before  # C was not added to the models table
+    with pytest.raises(BadInputError, match="--seed must be a whole number"):
+        built.backfill(world["C"], seed=-1, workers=0, progress=False)
+    assert files_digest(path) == before
+    q = _npy(tmp_path, world["feats"]["B"][:2])
+    q_bytes = open(q, "rb").read()
+    code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", q], capsys)
+    assert code == 2 and "the query vectors file" in one_error_line(err) and open(q, "rb").read() == q_bytes
+    code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", os.path.join(path, "r.csv")],
+                        capsys)
+    assert code == 2 and "inside the index" in one_error_line(err)
+    nan = np.array(world["feats"]["A"])
+    nan[3, 5] = np.nan
+    queries = np.array(world["feats"]["B"][:2])
+    queries[1, 0] = np.inf
+    for vectors, expected in ((nan, "NaN or inf"), (np.zeros_like(nan), "all zeros")):
+        with pytest.raises(BadInputError, match=expected):
+            Index.from_vectors(str(tmp_path / "v"), vectors, world["paths"], world["A"])
+        assert not (tmp_path / "v").exists()
+    with pytest.raises(BadInputError, match="NaN or inf"):
+        built.search(queries, k=3, model=world["B"])
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    save_model(twin / "A.pth", 9, old=world["A"])  # another model named A, compatible with A
+    built.backfill(str(twin / "A.pth"), rows=1, batch_size=4, workers=0, progress=False, force=True)
+    with pytest.raises(BadInputError, match="matches 2 models .*give the tag"):
+        built.model("A")
+
+
+def test_damaged_state_is_named_and_a_read_only_index_still_serves(world, built, tmp_path, capsys, monkeypatch):
+    """Issue-28 item 4: manifest, state and journal entries carry a sha256; damage is one line naming
+    the file; an entry never applied is dropped and reported and the writer continues."""
+    for name, damage in (("manifest.json", lambda t: t[: len(t) // 2]),
+                         ("state.json", lambda t: t.replace('"applied": 1', '"applied": 7'))):
+        copy = tmp_path / f"copy-{name}"
+        shutil.copytree(built.path, copy)
+        text = open(copy / name).read()
+        open(copy / name, "w").write(damage(text))
+        code, _, err = tool(["status", copy], capsys)
+        assert code == 2 and name in one_error_line(err) and "restore this file" in err, err
+    # A committed entry that was never applied, then damaged: dropped, reported, the backfill goes on.
+    import bct.index.journal as journal
+    real = journal.apply_pending
+    calls = []
+
+    def die_after_commit(folder, *a, **k):
+        calls.append(folder)
+        if len(calls) > 1:
+            raise RuntimeError("killed after the commit")
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(journal, "apply_pending", die_after_commit)
+    with pytest.raises(RuntimeError):
+        built.backfill(world["B"], rows=2, batch_size=4, workers=0, progress=False)
+    monkeypatch.setattr(journal, "apply_pending", real)
+    entries = [f for f in os.listdir(os.path.join(built.path, "journal")) if f.endswith(".npz")]
+    assert len(entries) == 1
+    entry = os.path.join(built.path, "journal", entries[0])
+    data = open(entry, "rb").read()
+    open(entry, "wb").write(data[: len(data) // 2])
+    res = built.backfill(world["B"], batch_size=4, workers=0, progress=False)
+    assert "damaged and was never applied: dropped" in capsys.readouterr().err
+    assert res["fraction"] == 1.0 and (np.asarray(built.tags) == built.model("B").code).all()
+    # A read-only index (no file may be created or opened for writing) is searched and its status read.
+    real_open = os.open
+
+    def read_only(path, flags, *a):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Read-only file system", path)
+        return real_open(path, flags, *a)
+
+    before = files_digest(built.path)
+    monkeypatch.setattr(os, "open", read_only)
+    ro = Index.open(built.path)
+    assert ro.search(world["feats"]["B"][:2], k=3, model=world["B"]).rows.shape == (2, 3)
+    assert ro.status()["models"][1]["rows"] == ro.n
+    monkeypatch.setattr(os, "open", real_open)
+    assert files_digest(built.path) == before
 
 
 def test_two_backfills_at_once_are_refused(world, built, capsys):

@@ -19,12 +19,14 @@ import torch
 
 from bct.index import Index
 from bct.index.layout import read_state
-from helpers import free_port as _free_port, INDEX_DIM as DIM, index_build as build, index_model as save_model, make_image_list
+from helpers import free_port as _free_port, index_build as build, index_world
 
 # Every test here runs real processes and signals them.
 pytestmark = pytest.mark.slow
 
+DIM = 64
 FORK = multiprocessing.get_context("fork")
+
 LIMIT = 120
 
 
@@ -68,16 +70,7 @@ def finish(proc):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from bct.index.embed import embed_images
-    from bct.engine.checkpoint import load_model
-
-    root = tmp_path_factory.mktemp("gallery")
-    lst = make_image_list(str(root), n_classes=4, per_class=6, size=32)
-    a = save_model(root / "A.pth", 0)
-    b = save_model(root / "B.pth", 1, old=a)
-    paths = [line.split()[0] for line in open(lst)]
-    feats = {k: embed_images(load_model(p), paths, str(root), batch_size=2) for k, p in (("A", a), ("B", b))}
-    return {"root": str(root), "list": lst, "A": a, "B": b, "paths": paths, "feats": feats}
+    return index_world(tmp_path_factory.mktemp("gallery"), n_classes=4, models="AB")
 
 
 def leftovers(folder):

@@ -7,35 +7,12 @@ line, which the refusal names. Forked children (DataLoader workers) close their 
 once, so the lock ends with the run itself, not with its last worker. Standard library only (no
 torch), so tools can claim a folder before they import anything heavy.
 """
-import fcntl
-import json
 import os
-import socket
-import sys
-import time
 
 from bct.utils.errors import BadInputError
+from bct.utils.flock import Busy, FileLock, read_holder
 
 LOCK_NAME = "train.lock"
-_HELD = set()  # descriptors of the locks this process holds
-
-
-def _close_in_child() -> None:
-    for fd in _HELD:
-        os.close(fd)
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_in_child)
-
-
-def _holder(path: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.loads(f.read() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class OutputLock:
@@ -50,29 +27,14 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         os.makedirs(self.folder, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise self._busy() from None
-            # The file may have been released and removed between our open and our flock: then we
-            # hold a lock on a name that no longer exists; start again.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        self.stale = _holder(self.path)
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(record) + "\n").encode())
-        self.fd = fd
-        _HELD.add(fd)
+        lock = FileLock(self.path, exclusive=True, blocking=False, same_file=True)
+        try:
+            lock.acquire(record={})
+        except Busy:
+            raise self._busy() from None
+        self.stale = lock.previous
+        self.lock = lock
+        self.fd = lock.fd
         return self
 
     def stale_note(self) -> str:
@@ -84,7 +46,7 @@ class OutputLock:
                 f"taking the folder over")
 
     def _busy(self) -> BadInputError:
-        h = _holder(self.path)
+        h = read_holder(self.path)
         who = f"pid {h.get('pid', '?')} on host {h.get('host', '?')}, started {h.get('started', '?')}"
         return BadInputError(
             f"output folder {self.folder} is in use by another training run ({who}); wait for it to "
@@ -94,12 +56,7 @@ class OutputLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
-        _HELD.discard(self.fd)
-        os.close(self.fd)
+        self.lock.release(remove=True)
         self.fd = None
 
     def __enter__(self):

@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 from bct.index import layout
-from bct.index.layout import read_state
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path, write_json_atomic
 
@@ -26,13 +25,13 @@ def _paths(folder: str, kind: str):
 
 
 def build_ann(index, kind: str, nlist: int = 0, m: int = 32, train_rows: int = 100_000, seed: int = 0) -> dict:
-    """Build ann/<kind> over the current vectors (the caller holds the writer lock)."""
+    """Build ann/<kind> over the current vectors of a files backend (the caller holds its writer)."""
     import faiss
 
     if kind not in KINDS:
         raise BadInputError(f"--kind {kind!r} is not an approximate index kind; choose one of {', '.join(KINDS)}")
     n, d = index.n, index.dim
-    vectors = index.vectors
+    vectors = index.vectors()
     start = time.time()
     if kind == "ivf":
         nlist = nlist or max(1, min(65536, int(4 * math.sqrt(n))))
@@ -53,7 +52,7 @@ def build_ann(index, kind: str, nlist: int = 0, m: int = 32, train_rows: int = 1
     os.makedirs(os.path.dirname(index_path), exist_ok=True)
     with atomic_path(index_path) as tmp:
         faiss.write_index(ann, tmp)
-    meta = {"kind": kind, "built": layout.now() + f" #{time.time_ns()}", "at_step": read_state(index.path)["applied"],
+    meta = {"kind": kind, "built": layout.now() + f" #{time.time_ns()}", "at_step": index.applied_steps(),
             "seconds": time.time() - start, **params}
     write_json_atomic(meta_path, meta)
     return meta

@@ -13,15 +13,12 @@ import time
 
 import numpy as np
 
-from bct.index import layout
-from bct.index.journal import Writer
-from bct.index.layout import WriterLock, read_manifest, read_state, write_manifest
+from bct.index.build import finite_rows
 from bct.index.models import check_compatible, describe
 from bct.index.orders import ORDERS, plan_order
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import atomic_path
 
-MAX_CODE = np.iinfo(layout.TAG_DTYPE).max
+MAX_CODE = np.iinfo(np.int16).max
 
 
 def _bar(total: int, desc: str, progress):
@@ -33,9 +30,8 @@ def _bar(total: int, desc: str, progress):
 def _register(index, info, force: bool) -> int:
     """The code of model `info` in the index's models table, adding it (with its lineage) if new;
     refuses a model that may not serve beside the rows' current models."""
-    manifest = read_manifest(index.path)
     table = index.models()
-    counts = {int(c): n for c, n in read_state(index.path)["counts"].items() if n}
+    counts = index.store.counts()
     serving = [m for m in table if m.code in counts and m.digest != info.digest]
     check_compatible(info, serving, force, action="backfill")
     for m in table:
@@ -44,22 +40,17 @@ def _register(index, info, force: bool) -> int:
     info.code = max(m.code for m in table) + 1
     if info.code > MAX_CODE:
         raise BadInputError(f"index {index.path} already records {len(table)} models; build a new index")
-    manifest["models"].append(dict(info.entry(), added=layout.now()))
-    write_manifest(index.path, manifest)
+    from bct.utils.flock import now
+    index.store.add_model(dict(info.entry(), added=now()))
     return info.code
 
 
-def _plan(index, writer, code: int, order: str, seed: int) -> np.ndarray:
-    path = os.path.join(index.path, layout.PLANS, f"{code}-{order}-{seed}.npy")
-    if os.path.isfile(path):
-        plan = np.load(path)
-        if plan.shape == (index.n,):
-            return plan
-    plan = plan_order(order, writer.vectors, seed)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, plan)
+def _plan(index, code: int, order: str, seed: int) -> np.ndarray:
+    key = f"{code}-{order}-{seed}"
+    plan = index.store.load_plan(key, index.n)
+    if plan is None:
+        plan = plan_order(order, index.store.vectors(), seed)
+        index.store.save_plan(key, plan)
     return plan
 
 
@@ -100,6 +91,8 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
         raise BadInputError(f"backfill: --rows must be a whole number >= 0, got {rows!r}")
     if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
         raise BadInputError(f"backfill: --fraction must be in [0, 1], got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInputError(f"backfill: --seed must be a whole number >= 0, got {seed!r}")
     if order not in ORDERS:
         raise BadInputError(f"backfill: --order {order!r} is not a backfill order; choose one of {', '.join(ORDERS)}")
     if batch_size <= 0:
@@ -107,8 +100,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
     from bct.utils.comm import get_world_size
     if get_world_size() > 1:
         raise BadInputError("backfill runs as one process (its commits are serial); start it without torchrun")
-    with WriterLock(index.path, "backfill"):
-        writer = Writer(index.path, index.n, index.dim)
+    with index.store.writer("backfill") as store:
         info, ckpt = _model_info(index, model, name)
         info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
         if info.emb_dim != index.dim:
@@ -121,31 +113,30 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
                                 f"all its rows must be embedded the same way")
         code = _register(index, info, force)
         tag = index.model(code).tag
-        plan = _plan(index, writer, code, order, seed)
-        is_new = np.asarray(writer.tags) == code
+        plan = _plan(index, code, order, seed)
+        is_new = np.asarray(store.tags()) == code
         todo = plan[~is_new[plan]]
         quota = len(todo) if rows is None and fraction is None else \
             int(rows) if rows is not None else max(0, round(float(fraction) * index.n) - int(is_new.sum()))
         todo = todo[:quota]
         start = time.time()
-        store = writer.store(code)
-        reuse = todo[store.have[todo] == 1] if store.exists else todo[:0]
-        embed = todo[store.have[todo] == 0] if store.exists else todo
+        have, _ = store.stored(code, todo, with_vectors=False)
+        reuse, embed = todo[have], todo[~have]
         step = max(1, step_rows or max(1024, batch_size))
         bar = _bar(len(todo), f"backfill {tag}", progress)
         try:
             for s in range(0, len(reuse), step):
                 part = reuse[s:s + step]
-                writer.commit(part, code, store.vectors[part])
+                store.commit(part, code, store.stored(code, part)[1])
                 bar.update(len(part))
             if len(embed):
                 net = _network(model, ckpt, info, device)
-                _embed_rows(index, writer, net, code, embed, _image_root(index, root, list_path), batch_size,
+                _embed_rows(index, store, net, code, embed, _image_root(index, root, list_path), batch_size,
                             step, workers, device, amp, bar)
         finally:
             bar.close()
         seconds = time.time() - start
-        now_rows = int((np.asarray(writer.tags) == code).sum())
+        now_rows = int(store.counts().get(code, 0))
     return {"model": tag, "order": order, "seed": seed, "done": int(len(todo)), "reused": int(len(reuse)),
             "rows_of_model": now_rows, "fraction": now_rows / index.n, "seconds": seconds,
             "rows_per_s": len(embed) / seconds if seconds > 0 and len(embed) else 0.0}
@@ -182,7 +173,7 @@ def _network(model, ckpt, info, device):
     return model
 
 
-def _embed_rows(index, writer, net, code, rows, root, batch_size, step, workers, device, amp, bar) -> None:
+def _embed_rows(index, store, net, code, rows, root, batch_size, step, workers, device, amp, bar) -> None:
     from bct.index.embed import embed_batches, image_dataset
 
     skip_bad = bool(index.manifest.get("build", {}).get("settings", {}).get("skip_bad", False))
@@ -191,15 +182,17 @@ def _embed_rows(index, writer, net, code, rows, root, batch_size, step, workers,
     batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
     got_rows, got_vecs, pending = [], [], 0
     for index_rows, feats, _ in embed_batches(net, dataset, batches, device, workers, amp):
+        finite_rows(feats, f"backfill: model {net.source_path if hasattr(net, 'source_path') else ''} gave",
+                    index.ids(index_rows))
         got_rows.append(index_rows)
         got_vecs.append(feats)
         pending += len(index_rows)
         if pending >= step:
-            writer.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
+            store.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
             bar.update(pending)
             got_rows, got_vecs, pending = [], [], 0
     if pending:
-        writer.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
+        store.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
         bar.update(pending)
 
 
@@ -207,7 +200,7 @@ def _default_rollback_target(index, counts: dict) -> int:
     serving = [c for c, n in counts.items() if n]
     newest = max(serving)
     candidates = [m.code for m in index.models() if m.code < newest and
-                  (counts.get(m.code) or os.path.isfile(os.path.join(index.path, layout.STORE, f"{m.code}.have.npy")))]
+                  (counts.get(m.code) or index.store.stored_rows(m.code))]
     if not candidates:
         raise BadInputError(f"rollback: every row of {index.path} is served by its first model or by no older model "
                             f"with stored rows; nothing to roll back")
@@ -218,25 +211,20 @@ def rollback(index, to=None, step_rows: int = 4096, progress=None) -> dict:
     """Serve again model `to`'s stored vectors (default: the model before the newest serving one)
     on every row it embedded before. Returns {"model", "restored", "not_restorable", "seconds"}."""
     start = time.time()
-    with WriterLock(index.path, "rollback"):
-        writer = Writer(index.path, index.n, index.dim)
-        counts = {int(c): n for c, n in read_state(index.path)["counts"].items()}
+    with index.store.writer("rollback") as store:
+        counts = store.counts()
         target = index.model(to) if to is not None else index.model(_default_rollback_target(index, counts))
-        store = writer.store(target.code)
-        tags = np.asarray(writer.tags)
-        other = tags != target.code
-        if not store.exists:
-            if not other.any():
-                return {"model": target.tag, "restored": 0, "not_restorable": 0, "seconds": time.time() - start}
+        other = np.flatnonzero(np.asarray(store.tags()) != target.code).astype(np.int64)
+        have, _ = store.stored(target.code, other, with_vectors=False)
+        if other.size and not have.any():
             raise BadInputError(f"rollback: the index holds no stored rows of {target.tag} (never replaced, or "
                                 f"deleted by `index prune`); backfill with its checkpoint instead")
-        rows = np.flatnonzero(other & (store.have == 1)).astype(np.int64)
-        lost = int((other & (store.have == 0)).sum())
+        rows, lost = other[have], int((~have).sum())
         bar = _bar(len(rows), f"rollback to {target.tag}", progress)
         try:
             for s in range(0, len(rows), max(1, step_rows)):
                 part = rows[s:s + step_rows]
-                writer.commit(part, target.code, store.vectors[part])
+                store.commit(part, target.code, store.stored(target.code, part)[1])
                 bar.update(len(part))
         finally:
             bar.close()
@@ -247,28 +235,16 @@ def prune(index, model=None) -> dict:
     """Delete stored vectors: of `model`, or (default) of every model that serves no row and every
     store that only repeats rows its model serves now. Rolling back to a pruned model is then
     impossible (a backfill with its checkpoint re-embeds)."""
-    with WriterLock(index.path, "prune"):
-        writer = Writer(index.path, index.n, index.dim)  # replays an interrupted step first
-        counts = {int(c): n for c, n in read_state(index.path)["counts"].items() if n}
+    with index.store.writer("prune") as store:  # finishes an interrupted step first
+        counts = store.counts()
         if model is not None:
             targets = [index.model(model)]
         else:
-            tags = np.asarray(writer.tags)
-            targets = []
-            for m in index.models():
-                store = writer.store(m.code)
-                if m.code not in counts or (store.exists and not (store.have.astype(bool) & (tags != m.code)).any()):
-                    targets.append(m)
-            writer.stores.clear()
+            targets = [m for m in index.models() if m.code not in counts or not store.stored_rows(m.code)]
         pruned, freed = [], 0
         for m in targets:
-            paths = [os.path.join(index.path, layout.STORE, f"{m.code}{suffix}") for suffix in (".have.npy", ".npy")]
-            if not any(os.path.isfile(p) for p in paths):
-                continue
-            for p in paths:  # the mask goes first: without it the vectors are never read
-                if os.path.isfile(p):
-                    freed += os.path.getsize(p)
-                    os.replace(p, p + ".deleted")
-                    os.remove(p + ".deleted")
-            pruned.append(m.tag)
+            got = store.prune(m.code)
+            if got is not None:
+                pruned.append(m.tag)
+                freed += got
     return {"pruned": pruned, "freed_bytes": freed}

@@ -24,6 +24,14 @@ from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
 
 
+def finite_rows(vectors, what: str, ids) -> None:
+    """One line naming the first row that holds NaN or inf (such a row could never be found)."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(vectors)).all(axis=1))
+    if bad.size:
+        raise BadInputError(f"{what} NaN or inf for {bad.size} rows (first: {ids[int(bad[0])]!r}); such rows could "
+                            f"never be found: nothing was written")
+
+
 def _ids_digest(ids, labels) -> str:
     h = hashlib.sha256()
     for i in ids:
@@ -77,7 +85,7 @@ def _prepare_folder(out: str, key: str, manifest: dict) -> str:
 def build_index(out: str, model, list_path: str = "", root: str = "", folder: str = "", *, name: str = "",
                 batch_size: int = 64, workers: int = 2, device="cpu", chunk_rows: int = 0, amp: bool = True,
                 skip_bad: bool = False, input_size: int = 0, resize: str = "", progress=None,
-                log=print) -> dict:
+                log=print, backend: str = "files", uri: str = "", token: str = "", collection: str = "") -> dict:
     """Embed the gallery (image list + root, or folder) with `model` into the index folder `out`.
 
     Returns {"rows", "dim", "model", "seconds", "images_per_s", "reused"}. Under torchrun every rank
@@ -109,6 +117,12 @@ def build_index(out: str, model, list_path: str = "", root: str = "", folder: st
                 "models": [dict(info.entry(), added=layout.now())],
                 "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
     start = time.time()
+    if backend != "files":
+        _build_into_collection(manifest, ids, net, source, n, dim, chunk_rows, n_chunks, batch, workers, device, amp,
+                               skip_bad, progress, uri or out, token, collection or out, rank, log)
+        seconds = time.time() - start
+        return {"rows": n, "dim": dim, "model": info.tag, "seconds": seconds,
+                "images_per_s": n / seconds if seconds > 0 else 0.0}
     with _RankZeroLock(out, rank) as lock:
         if rank == 0:
             _refuse_foreign_folder(out)
@@ -132,6 +146,44 @@ def build_index(out: str, model, list_path: str = "", root: str = "", folder: st
     seconds = time.time() - start
     return {"rows": n, "dim": dim, "model": info.tag, "seconds": seconds,
             "images_per_s": n / seconds if seconds > 0 else 0.0}
+
+
+def _milvus_create(uri, token, collection, manifest):
+    from bct.index.backends.milvus import MilvusBackend
+    return MilvusBackend.create(uri, token, collection, manifest)
+
+
+def _build_into_collection(manifest, ids, net, source, n, dim, chunk_rows, n_chunks, batch, workers, device, amp,
+                           skip_bad, progress, uri, token, collection, rank, log) -> None:
+    """Build into a Milvus collection: rank 0 creates it (or finds the same unfinished build), every
+    rank upserts the rows of its own chunks (a chunk whose rows are all there is skipped on a rerun),
+    rank 0 marks the manifest ready."""
+    world = get_world_size()
+    if rank == 0:
+        store, how = _milvus_create(uri, token, collection, manifest)
+        if how == "reuse":
+            log(f"{store.location} already holds this gallery embedded by the same model; nothing to do")
+    barrier()
+    if rank != 0:
+        store, how = _milvus_create(uri, token, collection, manifest)
+    if how != "reuse":
+        dataset = image_dataset(source["root"], ids, net, skip_bad=skip_bad, list_name="the gallery list")
+        mine = [c for c in range(rank, n_chunks, world)
+                if store.rows_present(c * chunk_rows, min(n, (c + 1) * chunk_rows)) != min(chunk_rows, n - c * chunk_rows)]
+        bad = 0
+        for c in mine:
+            lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
+            batches = [range(s, min(s + batch, hi)) for s in range(lo, hi, batch)]
+            vecs = np.zeros((hi - lo, dim), np.float32)
+            for index, feats, ok in embed_batches(net, dataset, batches, device, workers, amp):
+                finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
+                vecs[index - lo] = feats
+                bad += int((~np.asarray(ok)).sum())
+            store.write_rows(lo, ids[lo:hi], vecs)
+    barrier()
+    if rank == 0 and how != "reuse":
+        store.set_manifest(dict(manifest, status="ready", built=layout.now()))
+    barrier()
 
 
 class _RankZeroLock:
@@ -172,6 +224,7 @@ def _embed_chunks(out, net, ids, root, chunks, chunk_rows, batch, n, dim, worker
     try:
         for b, (index, feats, ok) in enumerate(embed_batches(net, dataset, batches, device, workers, amp)):
             c = owner[b]
+            finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
             lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
             if c not in buffers:
                 buffers[c] = [np.zeros((hi - lo, dim), np.float32), np.zeros(hi - lo, bool), 0]
@@ -234,7 +287,8 @@ def _finish(out, manifest, ids, labels, n) -> None:
 
 
 def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=None, root: str = "",
-                       block_rows: int = 1 << 16) -> dict:
+                       block_rows: int = 1 << 16, backend: str = "files", uri: str = "", token: str = "",
+                       collection: str = "") -> dict:
     """An index folder from vectors already computed (N, D) float32 by `model` (checkpoint path or
     bct.load_model model, recorded as the rows' model), e.g. embeddings exported from another store.
     Rows are L2-normalised as they are copied. `ids`: N distinct image ids (paths relative to
@@ -248,6 +302,13 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
     bad = [i for i in ids[:1000] if "\n" in i]
     if bad:
         raise BadInputError(f"build: id {bad[0]!r} holds a line break")
+    for s in range(0, n, block_rows):  # before anything is written
+        block = np.asarray(vectors[s:s + block_rows], dtype=np.float32)
+        finite_rows(block, "build: the vectors hold", ids[s:s + block_rows])
+        zero = np.flatnonzero(~block.any(axis=1))
+        if zero.size:
+            raise BadInputError(f"build: the vector of {ids[s + int(zero[0])]!r} is all zeros ({zero.size} such rows in "
+                                f"this block); it has no direction and could never be found: nothing was written")
     info = describe(model, name)
     info.code = 0
     if info.emb_dim != dim:
@@ -259,6 +320,14 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
                           "world_size": 1},
                 "models": [dict(info.entry(), added=layout.now())],
                 "search": {"exact": "faiss flat inner product over vectors.npy (IndexFlatIP's kernel)"}}
+    if backend != "files":
+        store, how = _milvus_create(uri or out, token, collection or out, manifest)
+        if how == "reuse":
+            return {"rows": n, "dim": dim, "model": info.tag, "reused": True}
+        for s in range(0, n, block_rows):
+            store.write_rows(s, ids[s:s + block_rows], _normalised(vectors[s:s + block_rows]))
+        store.set_manifest(dict(manifest, status="ready", built=layout.now()))
+        return {"rows": n, "dim": dim, "model": info.tag, "reused": False}
     _refuse_foreign_folder(out)
     with _MakeAndLock(out):
         if _prepare_folder(out, manifest["build"]["key"], manifest) == "reuse":
@@ -268,16 +337,49 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
             layout.reserve(tmp, vec_path)
             for s in range(0, n, block_rows):
-                block = np.asarray(vectors[s:s + block_rows], dtype=np.float32)
-                norms = np.linalg.norm(block, axis=1, keepdims=True)
-                dst[s:s + block_rows] = block / np.where(norms > 0, norms, 1)
+                dst[s:s + block_rows] = _normalised(vectors[s:s + block_rows])
             dst.flush()
             del dst
         _finish(out, manifest, ids, labels, n)
     return {"rows": n, "dim": dim, "model": info.tag, "reused": False}
 
 
+def _normalised(block) -> np.ndarray:
+    block = np.asarray(block, dtype=np.float32)
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return block / np.where(norms > 0, norms, 1)
+
+
 class _MakeAndLock(WriterLock):
     def __init__(self, out: str):
         os.makedirs(out, exist_ok=True)
         super().__init__(out, "build")
+
+
+def copy_index(src, backend: str = "milvus", uri: str = "", token: str = "", collection: str = "",
+               block_rows: int = 1 << 14) -> dict:
+    """Copy an open index `src` (its rows, models table and lineage, current vectors and codes, and
+    for each row the newest kept vector of another model: the rollback copy) into a new collection.
+    A rerun after a kill continues (the copy's key is the source's build key)."""
+    if backend != "milvus":
+        raise BadInputError(f"copy: --backend {backend!r}; copies go into --backend milvus")
+    manifest = dict(src.manifest, status="building")
+    manifest["build"] = dict(manifest.get("build", {}), copied_from=src.path)
+    name = collection or os.path.basename(src.path.rstrip("/"))
+    store, how = _milvus_create(uri, token, name, manifest)
+    if how != "reuse":
+        codes = sorted(m.code for m in src.models())
+        for lo in range(0, src.n, block_rows):
+            rows = np.arange(lo, min(src.n, lo + block_rows))
+            if how == "resume" and store.rows_present(lo, lo + len(rows)) == len(rows):
+                continue
+            tags = np.asarray(src.store.tags(rows))
+            prev = np.full(len(rows), -1, np.int16)
+            old = np.zeros((len(rows), src.dim), np.float32)
+            for code in codes:  # newest model last: its kept vector wins
+                have, vecs = src.store.stored(code, rows)
+                have &= tags != code
+                prev[have], old[have] = code, vecs[have]
+            store.write_rows(lo, src.ids(rows), src.store.vectors(rows), tags=tags, prev=prev, old=old)
+        store.set_manifest(dict(manifest, status="ready", built=layout.now()))
+    return {"rows": src.n, "models": len(src.models()), "location": store.location}

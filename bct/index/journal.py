@@ -16,7 +16,10 @@ idempotent) by the next writer, or at once by a search that finds `applying` set
 the middle of an apply: vectors.npy may hold some of R's new rows under old tags). Searches hold the
 rows lock shared, so they see each row entirely old or entirely new, with its matching tag.
 """
+import hashlib
 import os
+import sys
+import zipfile
 
 import numpy as np
 
@@ -30,8 +33,32 @@ def journal_path(folder: str, seq: int) -> str:
     return os.path.join(folder, JOURNAL, f"{seq:010d}.npz")
 
 
+def entry_digest(rows, target, old_tags, vectors) -> str:
+    h = hashlib.sha256()
+    for a in (rows, np.int64(target), old_tags, vectors):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def read_entry(path: str):
+    """(rows, target, old_tags, vectors) of a journal entry, or None if it is damaged or truncated."""
+    try:
+        with np.load(path) as entry:
+            rows, target = entry["rows"], int(entry["target"])
+            old_tags, vectors = entry["old_tags"], entry["vectors"]
+            digest = str(entry["sha256"]) if "sha256" in entry.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if digest is not None and digest != entry_digest(rows, target, old_tags, vectors):
+        return None
+    return rows, target, old_tags, vectors
+
+
 def pending(folder: str, applied: int) -> list:
-    """Sequence numbers of committed entries not yet applied, ascending (removing applied leftovers)."""
+    """Sequence numbers of committed entries not yet applied, ascending (removing applied leftovers).
+    A damaged entry that was never applied is dropped and reported (its rows keep their current
+    vectors: a rerun of the backfill or rollback redoes that step); one being applied when its
+    writer died cannot be dropped: one line names the file to restore."""
     d = os.path.join(folder, JOURNAL)
     if not os.path.isdir(d):
         return []
@@ -42,17 +69,27 @@ def pending(folder: str, applied: int) -> list:
         seq = int(name[:-4])
         if seq <= applied:
             os.remove(os.path.join(d, name))
-        else:
-            out.append(seq)
+            continue
+        path = os.path.join(d, name)
+        if read_entry(path) is None:
+            if read_state(folder).get("applying") == seq:
+                raise BadInputError(f"journal entry {path} is damaged and was being applied when its writer stopped; "
+                                    f"restore this file from a backup (the rows it changes are half-written)")
+            os.replace(path, path + ".damaged")
+            print(f"warning: journal entry {path} is damaged and was never applied: dropped (kept as "
+                  f"{name}.damaged); rerun the backfill or rollback to redo its rows", file=sys.stderr)
+            for later in sorted(os.listdir(d)):  # entries after it depend on it: dropped too
+                if later.endswith(".npz") and later[:-4].isdigit() and int(later[:-4]) > seq:
+                    os.replace(os.path.join(d, later), os.path.join(d, later) + ".damaged")
+            break
+        out.append(seq)
     return out
 
 
 def _apply(folder: str, seq: int, vectors, tags) -> None:
     """Replay entry `seq` into the writable maps `vectors` / `tags`; the caller holds the rows lock
     exclusively and no other entry is pending before it."""
-    with np.load(journal_path(folder, seq)) as entry:
-        rows, target = entry["rows"], int(entry["target"])
-        old_tags, new_vectors = entry["old_tags"], entry["vectors"]
+    rows, target, old_tags, new_vectors = read_entry(journal_path(folder, seq))
     state = read_state(folder)
     if state["applied"] >= seq:
         return
@@ -163,5 +200,6 @@ class Writer:
         os.makedirs(os.path.join(self.folder, JOURNAL), exist_ok=True)
         with atomic_path(journal_path(self.folder, seq)) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, rows=rows, target=np.int64(target), old_tags=old_tags, vectors=vectors)
+                np.savez(f, rows=rows, target=np.int64(target), old_tags=old_tags, vectors=vectors,
+                         sha256=np.array(entry_digest(rows, target, old_tags, vectors)))
         apply_pending(self.folder, self.vectors, self.tags)

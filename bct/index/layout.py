@@ -23,17 +23,16 @@ store/*) allocated in full when created (a full disk fails then, not in the midd
 and changed in place only through the journal, whose replay is idempotent.
 """
 import errno
-import fcntl
+import hashlib
 import json
 import os
-import socket
-import sys
 import time
 
 import numpy as np
 
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path, is_atomic_temp, write_json_atomic
+from bct.utils.flock import Busy, FileLock, read_holder
 
 FORMAT_NAME = "bct-index"
 FORMAT_VERSION = 1
@@ -63,17 +62,41 @@ def now() -> str:
 # manifest and state
 # ---------------------------------------------------------------------------------------------
 
-def read_json(path: str, what: str) -> dict:
+CHECKSUM = "sha256"
+
+
+def _digest(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def read_json(path: str, what: str, verify: bool = True) -> dict:
+    """A JSON object written by write_checked; one line naming the file if it is damaged or truncated
+    (its recorded sha256 does not match). Files written before checksums existed have none."""
     try:
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
         raise BadInputError(f"{what} {path} does not exist") from None
     except (OSError, ValueError) as e:
-        raise BadInputError(f"{what} {path} cannot be read ({e}); the index folder is damaged") from None
+        raise BadInputError(f"{what} {path} is damaged or truncated ({str(e)[:80]}); restore this file from a "
+                            f"backup (or build the index again)") from None
     if not isinstance(data, dict):
-        raise BadInputError(f"{what} {path} is not a JSON object; the index folder is damaged")
+        raise BadInputError(f"{what} {path} is not a JSON object; restore this file from a backup")
+    if verify:
+        verify_checksum(data, path, what)
     return data
+
+
+def verify_checksum(data: dict, path: str, what: str) -> None:
+    if CHECKSUM in data and data[CHECKSUM] != _digest(data):
+        raise BadInputError(f"{what} {path} is damaged (its sha256 does not match its content); restore this file "
+                            f"from a backup (or build the index again)")
+
+
+def write_checked(path: str, data: dict, indent=None) -> None:
+    """Write a JSON object with its sha256, atomically."""
+    write_json_atomic(path, dict(data, **{CHECKSUM: _digest(data)}), indent=indent)
 
 
 def read_manifest(folder: str) -> dict:
@@ -84,26 +107,30 @@ def read_manifest(folder: str) -> dict:
     if not os.path.isfile(path):
         raise BadInputError(f"{folder} is not a bct index: it has no {MANIFEST} "
                             f"(build one with `python -m bct.tools.index build`)")
-    manifest = read_json(path, "index manifest")
+    manifest = read_json(path, "index manifest", verify=False)  # another version may record another checksum
     if manifest.get("format") != FORMAT_NAME:
         raise BadInputError(f"{path}: format {manifest.get('format')!r} is not {FORMAT_NAME!r}; this folder "
                             f"is not a bct index")
     if manifest.get("version") != FORMAT_VERSION:
         raise BadInputError(f"{path}: index format version {manifest.get('version')!r}, but this bct reads "
                             f"version {FORMAT_VERSION}; use the bct release that wrote it or build the index again")
+    verify_checksum(manifest, path, "index manifest")
+    manifest.pop(CHECKSUM, None)
     return manifest
 
 
 def write_manifest(folder: str, manifest: dict) -> None:
-    write_json_atomic(os.path.join(folder, MANIFEST), manifest, indent=1)
+    write_checked(os.path.join(folder, MANIFEST), manifest, indent=1)
 
 
 def read_state(folder: str) -> dict:
-    return read_json(os.path.join(folder, STATE), "index state")
+    state = read_json(os.path.join(folder, STATE), "index state")
+    state.pop(CHECKSUM, None)
+    return state
 
 
 def write_state(folder: str, state: dict) -> None:
-    write_json_atomic(os.path.join(folder, STATE), state)
+    write_checked(os.path.join(folder, STATE), state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,59 +206,34 @@ def remove_stale_temps(folder: str) -> None:
 # locks
 # ---------------------------------------------------------------------------------------------
 
-_HELD = set()  # lock descriptors this process holds; forked children (loader workers) close theirs
-
-
-def _close_in_child() -> None:
-    for fd in _HELD:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_close_in_child)
-
-
 class WriterLock:
-    """The one writer of an index folder: an advisory flock on writer.lock, released by the kernel
-    however the holder ends (a kill -9 included). A second writer is refused with one line naming
-    the holder."""
+    """The one writer of an index folder: a flock on writer.lock (bct.utils.flock), released by the
+    kernel however the holder ends (a kill -9 included). A second writer is refused with one line
+    naming the holder."""
 
     def __init__(self, folder: str, action: str):
         self.folder, self.action = folder, action
         self.path = os.path.join(folder, WRITER_LOCK)
-        self.fd = None
+        self.lock = FileLock(self.path, exclusive=True, blocking=False)
+
+    @property
+    def fd(self):
+        return self.lock.fd
 
     def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            try:
-                with open(self.path) as f:
-                    holder = json.loads(f.read() or "{}")
-            except (OSError, ValueError):
-                holder = {}
+            self.lock.acquire(record={"action": self.action})
+        except Busy:
+            holder = read_holder(self.path)
             raise BadInputError(
                 f"index {self.folder} is being changed by another process ({holder.get('action', '?')}, pid "
                 f"{holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}); "
                 f"one {self.action} at a time: wait for it to finish or stop it (a rerun continues where it "
                 f"stopped)") from None
-        record = {"action": self.action, "pid": os.getpid(), "host": socket.gethostname(), "started": now(),
-                  "command": " ".join(sys.argv)}
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(record) + "\n").encode())
-        self.fd = fd
-        _HELD.add(fd)
         return self
 
     def __exit__(self, *exc):
-        _HELD.discard(self.fd)
-        os.close(self.fd)
-        self.fd = None
+        self.lock.release()
         return False
 
 
@@ -246,42 +248,24 @@ class RowsLock:
         self.path = os.path.join(folder, ROWS_LOCK)
         self.intent_path = self.path + ".intent"
         self.exclusive = exclusive
-        self.fds = []
-
-    @staticmethod
-    def _open(path: str) -> int:
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError:  # a read-only user of a finished index
-            return os.open(path, os.O_RDONLY)
-
-    def _take(self, path: str, mode: int) -> int:
-        fd = self._open(path)
-        fcntl.flock(fd, mode)
-        _HELD.add(fd)
-        return fd
-
-    def _drop(self, fd: int) -> None:
-        _HELD.discard(fd)
-        os.close(fd)  # closing the descriptor releases the flock
+        self.locks = []
 
     def __enter__(self):
-        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
-        intent = self._take(self.intent_path, mode)
+        intent = FileLock(self.intent_path, self.exclusive, blocking=True).acquire()
         try:
-            rows = self._take(self.path, mode)
+            rows = FileLock(self.path, self.exclusive, blocking=True).acquire()
         except BaseException:
-            self._drop(intent)
+            intent.release()
             raise
         if self.exclusive:
-            self.fds = [rows, intent]
+            self.locks = [rows, intent]
         else:
-            self._drop(intent)
-            self.fds = [rows]
+            intent.release()
+            self.locks = [rows]
         return self
 
     def __exit__(self, *exc):
-        for fd in self.fds:
-            self._drop(fd)
-        self.fds = []
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
         return False

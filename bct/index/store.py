@@ -1,22 +1,18 @@
-"""`bct.Index`: open a gallery index folder, search it, and report or change which model serves each
-row (docs/deploying.md).
+"""`bct.Index`: open a gallery index, search it, and report or change which model serves each row
+(docs/deploying.md).
 
-Opening maps vectors.npy read-only (nothing is copied). Exact search is faiss's flat inner-product
-search (the kernel IndexFlatIP.search runs) over that map, in one pass whatever mix of models the
-rows come from; ties are ordered by row, as in bct.evaluation.search. Every search holds the rows
-lock shared, so a backfill running at the same time is seen step by step, never half-way through a
-row. Searching, status and the reading side import neither torch nor the models.
+The facade over one storage backend (bct.index.backend): a folder (``files``, the default) or a
+Milvus collection (``milvus``). Searching, status and the reading side import neither torch nor
+the models.
 """
 import csv
 import json
-import mmap
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from bct.index import layout
-from bct.index.layout import RowsLock, WriterLock, open_array, read_manifest, read_state
+from bct.index.backend import BACKENDS, Backend
 from bct.index.models import ModelInfo, check_compatible, describe
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path
@@ -62,74 +58,65 @@ class SearchResult:
                         for q, name in enumerate(self.queries)], f, indent=1)
 
 
-def _order_ties(scores: np.ndarray, rows: np.ndarray):
-    order = np.lexsort((rows, -scores), axis=-1)
-    return np.take_along_axis(scores, order, -1), np.take_along_axis(rows, order, -1)
-
-
-def exact_search(queries: np.ndarray, vectors, k: int):
-    """faiss flat inner-product top-k of float32 `queries` (n, D) over `vectors` (N, D), read in
-    place (a memory map stays a map); ties at the cut-off resolved by ascending row, as
-    bct.evaluation.search does. Returns (scores (n, k) float32, rows (n, k) int64)."""
-    import faiss
-
-    n_db = vectors.shape[0]
-    k = min(k, n_db)
-    depth = k if k == n_db else k + 1
-    scores, rows = faiss.knn(queries, vectors, depth, metric=faiss.METRIC_INNER_PRODUCT)
-    if depth > k:
-        tied = np.flatnonzero(scores[:, k - 1] == scores[:, k])
-        scores, rows = scores[:, :k].copy(), rows[:, :k].copy()
-        for t in tied.tolist():  # rare: only exactly equal scores at the cut-off
-            full = np.asarray(vectors) @ queries[t]
-            order = np.argsort(-full, kind="stable")[:k]
-            scores[t], rows[t] = full[order], order
-    return _order_ties(scores, rows.astype(np.int64))
+def open_backend(location: str, backend: str = "files", *, uri: str = "", token: str = "",
+                 collection: str = "") -> Backend:
+    """The backend of an existing index: a folder (files) or a Milvus collection (uri + collection name,
+    default: the location's base name)."""
+    if backend == "files":
+        from bct.index.backends.files import FilesBackend
+        return FilesBackend(location)
+    if backend == "milvus":
+        from bct.index.backends.milvus import MilvusBackend
+        return MilvusBackend.open(uri or location, token=token, collection=collection or (location if uri else ""))
+    raise BadInputError(f"--backend {backend!r} is not an index backend; choose one of {', '.join(BACKENDS)}")
 
 
 class Index:
-    """A gallery index folder. `Index.open(path)`, `Index.build(out, model, ...)`; then
-    `search`, `status`, `backfill`, `rollback`, `prune`, `build_ann`."""
+    """A gallery index. `Index.open(path)` (a folder), `Index.open(name, backend="milvus", uri=...)`,
+    `Index.build(out, model, ...)`; then `search`, `status`, `backfill`, `rollback`, `prune`,
+    `build_ann`."""
 
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
-        manifest = read_manifest(self.path)
-        if manifest.get("status") != "ready":
-            raise BadInputError(f"index {path} is not finished (its build was interrupted); rerun the same "
-                                f"`python -m bct.tools.index build` command to complete it")
-        self.n, self.dim = int(manifest["rows"]), int(manifest["dim"])
-        self.vectors = self._array(layout.VECTORS, (self.n, self.dim), np.float32)
-        self.tags = self._array(layout.TAGS, (self.n,), layout.TAG_DTYPE)
-        self._offsets = self._array(layout.ID_OFFSETS, (self.n + 1,), np.int64)
-        ids_path = os.path.join(self.path, layout.IDS)
-        if os.path.getsize(ids_path) != int(self._offsets[-1]):
-            raise BadInputError(f"{ids_path} has {os.path.getsize(ids_path)} bytes, its offsets say "
-                                f"{int(self._offsets[-1])}; the index folder is damaged")
-        with open(ids_path, "rb") as f:
-            self._ids = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self._offsets[-1] else b""
-        self._ann = {}
+    def __init__(self, path: str = "", backend="files", *, uri: str = "", token: str = "", collection: str = ""):
+        self.store = backend if isinstance(backend, Backend) else \
+            open_backend(path, backend, uri=uri, token=token, collection=collection)
+        self.path = self.store.location
+        self.n, self.dim = self.store.n, self.store.dim
         self._model_cache = {}
 
-    def _array(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        arr = open_array(os.path.join(self.path, name))
-        if arr.shape != shape or arr.dtype != dtype:
-            raise BadInputError(f"{os.path.join(self.path, name)} has shape {arr.shape} {arr.dtype}, the manifest "
-                                f"says {shape} {np.dtype(dtype)}; the index folder is damaged")
-        return arr
+    def close(self) -> None:
+        """Release the backend (Milvus Lite: lets another process open its file)."""
+        self.store.close()
+
+    @property
+    def backend(self) -> str:
+        return self.store.kind
+
+    @property
+    def vectors(self):
+        """The current vectors (N, D) float32 (a read-only map for the files backend)."""
+        return self.store.vectors()
+
+    @property
+    def tags(self):
+        """The model code of each row's current vector (N,) int16."""
+        return self.store.tags()
 
     # -- opening and building -----------------------------------------------------------------
     @classmethod
-    def open(cls, path: str) -> "Index":
-        """Open an index folder (memory maps only; nothing is copied)."""
-        return cls(path)
+    def open(cls, path: str = "", backend: str = "files", **where) -> "Index":
+        """Open an index: a folder (memory maps only; nothing is copied), or with backend="milvus"
+        the collection `collection` (default: `path`'s base name) at `uri` (a local .db file for
+        Milvus Lite, or http(s)://host:port with `token`)."""
+        return cls(path, backend, **where)
 
     @classmethod
     def from_vectors(cls, out: str, vectors, ids, model, **kwargs) -> "Index":
         """An index of vectors computed elsewhere by `model`; see bct.index.build.build_from_vectors."""
         from bct.index.build import build_from_vectors
 
-        build_from_vectors(out, vectors, ids, model, **kwargs)
-        return cls(out)
+        where = {k: kwargs.pop(k) for k in ("backend", "uri", "token", "collection") if k in kwargs}
+        build_from_vectors(out, vectors, ids, model, **kwargs, **where)
+        return cls(out, **where)
 
     @classmethod
     def build(cls, out: str, model, list_path: str = "", root: str = "", folder: str = "", **kwargs) -> "Index":
@@ -137,13 +124,14 @@ class Index:
         bct.load_model model) into a new index folder `out`; see bct.index.build.build_index."""
         from bct.index.build import build_index
 
-        build_index(out, model, list_path=list_path, root=root, folder=folder, **kwargs)
-        return cls(out)
+        where = {k: kwargs.pop(k) for k in ("backend", "uri", "token", "collection") if k in kwargs}
+        build_index(out, model, list_path=list_path, root=root, folder=folder, **kwargs, **where)
+        return cls(out, **where)
 
     # -- reading --------------------------------------------------------------------------------
     @property
     def manifest(self) -> dict:
-        return read_manifest(self.path)
+        return self.store.manifest()
 
     def models(self) -> list:
         """The models table: ModelInfo entries, by code."""
@@ -164,42 +152,31 @@ class Index:
                      or (len(key) >= 6 and m.digest.startswith(key))]
         if len(found) != 1:
             names = ", ".join(m.tag for m in table)
-            what = "matches no model" if not found else "matches several models"
-            raise BadInputError(f"index {self.path}: {key!r} {what} of the index ({names})")
+            if found:
+                raise BadInputError(f"index {self.path}: {key!r} matches {len(found)} models of the index "
+                                    f"({', '.join(m.tag for m in found)}); give the tag (name@digest) of the one you mean")
+            raise BadInputError(f"index {self.path}: {key!r} matches no model of the index ({names})")
         return found[0]
 
     def ids(self, rows) -> list:
         """Image ids of `rows` (ints)."""
-        out = []
-        for r in np.asarray(rows, dtype=np.int64).ravel().tolist():
-            out.append(self._ids[self._offsets[r]:self._offsets[r + 1] - 1].decode("utf-8"))
-        return out
+        return self.store.ids(rows)
 
     def status(self) -> dict:
         """Rows per model now, what can be rolled back, pending work."""
-        state = self._read_state()
-        counts = {int(k): int(v) for k, v in state["counts"].items()}
+        counts = self.store.counts()
         models = []
-        tags = None
         for m in self.models():
-            have_path = os.path.join(self.path, layout.STORE, f"{m.code}.have.npy")
-            restorable = 0
-            if os.path.isfile(have_path):
-                tags = np.asarray(self.tags) if tags is None else tags
-                restorable = int(np.count_nonzero((np.load(have_path, mmap_mode="r") != 0) & (tags != m.code)))
             models.append({"code": m.code, "tag": m.tag, "name": m.name, "digest": m.digest,
                            "rows": counts.get(m.code, 0), "fraction": counts.get(m.code, 0) / self.n,
-                           "stored_rows": restorable, "lineage": m.lineage, "lineage_complete": m.lineage_complete})
+                           "stored_rows": self.store.stored_rows(m.code), "lineage": m.lineage,
+                           "lineage_complete": m.lineage_complete})
         manifest = self.manifest
-        return {"path": self.path, "rows": self.n, "dim": self.dim, "models": models,
-                "gallery": manifest.get("gallery", {}), "applied_steps": state["applied"],
-                "interrupted_apply": state.get("applying") is not None,
-                "ann": {kind: meta for kind, meta in self._ann_meta().items()}}
+        return {"path": self.path, "backend": self.backend, "rows": self.n, "dim": self.dim, "models": models,
+                "gallery": manifest.get("gallery", {}), "applied_steps": self.store.applied_steps(),
+                "interrupted_apply": self.store.interrupted(), "ann": self.store.ann_meta()}
 
     # -- search ----------------------------------------------------------------------------------
-    def _read_state(self) -> dict:
-        return read_state(self.path)
-
     def query_model(self, model) -> ModelInfo:
         """The ModelInfo of a query model: a checkpoint path (read once, then cached), a model from
         bct.load_model, or the name, tag or digest of a model in the index's table (no file read)."""
@@ -221,7 +198,7 @@ class Index:
 
     def search(self, queries, k: int = 10, model=None, *, force: bool = False, ann: str = "", nprobe: int = 16,
                root: str = "", batch_size: int = 64, workers: int = 0, device="cpu",
-               names=None) -> SearchResult:
+               names=None, only=None) -> SearchResult:
         """Top-k rows for each query.
 
         queries: (n, D) vectors (numpy or torch), or a list of image paths (relative to `root`)
@@ -229,7 +206,8 @@ class Index:
         makes the queries; its compatibility with every model that embedded rows is checked (one
         line if not; force=True searches anyway). ann: "" for exact search, or the kind of an
         approximate index built with build_ann ("ivf", "hnsw"), whose candidates are re-scored on
-        the current vectors.
+        the current vectors. only: search only the rows of these models (names, tags, digests or
+        codes of the index's models table).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise BadInputError(f"search: k must be a positive integer, got {k!r}")
@@ -248,17 +226,12 @@ class Index:
             queries = embed_images(net, queries, root, batch_size, workers, device)
         q = self._as_queries(queries, info)
         names = list(names) if names is not None else list(range(q.shape[0]))
-        with RowsLock(self.path, exclusive=False) as lock:
-            state = self._consistent_state(lock)
-            counts = {int(c): n for c, n in state["counts"].items() if n}
-            table = {m.code: m for m in self.models()}
-            warnings = check_compatible(info, [table[c] for c in sorted(counts)], force) if info else []
-            if ann:
-                scores, rows = self._ann_search(ann, q, k, nprobe)
-            else:
-                scores, rows = exact_search(q, self.vectors, k)
-            codes = np.asarray(self.tags[rows])
-        return SearchResult(scores=scores, rows=rows, ids=[self.ids(r) for r in rows], models=codes,
+        codes = None if only is None else sorted({self.model(m).code for m in only})
+        scores, rows, tags, counts = self.store.search(q, k, codes=codes, ann=ann, nprobe=nprobe)
+        table = {m.code: m for m in self.models()}
+        served = [c for c in sorted(counts) if codes is None or c in codes]
+        warnings = check_compatible(info, [table[c] for c in served], force) if info else []
+        return SearchResult(scores=scores, rows=rows, ids=[self.ids(r) for r in rows], models=tags,
                             tags={m.code: m.tag for m in table.values()}, queries=names, warnings=warnings)
 
     def _as_queries(self, queries, info) -> np.ndarray:
@@ -277,66 +250,9 @@ class Index:
             raise BadInputError("search: the query vectors contain NaN or inf")
         return q
 
-    def _consistent_state(self, lock) -> dict:
-        """The state under the shared rows lock; a writer that died in the middle of an apply left
-        `applying` set: its journal entry is replayed first (under the exclusive lock)."""
-        state = self._read_state()
-        if state.get("applying") is None:
-            return state
-        lock.__exit__(None, None, None)
-        from bct.index.journal import apply_pending
-        try:
-            apply_pending(self.path)
-        except PermissionError as e:
-            raise BadInputError(f"index {self.path} was left in the middle of an update by a killed writer and "
-                                f"this process may not repair it ({e.strerror}); run `python -m bct.tools.index "
-                                f"status {self.path}` as the index's owner") from None
-        lock.__enter__()
-        return self._consistent_state(lock)
-
-    # -- approximate search ------------------------------------------------------------------------
-    def _ann_meta(self) -> dict:
-        d = os.path.join(self.path, layout.ANN)
-        out = {}
-        if os.path.isdir(d):
-            for name in sorted(os.listdir(d)):
-                if name.endswith(".json") and not name.startswith("."):
-                    with open(os.path.join(d, name)) as f:
-                        out[name[:-5]] = json.load(f)
-        return out
-
-    def _ann_search(self, kind: str, q: np.ndarray, k: int, nprobe: int):
-        from bct.index.ann import ann_candidates, load_ann
-
-        meta = self._ann_meta().get(kind)
-        if meta is None:
-            raise BadInputError(f"index {self.path} has no approximate index {kind!r} (have: "
-                                f"{', '.join(self._ann_meta()) or 'none'}); make one with "
-                                f"`python -m bct.tools.index ann {self.path} --kind {kind}`")
-        if self._ann.get(kind, (None,))[0] != meta["built"]:
-            self._ann[kind] = (meta["built"], load_ann(self.path, kind))
-        cand = ann_candidates(self._ann[kind][1], q, min(self.n, max(2 * k, k + 16)), nprobe)
-        ok = cand >= 0
-        scores = np.full(cand.shape, -np.inf, dtype=np.float32)
-        for s in range(0, len(q), 64):  # re-score on the current rows, 64 queries at a time
-            block = self.vectors[np.where(ok[s:s + 64], cand[s:s + 64], 0)]
-            scores[s:s + 64] = np.where(ok[s:s + 64], np.einsum("qd,qkd->qk", q[s:s + 64], block), -np.inf)
-        cand = np.where(ok, cand, np.iinfo(np.int64).max)
-        scores, cand = _order_ties(scores, cand.astype(np.int64))
-        k = min(k, self.n)
-        if (cand[:, :k] == np.iinfo(np.int64).max).any():
-            raise BadInputError(f"approximate search returned fewer than {k} rows; raise --nprobe or search exactly")
-        return scores[:, :k], cand[:, :k]
-
     def build_ann(self, kind: str = "ivf", nlist: int = 0, m: int = 32, train_rows: int = 100_000, seed: int = 0):
-        """(Re)build the approximate index `kind` over the current vectors."""
-        from bct.index.ann import build_ann
-
-        from bct.index.journal import apply_pending
-
-        with WriterLock(self.path, "ann build"):
-            apply_pending(self.path)
-            return build_ann(self, kind, nlist=nlist, m=m, train_rows=train_rows, seed=seed)
+        """(Re)build the approximate index `kind` over the current vectors (files backend)."""
+        return self.store.build_ann(kind, nlist=nlist, m=m, train_rows=train_rows, seed=seed)
 
     # -- changes ----------------------------------------------------------------------------------
     def backfill(self, model, **kwargs) -> dict:

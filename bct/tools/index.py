@@ -8,6 +8,10 @@
     python -m bct.tools.index rollback INDEX [--to MODEL]
     python -m bct.tools.index prune    INDEX [--model MODEL]
     python -m bct.tools.index ann      INDEX [--kind ivf|hnsw]
+    python -m bct.tools.index copy     INDEX --backend milvus --uri PATH.db|http(s)://HOST:PORT [--collection NAME]
+
+Every command takes --backend milvus --uri ... [--token ...] [--collection NAME] to work on a Milvus
+collection instead of a folder (INDEX / --out then names the collection unless --collection does).
 
 `build` runs under torchrun too (each rank embeds its own shards). Bad input exits 2 with one line.
 """
@@ -44,6 +48,23 @@ def _loader_args(p, workers: int = 2) -> None:
                    help="override the model's resize mode (default: what its checkpoint says)")
 
 
+def _backend_args(p) -> None:
+    p.add_argument("--backend", choices=("files", "milvus"), default="files",
+                   help="where the index lives: a folder (files, default) or a Milvus collection (milvus)")
+    p.add_argument("--uri", default="", help="Milvus: a local .db file (Milvus Lite) or http(s)://host:port")
+    p.add_argument("--token", default="", help="Milvus: the token (user:password or an API key)")
+    p.add_argument("--collection", default="", help="Milvus: the collection (default: INDEX / --out's base name)")
+
+
+def _where(args) -> dict:
+    if args.backend == "files":
+        for flag in ("uri", "token", "collection"):
+            if getattr(args, flag):
+                raise BadInputError(f"--{flag} is for --backend milvus; the files backend takes a folder")
+        return {}
+    return {"backend": args.backend, "uri": args.uri, "token": args.token, "collection": args.collection}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = common.parser(__file__, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,7 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rows per shard (default 64 batches): the unit a killed build resumes from")
     b.add_argument("--skip-bad", action="store_true", help="give unreadable images a zero vector instead of failing")
     b.add_argument("--ann", choices=("", "ivf", "hnsw"), default="", help="also build an approximate index")
+    b.add_argument("--vectors", type=common.existing_file, default=None,
+                   help="vectors (N, D) .npy computed by --model, row i for line i of --list (no embedding)")
     _loader_args(b)
+    _backend_args(b)
 
     s = sub.add_parser("search", prog=f"{PROG} search", help="top-k rows of query images or vectors")
     s.add_argument("index", help="index folder")
@@ -75,13 +99,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--ann", default="", help="search through the approximate index of this kind (ivf, hnsw)")
     s.add_argument("--nprobe", type=_positive, default=16, help="IVF lists visited (HNSW: efSearch / 16)")
     _loader_args(s, workers=0)
+    _backend_args(s)
 
     f = sub.add_parser("backfill", prog=f"{PROG} backfill", help="re-embed rows with a new model, in place")
     f.add_argument("index", help="index folder")
     f.add_argument("--model", required=True, help="the new model's checkpoint")
     f.add_argument("--name", default="", help="short name of the model (default: from its file name)")
     f.add_argument("--order", default="random", help="random (seeded) or distinct (default random)")
-    f.add_argument("--seed", type=int, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
+    f.add_argument("--seed", type=common.nonneg_int, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
     f.add_argument("--rows", type=int, default=None, help="re-embed at most this many more rows")
     f.add_argument("--fraction", type=float, default=None,
                    help="continue until this fraction of all rows is the new model's")
@@ -92,24 +117,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     f.add_argument("--nice", type=int, default=10,
                    help="lower this process's CPU priority by this much so searches keep theirs (default 10)")
     _loader_args(f)
+    _backend_args(f)
 
     t = sub.add_parser("status", prog=f"{PROG} status", help="fraction of rows per model")
     t.add_argument("index", help="index folder")
     t.add_argument("--json", action="store_true", help="print the status as JSON")
+    _backend_args(t)
 
     r = sub.add_parser("rollback", prog=f"{PROG} rollback", help="serve an earlier model's stored rows again")
     r.add_argument("index", help="index folder")
     r.add_argument("--to", default=None, help="model name, tag, digest prefix or checkpoint (default: the previous)")
+    _backend_args(r)
 
     d = sub.add_parser("prune", prog=f"{PROG} prune", help="delete stored rows (no rollback to them afterwards)")
     d.add_argument("index", help="index folder")
     d.add_argument("--model", default=None, help="delete this model's stored rows (default: every unused store)")
+    _backend_args(d)
 
     a = sub.add_parser("ann", prog=f"{PROG} ann", help="(re)build an approximate index over the current rows")
     a.add_argument("index", help="index folder")
     a.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
     a.add_argument("--nlist", type=int, default=0, help="IVF lists (default 4 sqrt(N))")
     a.add_argument("--m", type=_positive, default=32, help="HNSW links per node (default 32)")
+
+    c = sub.add_parser("copy", prog=f"{PROG} copy", help="copy an index folder into a Milvus collection")
+    c.add_argument("index", type=common.existing_dir, help="the index folder to copy")
+    _backend_args(c)
     return p.parse_args(argv)
 
 
@@ -147,8 +180,18 @@ def _search(args) -> dict:
 
     from bct.index import Index
 
-    index = Index.open(args.index)
+    index = Index.open(args.index, **_where(args))
     model = args.model or None
+    if args.out:
+        common.refuse_overwrite(args.out, {"the query vectors file": args.vectors, "the query list": args.list,
+                                           "the model checkpoint": args.model, "the index": args.index,
+                                           "the Milvus Lite file": args.uri,
+                                           **{f"query image {i + 1}": p for i, p in
+                                              enumerate(args.images.split(",") if args.images else [])}})
+        if args.folder and os.path.realpath(args.out).startswith(os.path.realpath(args.folder) + os.sep):
+            raise BadInputError(f"--out {args.out} is inside the query folder {args.folder}; write elsewhere")
+        if os.path.realpath(args.out).startswith(os.path.realpath(args.index) + os.sep):
+            raise BadInputError(f"--out {args.out} is inside the index {args.index}; write elsewhere")
     if len([x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]) != 1:
         raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
     if args.vectors:
@@ -191,6 +234,27 @@ def _print_status(st: dict) -> None:
               f"(now {st['applied_steps']})")
 
 
+def _build_from_vectors_file(args, where) -> dict:
+    import numpy as np
+
+    from bct.index.build import build_from_vectors
+    from bct.index.embed import read_gallery
+    if not args.list:
+        raise BadInputError("build --vectors needs --list (row i of the vectors is line i of the list)")
+    try:
+        vectors = np.load(args.vectors, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"--vectors {args.vectors} cannot be read as a .npy array ({e})") from None
+    if vectors.ndim != 2:
+        raise BadInputError(f"--vectors {args.vectors}: expected an (N, D) array, got shape {vectors.shape}")
+    ids, labels, source = read_gallery(args.list, args.root, "")
+    if len(ids) != len(vectors):
+        raise BadInputError(f"--vectors {args.vectors} has {len(vectors)} rows but --list {args.list} has {len(ids)}")
+    res = build_from_vectors(args.out, vectors, ids, args.model, name=args.name, labels=labels,
+                             root=source["root"], **where)
+    return dict(res, images_per_s=0.0)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from bct.utils.logger import setup_logger
@@ -199,23 +263,34 @@ def main(argv=None):
         from bct.utils.comm import is_main_process
         device = _device(args.device)
         setup_logger("")
-        res = build_index(args.out, args.model, list_path=args.list, root=args.root, folder=args.folder,
-                          name=args.name, batch_size=args.batch_size, workers=args.workers, device=device,
-                          chunk_rows=args.chunk_rows, amp=not args.no_amp, skip_bad=args.skip_bad,
-                          input_size=args.input_size, resize=args.resize)
+        where = _where(args)
+        if args.vectors:
+            res = _build_from_vectors_file(args, where)
+        else:
+            res = build_index(args.out, args.model, list_path=args.list, root=args.root, folder=args.folder,
+                              name=args.name, batch_size=args.batch_size, workers=args.workers, device=device,
+                              chunk_rows=args.chunk_rows, amp=not args.no_amp, skip_bad=args.skip_bad,
+                              input_size=args.input_size, resize=args.resize, **where)
         if is_main_process():
             print(f"index {args.out}: {res['rows']} rows x {res['dim']} embedded by {res['model']} "
                   f"({res['images_per_s']:.1f} images/s)")
             if args.ann:
                 from bct.index import Index
-                meta = Index.open(args.out).build_ann(args.ann)
+                meta = Index.open(args.out, **where).build_ann(args.ann)
                 print(f"approximate index {args.ann} built in {meta['seconds']:.1f} s")
         return res
     setup_logger("")
     if args.command == "search":
         return _search(args)
     from bct.index import Index
-    index = Index.open(args.index)
+    if args.command == "copy":
+        from bct.index.build import copy_index
+        if args.backend != "milvus":
+            raise BadInputError("copy: give --backend milvus --uri ... (the files backend is the source)")
+        res = copy_index(Index.open(args.index), **_where(args))
+        print(f"copied {args.index} ({res['rows']} rows, {res['models']} models) into {res['location']}")
+        return res
+    index = Index.open(args.index, **_where(args))
     if args.command == "backfill":
         if args.nice > 0:
             os.nice(args.nice)

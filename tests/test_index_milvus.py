@@ -1,0 +1,204 @@
+"""The Milvus backend (Milvus Lite, a local .db file) gives the files backend's answers: same top-k
+rows and scores after backfills to 0/25/50/100 %, the evaluation's partial-backfill mAP, a rollback
+bit for bit, a kill -9 resumed, whole rows for a search during a backfill, one line for bad input."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install \".[milvus]\")")
+pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install \".[milvus]\")")
+
+from bct.engine.checkpoint import load_model  # noqa: E402
+from bct.index import Index  # noqa: E402
+from bct.tools import index as index_tool  # noqa: E402
+from bct.tools.common import run  # noqa: E402
+from helpers import index_world, save_index_model  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return index_world(tmp_path_factory.mktemp("gallery"), n_classes=4, size=SIZE, models="ABD")
+
+
+def both(world, tmp_path, model="A"):
+    kw = dict(list_path=world["list"], root=world["root"], batch_size=4, workers=0, progress=False)
+    files = Index.build(str(tmp_path / "idx"), world[model], **kw)
+    milvus = Index.build("gallery", world[model], backend="milvus", uri=str(tmp_path / "g.db"), **kw)
+    return files, milvus
+
+
+def tool(argv, capsys):
+    try:
+        run(index_tool.main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def same_answers(a, b):
+    """Top-k rows equal where scores are not tied, scores within 1e-5."""
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    untied = np.abs(np.diff(a.scores, axis=1, prepend=np.inf)) > 1e-5
+    untied &= np.abs(np.diff(a.scores, axis=1, append=-np.inf)) > 1e-5
+    assert (a.rows[untied] == b.rows[untied]).all()
+    assert (a.models == b.models).all() or not untied.all()
+
+
+def test_files_and_milvus_give_the_same_answers_and_rollback_is_exact(world, tmp_path):
+    files, milvus = both(world, tmp_path)
+    n = files.n
+    assert milvus.n == n and milvus.backend == "milvus"
+    built = np.array(files.vectors)
+    np.testing.assert_array_equal(np.asarray(milvus.vectors), built)
+    queries = world["feats"]["B"][:8]
+    for fraction in (0.0, 0.25, 0.5, 1.0):
+        for idx in (files, milvus):
+            idx.backfill(world["B"], fraction=fraction, seed=3, batch_size=4, workers=0, step_rows=3, progress=False)
+        np.testing.assert_array_equal(np.asarray(milvus.tags), np.asarray(files.tags))
+        same_answers(files.search(queries, k=n, model=world["B"]), milvus.search(queries, k=n, model=world["B"]))
+        assert milvus.status()["models"][-1]["rows"] == round(fraction * n)
+    only = milvus.search(queries, k=5, model=world["B"], only=["B"])
+    assert (only.models == milvus.model("B").code).all()
+    for idx in (files, milvus):
+        idx.rollback()
+    np.testing.assert_array_equal(np.asarray(milvus.vectors), built)  # bit for bit
+    assert (np.asarray(milvus.tags) == 0).all()
+    # a backfill after the rollback swaps the kept vectors back (no embedding), then prune
+    milvus.backfill(world["B"], seed=3, batch_size=4, workers=0, progress=False)
+    np.testing.assert_allclose(np.asarray(milvus.vectors), world["feats"]["B"], atol=1e-6)
+    assert milvus.prune("A")["pruned"] == [milvus.model("A").tag]
+    assert milvus.status()["models"][0]["stored_rows"] == 0
+
+
+@pytest.mark.slow
+def test_partial_backfill_map_equals_the_evaluation(tmp_path_factory, world, tmp_path):
+    from bct.config import load_cfg
+    from bct.data.revisited import load_revisited
+    from bct.data.synthetic import generate_synthetic
+    from bct.evaluation.metrics import compute_map_revisited
+    from bct.evaluation.protocol import evaluate_revisited_models
+
+    syn = tmp_path_factory.mktemp("syn") / "tiny"
+    generate_synthetic(str(syn), seed=0, size="tiny", prepare=False, workers=1, log=lambda *_: None)
+    root = str(syn / "ROxfordParis")
+    cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(SIZE), "EVAL.NUM_WORKERS", "0", "EVAL.USE_CACHE", "False",
+                        "EVAL.BACKFILL_SEED", "3", "DEVICE", "cpu"])
+    expected = evaluate_revisited_models(cfg, "roxford5k", root, load_model(world["B"]), load_model(world["A"]),
+                                         with_old_self=False, use_cache=False, backfill=True)["backfill"]
+    data = load_revisited("roxford5k", root)
+    jpg = os.path.join(root, "roxford5k", "jpg")
+    lst = tmp_path / "gallery.txt"
+    lst.write_text("".join(f"{os.path.relpath(p, jpg)} 0\n" for p in data.db_paths))
+    idx = Index.build("roxford", world["A"], list_path=str(lst), root=jpg, batch_size=4, workers=0, progress=False,
+                      backend="milvus", uri=str(tmp_path / "r.db"))
+    protocols = {level: data.protocol(level) for level in ("easy", "medium", "hard")}
+    for want in expected:
+        idx.backfill(world["B"], fraction=want["ratio"], seed=3, batch_size=4, workers=0, progress=False)
+        res = idx.search(data.query_paths, k=idx.n, model=world["B"])
+        scores = compute_map_revisited(res.rows.T, protocols)
+        for level in protocols:
+            assert scores[level]["map"] == pytest.approx(want[level], abs=1e-6)
+
+
+def test_two_clients_of_one_process_see_whole_rows_during_a_backfill(world, tmp_path):
+    _, milvus = both(world, tmp_path)
+    reader = Index.open("gallery", backend="milvus", uri=str(tmp_path / "g.db"))  # a second client
+    q = world["feats"]["B"][:4]
+    done = threading.Event()
+
+    def backfill():
+        try:
+            milvus.backfill(world["B"], seed=1, batch_size=2, workers=0, step_rows=2, progress=False)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=backfill)
+    t.start()
+    seen = 0
+    while not done.is_set() or seen == 0:
+        res = reader.search(q, k=reader.n, model=world["B"], force=True)
+        feats = {0: world["feats"]["A"], 1: world["feats"]["B"]}  # codes: A first, B second
+        for i in range(len(q)):
+            expect = np.array([feats[int(c)][r] @ q[i] for r, c in zip(res.rows[i], res.models[i])])
+            np.testing.assert_allclose(res.scores[i], expect, atol=1e-5)
+        seen += 1
+    t.join()
+    assert (np.asarray(reader.tags) == reader.model("B").code).all()
+
+
+@pytest.mark.slow
+def test_backfill_killed_then_resumed_leaves_every_row_once(world, tmp_path):
+    uri = str(tmp_path / "k.db")
+    Index.build("gallery", world["A"], list_path=world["list"], root=world["root"], batch_size=4, workers=0,
+                progress=False, backend="milvus", uri=uri).close()
+    argv = [sys.executable, "-m", "bct.tools.index", "backfill", "gallery", "--backend", "milvus", "--uri", uri,
+            "--model", world["B"], "--step-rows", "2", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(float(rng.uniform(4, 9)))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert subprocess.run(argv, env=env, capture_output=True).returncode == 0
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    assert idx.n == len(world["paths"])
+    assert sorted(int(r) for r in np.arange(idx.n)) == list(range(idx.n))
+    np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["B"], atol=1e-6)
+    assert (np.asarray(idx.tags) == idx.model("B").code).all()
+    assert idx.status()["models"][0]["stored_rows"] == idx.n  # the rollback copy of every row
+
+
+def test_bad_input_one_line_and_the_collection_unchanged(world, tmp_path, capsys, monkeypatch):
+    _, milvus = both(world, tmp_path)
+    uri = str(tmp_path / "g.db")
+    before = (milvus.status(), np.array(milvus.vectors))
+    where = ["--backend", "milvus", "--uri", uri]
+    code, _, err = tool(["backfill", "gallery", *where, "--model", world["D"], "--workers", "0"], capsys)
+    assert code == 2 and "not compatible" in err and len(err.strip().splitlines()) == 1
+    code, _, err = tool(["status", "gallery", "--backend", "milvus", "--uri", "http://127.0.0.1:1"], capsys)
+    assert code == 2 and "cannot reach Milvus" in err
+    code, _, err = tool(["status", "other", *where], capsys)
+    assert code == 2 and "not a bct index" in err
+    with pytest.raises(Exception, match="another gallery, model, embedding size"):
+        Index.from_vectors("gallery", np.ones((3, 32), np.float32), ["a", "b", "c"],
+                           save_index_model(tmp_path / "E.pth", 4, emb_dim=32), backend="milvus", uri=uri)
+    with milvus.store.writer("backfill"):  # another backfill holds the collection
+        other = Index.open("gallery", backend="milvus", uri=uri)
+        with pytest.raises(Exception, match="being changed by another process"):
+            other.backfill(world["B"], workers=0, progress=False)
+    assert milvus.status() == before[0]
+    np.testing.assert_array_equal(np.asarray(milvus.vectors), before[1])
+    # a damaged manifest entry (its sha256 no longer matches) is named in one line
+    store = milvus.store
+    text = store._get_meta(["manifest"])["manifest"].replace('\\"rows\\": 24', '\\"rows\\": 25')
+    store.client.upsert(store.meta_collection, [{"name": "manifest", "value": text, "v": [0.0, 0.0]}])
+    code, _, err = tool(["status", "gallery", *where], capsys)
+    assert code == 2 and "entry 'manifest' is damaged" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    code, _, err = tool(["status", "gallery", *where], capsys)
+    assert code == 2 and 'pip install ".[milvus]"' in err and len(err.strip().splitlines()) == 1
+
+
+def test_copy_a_file_index_into_milvus(world, tmp_path, capsys):
+    files, _ = both(world, tmp_path)
+    files.backfill(world["B"], fraction=0.5, seed=0, batch_size=4, workers=0, progress=False)
+    uri = str(tmp_path / "copy.db")
+    code, out, err = tool(["copy", files.path, "--backend", "milvus", "--uri", uri, "--collection", "copied"], capsys)
+    assert code == 0, err
+    copied = Index.open("copied", backend="milvus", uri=uri)
+    np.testing.assert_array_equal(np.asarray(copied.vectors), np.asarray(files.vectors))
+    np.testing.assert_array_equal(np.asarray(copied.tags), np.asarray(files.tags))
+    assert [m.tag for m in copied.models()] == [m.tag for m in files.models()]
+    copied.rollback()
+    np.testing.assert_allclose(np.asarray(copied.vectors), world["feats"]["A"], atol=1e-6)
