@@ -17,7 +17,7 @@ NOT_TOOLS = {"common"}
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(bct.tools.__path__) if m.name not in NOT_TOOLS)
 # Tools that write a file or a folder, and tools that read one model.
 WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "init_model", "make_synthetic",
-           "pretrain", "resize_images", "summarize", "test"}
+           "pretrain", "report", "resize_images", "summarize", "test"}
 ONE_MODEL = {"convert_checkpoint", "export", "extract_feat", "test"}
 
 
