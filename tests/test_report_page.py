@@ -23,7 +23,7 @@ from bct.evaluation.extract import embed_images
 from bct.evaluation.search import rank_matrix, search
 from bct.models.build import build_model
 from bct.pipeline import catalog
-from bct.pipeline.report_page import THUMB_PX, choose_queries
+from bct.pipeline.report_page import THUMB_PX, choose_queries, make_thumbnails
 from bct.pipeline.results import load_rankings, write_result
 from bct.tools import report
 from bct.tools.common import run
@@ -251,6 +251,17 @@ def test_thumbnails_are_made_once_and_follow_the_image(results, tmp_path, capsys
     before = {p.name: p.stat().st_mtime_ns for p in (out / "thumbs").iterdir()}
     assert _tool([folder, "--out", out, "--queries", 2, "--top", 2], capsys)[0] == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "thumbs").iterdir()} == before
+    # A large image shrinks to 128 px on its long side; an unreadable one has no thumbnail (the page
+    # shows a grey square and counts it); a changed image gets a new thumbnail.
+    big, bad = tmp_path / "big.png", tmp_path / "bad.jpg"
+    Image.new("RGB", (1000, 400), (10, 200, 30)).save(big)
+    bad.write_bytes(b"not an image")
+    made = make_thumbnails([str(big), str(bad), str(tmp_path / "gone.jpg")], str(tmp_path / "t"))
+    assert made[str(bad)] is None and made[str(tmp_path / "gone.jpg")] is None
+    with Image.open(tmp_path / "t" / made[str(big)]) as img:
+        assert img.size == (128, 51)
+    Image.new("RGB", (1000, 400), (200, 10, 30)).save(big)
+    assert make_thumbnails([str(big)], str(tmp_path / "t"))[str(big)] != made[str(big)]
 
 
 def test_bad_input_is_one_line_and_writes_nothing(results, tmp_path, capsys):
@@ -342,7 +353,7 @@ def test_an_index_search_page_shows_each_hits_model(tmp_path, capsys):
     assert f"page: {tmp_path / 'page' / 'index.html'}" in capsys.readouterr().out
     text = open(tmp_path / "page" / "index.html").read()
     got = json.load(open(tmp_path / "r.json"))
-    shown = re.findall(r"<figure class='hit' data-id='([^']*)' data-model='([^']*)'>", text)
+    shown = re.findall(r"<figure class='hit tagged' data-id='([^']*)' data-model='([^']*)'>", text)
     assert shown == [(hit["id"], hit["model"]) for q in got for hit in q["results"]]
     assert len({m for _, m in shown}) == 2  # rows of both models, each named
     assert len(re.findall(r"<img src='thumbs/[0-9a-f]+\.jpg'", text)) == 3 + 3 * 5

@@ -295,7 +295,7 @@ table.nums .l{text-align:left}
 .legend span.sw{display:inline-block;width:14px;height:14px;border:3px solid;margin-right:4px;vertical-align:middle}
 .query{display:flex;gap:14px;padding:10px 0;border-top:1px solid #ccc}
 .qinfo{width:150px;flex:none;font-size:12px;word-break:break-all}
-.qinfo img{display:block;width:128px;height:96px;object-fit:contain;background:#eee;border:3px solid #2a5db0;
+.qinfo img{display:block;width:128px;height:96px;object-fit:contain;background:#eee;border:3px solid #333;
 margin-bottom:3px}
 .qinfo .tag{font-weight:600;font-size:13px;word-break:normal}
 .strip{display:flex;align-items:flex-start;gap:5px;margin:3px 0}
@@ -304,6 +304,7 @@ margin-bottom:3px}
 figure.hit{margin:0;width:78px;text-align:center}
 figure.hit img{display:block;width:72px;height:54px;object-fit:cover;border:3px solid #999;background:#eee}
 figure.hit figcaption{font-size:10px;color:#444;line-height:1.2;word-break:break-all}
+figure.hit.tagged{width:112px} figure.hit.tagged img{width:106px;height:72px}
 .picker{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #ccc;z-index:1}
 """
 
@@ -481,7 +482,7 @@ def write_search_page(index, result, query_paths, out: str, top: int = DEFAULT_T
             code = int(result.models[q, rank])
             tag = str(result.tags[code])
             path = hits[q][rank]
-            body.append(f"<figure class='hit' data-id='{html.escape(str(result.ids[q][rank]))}' data-model='"
+            body.append(f"<figure class='hit tagged' data-id='{html.escape(str(result.ids[q][rank]))}' data-model='"
                         f"{html.escape(tag)}'>{_img(thumbs, path, f'rank {rank + 1}: {path} ({tag})', colour[code])}"
                         f"<figcaption>{rank + 1} · {float(result.scores[q, rank]):.3f}<br>{html.escape(tag)}"
                         "</figcaption></figure>")
