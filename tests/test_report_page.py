@@ -292,6 +292,28 @@ def test_bad_input_is_one_line_and_writes_nothing(results, tmp_path, capsys):
     assert not (tmp_path / "p1" / "index.html").exists() and not (tmp_path / "p2" / "index.html").exists()
 
 
+def test_a_small_gallery_shows_all_it_keeps(results, tmp_path, capsys):
+    """Rankings that keep fewer than 10 results (a gallery of 6): the page shows them all by default;
+    asking for more is refused."""
+    from bct.utils.fileio import file_digest
+    folder, _ = results
+    small = tmp_path / "small"
+    small.mkdir()
+    for name in ("toy", "shoes"):
+        data = dict(np.load(folder / f"{name}.rankings.npz"))
+        data.update({k: v[:, :6] for k, v in data.items() if v.ndim == 2})
+        np.savez_compressed(small / f"{name}.rankings.npz", **data)
+        result = _json(folder, name)
+        result["rankings"].update(top=6, sha256=file_digest(str(small / f"{name}.rankings.npz")))
+        (small / f"{name}.json").write_text(json.dumps(result))
+    code, page, _, _ = _tool([small, "--out", tmp_path / "page"], capsys)
+    assert code == 0
+    strips = [s for queries in _read_page(page).sections.values() for q in queries for s in q["strips"]]
+    assert strips and all(len(s["hits"]) == 6 for s in strips)
+    code, _, _, err = _tool([small, "--top", 7, "--out", tmp_path / "page"], capsys)
+    assert code == 2 and "the results keep the top 6 of each ranking; give --top 6 or less" in err
+
+
 def _comparison(results, tmp_path):
     """A comparison folder as bct.tools.compare writes it, with two methods of the catalogue."""
     folder, _ = results

@@ -398,10 +398,11 @@ def _copy_plots(folder: str, out: str) -> list:
     return found
 
 
-def write_report_page(folder: str, out: str, queries: int = DEFAULT_QUERIES, top: int = DEFAULT_TOP,
+def write_report_page(folder: str, out: str, queries: int = DEFAULT_QUERIES, top: int | None = None,
                       seed: int = DEFAULT_SEED) -> str:
     """Write the report page of a results or comparison ``folder`` (module docstring) into ``out``
-    (``index.html``, ``thumbs/``, ``plots/``, ``page.json``); returns the page's path."""
+    (``index.html``, ``thumbs/``, ``plots/``, ``page.json``); returns the page's path. ``top`` None:
+    DEFAULT_TOP, or all that the rankings keep when they keep fewer (a small gallery)."""
     if not os.path.isdir(folder):
         raise BadInputError(f"{folder} is not a folder; give a results folder of bct.tools.test or a comparison "
                             "folder of bct.tools.compare")
@@ -414,7 +415,9 @@ def write_report_page(folder: str, out: str, queries: int = DEFAULT_QUERIES, top
         views, overview, source = _eval_sets(folder)
         kind = "results"
     kept = min(v.rankings["top"] for v in views)
-    if top > kept:
+    if top is None:
+        top = min(DEFAULT_TOP, kept)
+    elif top > kept:
         raise BadInputError(f"--top {top}: the results keep the top {kept} of each ranking; give --top {kept} or less")
     paths = []
     for view in views:

@@ -19,7 +19,8 @@ def main(argv=None):
     p = parser(__file__, __doc__)
     p.add_argument("folder", type=existing_dir, help="results folder (bct.tools.test) or comparison folder")
     p.add_argument("--queries", type=positive_int, default=9, help="queries shown per set (default 9)")
-    p.add_argument("--top", type=positive_int, default=10, help="results shown per ranking (default 10, at most 100)")
+    p.add_argument("--top", type=positive_int, default=None,
+                   help="results shown per ranking (default 10, or fewer for a smaller gallery; at most 100)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the random queries (default 0)")
     p.add_argument("--out", required=True, type=output_dir, help="folder of the page")
     args = p.parse_args(argv)
