@@ -346,7 +346,6 @@ def test_a_comparison_gets_one_row_group_per_method(results, tmp_path, capsys):
     assert "plots/self_cross.png" in shown.images and "Self-test and cross-test of every method" in text
 
 
-@pytest.mark.slow
 def test_an_index_search_page_shows_each_hits_model(tmp_path, capsys):
     from bct.engine.checkpoint import save_checkpoint
     from bct.index import Index
@@ -411,7 +410,8 @@ def _chromium():
 def _browse(page, shot, profile):
     """(check results, console lines) of ``page`` in headless Chromium; a screenshot into ``shot``."""
     browser = _chromium()
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+             "--no-first-run",
              f"--user-data-dir={profile}"]
     probe = os.path.join(os.path.dirname(page), "bct-check.html")
     text = open(page).read()
