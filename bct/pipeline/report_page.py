@@ -339,13 +339,16 @@ def _set_html(view: SetView, top: int, thumbs: dict) -> str:
     notes.append(f"Queries chosen by {view.basis}; each row is one ranking, its {r['ap_name']} x100 on the left")
     out.append(f"<p class='note'>{'. '.join(notes)}.</p>")
     out.append(_legend(r["relevance"]))
+    # Each query is named by its path below the folder all the queries share (an own set: class/image).
+    paths = r["query_paths"]
+    shared = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
     for q, label in view.queries:
         qpath = r["query_paths"][q]
         group = r["query_groups"][q] if r["query_groups"] else ""
         delta = "" if view.delta is None else f"<br>Δ AP {100 * view.delta[q]:+.1f}"
         out.append(f"<div class='query' data-query='{q}'><div class='qinfo'>"
                    f"{_img(thumbs, qpath, f'query {q}: {qpath}')}<div class='tag'>{html.escape(label)}</div>"
-                   f"query {q}{f' ({html.escape(group)})' if group else ''}<br>{html.escape(os.path.basename(qpath))}"
+                   f"query {q}{f' ({html.escape(group)})' if group else ''}<br>{html.escape(os.path.relpath(qpath, shared))}"
                    f"{delta}</div><div>")
         for group_name, test, label_words, data in view.rows:
             ap = float(data["ap"][q])
