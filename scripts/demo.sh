@@ -94,3 +94,6 @@ step 7 "self-test and cross-test on RParis, ROxford and the GLDv2-format set (on
  launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
    --datasets rparis6k,roxford5k,gldv2 --out "${EVAL_DIR}" --summary)
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"
+# The report page: query by query, what the old model, the new model and the cross-test retrieve.
+PAGE=$($PYTHON -m bct.tools.report "${EVAL_DIR}" --out "${OUT}/report/${NEW_TAG}")
+echo "report page (open it in a browser): ${PAGE}"

@@ -127,3 +127,5 @@ step 6 "self-test and cross-test on ${NAME} (${LISTS}/eval)"
 launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
   --datasets "${NAME}=${LISTS}/eval" --out "${EVAL_DIR}" --summary "${COMMON[@]}" "$@"
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"
+PAGE=$($PYTHON -m bct.tools.report "${EVAL_DIR}" --out "${OUT}/report/new_${METHOD}")
+echo "report page (query by query; open it in a browser): ${PAGE}"

@@ -122,6 +122,11 @@ def _cases(f):
         ("index", ["search", none, "--model", model, "--vectors", none]), ("index", ["status", none]),
         ("index", ["status", file]), ("index", ["backfill", d, "--model", model, "--fraction", "2"]),
         ("index", ["rollback", none]), ("index", ["nope"]),
+        # report
+        ("report", [none, "--out", out_dir]), ("report", [file, "--out", out_dir]), ("report", [d]),
+        ("report", [d, "--out", file]), ("report", [d, "--out", out_dir]),
+        *[("report", [d, "--out", out_dir, *extra]) for extra in (
+            ["--queries", "0"], ["--queries", "x"], ["--top", "-1"], ["--top", "x"], ["--seed", "-1"])],
     ]
     return cases
 
@@ -232,10 +237,12 @@ def _overwrite_cases(m):
                            "--max-side", "64"], m / "list.txt", "is the image root (--root)"),
         ("compare", ["--config-dir", os.path.join(REPO, "configs", "synthetic"), "--out",
                      os.path.join(REPO, "configs", "synthetic")], m / "list.txt", "is the config folder"),
+        ("report", [str(m / "results"), "--out", str(m / "results")], m / "results" / "roxford5k.json",
+         "is the folder the page is made from"),
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(16))
 def test_no_tool_writes_over_its_input(made, capsys, case):
     tool, argv, guarded, words = _overwrite_cases(made)[case]
     before = _digest(guarded)
@@ -249,7 +256,7 @@ def test_no_tool_writes_over_its_input(made, capsys, case):
 
 def test_the_overwrite_cases_cover_every_writer(made):
     from helpers import WRITERS
-    assert {tool for tool, *_ in _overwrite_cases(made)} >= WRITERS and len(_overwrite_cases(made)) == 15
+    assert {tool for tool, *_ in _overwrite_cases(made)} >= WRITERS and len(_overwrite_cases(made)) == 16
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,6 +37,11 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     assert "| AdvBCT |" in md and "P_comp" in md and "Partial backfill on ROxford" in md
     assert "±" not in md and "mean over seeds" not in md  # one seed: plain numbers
+    # Each model's results keep their rankings, and the comparison's report page has a row group per method.
+    from bct.tools import report
+    assert (out / "seed1234" / "eval" / "old" / "roxford5k.rankings.npz").is_file()
+    text = open(report.main([str(out), "--out", str(tmp_path / "page"), "--queries", "2", "--top", "3"])).read()
+    assert all(f"data-group='{m}' data-test='{t}'" in text for m in ("bct", "advbct") for t in ("self", "cross"))
     # The comparison's own log holds its table; each model's log holds its training only.
     log = (out / "log.txt").read_text()
     assert "| AdvBCT |" in log and "comparison written to" in log and "epoch 1 iter" not in log

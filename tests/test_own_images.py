@@ -450,6 +450,8 @@ def test_own_sh_end_to_end(tmp_path):
                              text=True, timeout=600)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         assert "cross" in res.stdout and os.path.isdir(os.path.join(REPO, "output", "own", name, "eval"))
+        page = res.stdout.split("report page (query by query; open it in a browser): ")[1].strip()
+        assert os.path.isfile(os.path.join(REPO, page))
         again = subprocess.run(["bash", "scripts/own.sh", src, name, *opts], cwd=REPO, env=env, capture_output=True,
                                text=True, timeout=600)
         assert again.returncode == 0 and "reusing" in again.stdout

@@ -137,6 +137,33 @@ def format_revisited(result: Mapping) -> str:
     return f"{maps} | mP@k{list(result['kappas'])} {mps}"
 
 
+def gldv2_ap_at_k(
+    predictions: Mapping[object, Sequence],
+    solution: Mapping[object, Sequence],
+    k: int = 100,
+) -> np.ndarray:
+    """Per-query GLDv2 AP@k (fractions), one per query of ``solution`` in its order; see
+    :func:`gldv2_map_at_k`, which is their mean."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    if len(solution) == 0:
+        raise ValueError("gldv2_map_at_k: the solution holds no query")
+    aps = np.zeros(len(solution))
+    for i, (qid, gt) in enumerate(solution.items()):
+        gt = np.asarray(gt).ravel()
+        if gt.size == 0:
+            raise ValueError(f"gldv2_map_at_k: query {qid!r} has no ground-truth image")
+        pred = np.asarray(predictions.get(qid, ())).ravel()[:k]
+        if pred.size == 0:
+            continue
+        first = np.zeros(pred.size, dtype=bool)
+        first[np.unique(pred, return_index=True)[1]] = True
+        hit = np.isin(pred, gt) & first
+        precision = np.cumsum(hit) / np.arange(1, pred.size + 1)
+        aps[i] = float(precision[hit].sum()) / min(np.unique(gt).size, k)
+    return aps
+
+
 def gldv2_map_at_k(
     predictions: Mapping[object, Sequence],
     solution: Mapping[object, Sequence],
@@ -153,24 +180,7 @@ def gldv2_map_at_k(
     query missing from ``predictions`` scores 0. Predictions for queries outside ``solution``
     are ignored, so one prediction dict can be scored against the public and private splits.
     """
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    if len(solution) == 0:
-        raise ValueError("gldv2_map_at_k: the solution holds no query")
-    total = 0.0
-    for qid, gt in solution.items():
-        gt = np.asarray(gt).ravel()
-        if gt.size == 0:
-            raise ValueError(f"gldv2_map_at_k: query {qid!r} has no ground-truth image")
-        pred = np.asarray(predictions.get(qid, ())).ravel()[:k]
-        if pred.size == 0:
-            continue
-        first = np.zeros(pred.size, dtype=bool)
-        first[np.unique(pred, return_index=True)[1]] = True
-        hit = np.isin(pred, gt) & first
-        precision = np.cumsum(hit) / np.arange(1, pred.size + 1)
-        total += float(precision[hit].sum()) / min(np.unique(gt).size, k)
-    return total / len(solution)
+    return sum(gldv2_ap_at_k(predictions, solution, k).tolist()) / len(solution)
 
 
 def retrieval_scores(

@@ -14,6 +14,10 @@ from the files found), ``evaluate_models`` runs the self-test M(new, new), the c
 M(new, old) (new-model queries against the old-model gallery, which is never re-embedded), the old
 self-test and the partial backfill on any set, and ``compatibility_matrix`` every (query model,
 gallery model) pair of a model sequence. Scores are fractions; headlines and report values x100.
+
+With ``keep_rankings`` a result also carries, per test, the top of every query's ranking, the
+relevance of each entry and the query's headline AP, taken from the very ranking that was scored
+(the report page shows them; bct.pipeline.results writes them beside the result).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from bct.data.gldv2 import USAGES, load_gldv2_retrieval
 from bct.data.retrieval_set import is_retrieval_set, load_retrieval_set, manifest_path
 from bct.data.revisited import PROTOCOLS, gnd_path, load_revisited
 from bct.evaluation.extract import embed_images
-from bct.evaluation.metrics import (compute_map_revisited, format_revisited, gldv2_map_at_k, mean_retrieval_scores,
+from bct.evaluation.metrics import (compute_map_revisited, format_revisited, gldv2_ap_at_k, mean_retrieval_scores,
                                     retrieval_scores)
 from bct.evaluation.report import DATASET_TITLES, partial_backfill_gallery
 from bct.evaluation.search import rank_matrix, search
@@ -42,6 +46,10 @@ GLDV2_GALLERY = "gldv2_gallery_list.txt"
 PARTS = {"self": "self-test  M(new, new)", "cross": "cross-test M(new, old)", "old_self": "old self   M(old, old)"}
 # At most this many ranked entries (queries x gallery) are scored at once by an own set.
 _RANK_BUDGET = 1 << 21
+# How much of each query's ranking a result keeps when asked to (evaluate_models' keep_rankings).
+RANKINGS_TOP = 100
+# Relevance codes of the kept ranking entries; each family names the ones it uses (RELEVANCE).
+WRONG, POSITIVE, HARD, JUNK = 0, 1, 2, 3
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _EXAMPLE = "e.g. rparis6k,roxford5k,gldv2 or shoes=data/shoes/eval"
 
@@ -117,11 +125,14 @@ class BenchmarkSet:
 
     ``name`` (the results file is ``<name>.json``), ``root``, ``family`` (one of FAMILIES),
     ``title`` (for tables), ``headline_name`` (what the headline number is, e.g. "Medium mAP"),
-    ``gallery`` (an ImageGroup). Subclasses define ``query_groups``, ``describe``, ``score``,
-    ``headline_of``, ``backfill_detail``, ``metrics`` and ``format_part``.
+    ``gallery`` (an ImageGroup). Subclasses define ``query_groups``, ``describe``, ``score_ranked``,
+    ``headline_of``, ``backfill_detail``, ``metrics`` and ``format_part``, and say in ``RELEVANCE``
+    what each relevance code of a kept ranking means and in ``ap_name`` which AP a query's is.
     """
 
     family = ""
+    RELEVANCE: dict = {}
+    ap_name = "AP"
 
     def __init__(self, name: str, root: str, title: str, headline_name: str, gallery: ImageGroup):
         self.name, self.root, self.title, self.headline_name = name, root, title, headline_name
@@ -140,6 +151,13 @@ class BenchmarkSet:
 
     def score(self, queries: dict, gallery: np.ndarray, backend: str) -> dict:
         """Scores (fractions) of query features {key: (n_q, D)} against gallery features (n_db, D)."""
+        return self.score_ranked(queries, gallery, backend, 0)[0]
+
+    def score_ranked(self, queries: dict, gallery: np.ndarray, backend: str, keep: int) -> tuple:
+        """(``score``'s scores, the kept ranking or None when ``keep`` is 0). The kept ranking of the
+        queries (every group, in ``query_groups`` order): ``{'ids': (n_q, t) gallery indices, best first,
+        t = min(keep, n_db, the depth the family searches), 'rel': (n_q, t) int8 relevance codes
+        (RELEVANCE), 'ap': (n_q,) the headline AP of each query (NaN: no positive)}``."""
         raise NotImplementedError
 
     def headline_of(self, part: dict) -> float:
@@ -181,6 +199,8 @@ class RevisitedSet(BenchmarkSet):
     """ROxford5k / RParis6k or another revisitop-format set ``<root>/<name>/``."""
 
     family = "revisited"
+    RELEVANCE = {POSITIVE: "easy", HARD: "hard", JUNK: "junk (not scored)", WRONG: "wrong"}
+    ap_name = "Medium AP"
 
     def __init__(self, name: str, root: str):
         self.data = load_revisited(name, root)
@@ -208,8 +228,18 @@ class RevisitedSet(BenchmarkSet):
             out["not_available"] = list(self.data.empty_levels)
         return out
 
-    def score(self, queries, gallery, backend):
-        return compute_map_revisited(rank_matrix(queries[""], gallery, backend), self.protocols)
+    def score_ranked(self, queries, gallery, backend, keep):
+        ranks = rank_matrix(queries[""], gallery, backend)
+        part = compute_map_revisited(ranks, self.protocols)
+        if not keep:
+            return part, None
+        ids = np.ascontiguousarray(ranks[:keep].T)
+        rel = np.zeros(ids.shape, np.int8)
+        for q, g in enumerate(self.data.checked_gnd):
+            # Later codes win: an image listed as junk and as a positive counts as positive (metrics).
+            for code, key in ((JUNK, "junk"), (HARD, "hard"), (POSITIVE, "easy")):
+                rel[q, np.isin(ids[q], g[key])] = code
+        return part, {"ids": ids, "rel": rel, "ap": part["medium"]["aps"]}
 
     def headline_of(self, part):
         return 100.0 * part["medium"]["map"]
@@ -236,12 +266,14 @@ class GLDv2Set(BenchmarkSet):
     """The GLDv2 retrieval lists in ``root`` (bct/data/gldv2.py): public and private queries."""
 
     family = "gldv2"
+    RELEVANCE = {POSITIVE: "relevant", WRONG: "not relevant"}
 
     def __init__(self, name: str, root: str, k: int):
         self.splits = {usage: load_gldv2_retrieval(root, usage) for usage in USAGES}
         self.k = int(k)
         super().__init__(name, root, DATASET_TITLES.get(name, name), f"private mAP@{self.k}",
                          ImageGroup(self.splits["public"].gallery_paths, os.path.join(root, GLDV2_GALLERY)))
+        self.ap_name = f"AP@{self.k}"
 
     def query_groups(self, cfg) -> dict:
         return {usage: ImageGroup(split.query_paths, os.path.join(self.root, f"gldv2_{usage}_query_list.txt"))
@@ -251,12 +283,21 @@ class GLDv2Set(BenchmarkSet):
         return {"n_db": len(self.gallery.paths), "k": self.k,
                 "n_query": {usage: len(split.query_paths) for usage, split in self.splits.items()}}
 
-    def score(self, queries, gallery, backend):
-        out = {}
+    def score_ranked(self, queries, gallery, backend, keep):
+        out, kept = {}, []
         for usage, split in self.splits.items():
             _, ids = search(queries[usage], gallery, self.k, backend)
-            out[usage] = gldv2_map_at_k({q: ids[q].tolist() for q in range(ids.shape[0])}, split.solution, self.k)
-        return out
+            aps = gldv2_ap_at_k({q: ids[q].tolist() for q in range(ids.shape[0])}, split.solution, self.k)
+            out[usage] = sum(aps.tolist()) / len(aps)
+            if keep:
+                top = ids[:, :keep]
+                rel = np.full(top.shape, WRONG, np.int8)
+                for q in range(top.shape[0]):
+                    rel[q, np.isin(top[q], split.solution[q])] = POSITIVE
+                kept.append({"ids": top, "rel": rel, "ap": aps})
+        if not keep:
+            return out, None
+        return out, {key: np.concatenate([k[key] for k in kept]) for key in ("ids", "rel", "ap")}
 
     def headline_of(self, part):
         return 100.0 * part["private"]
@@ -275,6 +316,7 @@ class OwnSet(BenchmarkSet):
     """A user's own retrieval set (bct/data/retrieval_set.py): the folder ``root`` or its set.json."""
 
     family = "own"
+    RELEVANCE = {POSITIVE: "same label", JUNK: "the query itself (not scored)", WRONG: "other label"}
 
     def __init__(self, name: str, root: str, k: int):
         self.data = load_retrieval_set(root)
@@ -297,17 +339,25 @@ class OwnSet(BenchmarkSet):
                 "no_positive_queries": self.n_no_positive, "set_folder": self.data.folder,
                 "resize": cfg.EVAL.RESIZE}
 
-    def score(self, queries, gallery, backend):
+    def score_ranked(self, queries, gallery, backend, keep):
         query = queries[""]
         step = max(1, _RANK_BUDGET // max(gallery.shape[0], 1))
-        parts = []
+        parts, tops = [], []
         for start in range(0, query.shape[0], step):
             stop = start + step
             _, ids = search(query[start:stop], gallery, None, backend)
             parts.append(retrieval_scores(ids, self.data.query_labels[start:stop], self.data.gallery_labels,
                                           self.data.self_index[start:stop], self.k, RECALL_KS))
+            if keep:
+                tops.append(ids[:, :keep])
         per_query = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-        return mean_retrieval_scores(per_query, RECALL_KS)
+        scores = mean_retrieval_scores(per_query, RECALL_KS)
+        if not keep:
+            return scores, None
+        ids = np.concatenate(tops)
+        rel = np.where(self.data.gallery_labels[ids] == self.data.query_labels[:, None], POSITIVE, WRONG)
+        rel[ids == self.data.self_index[:, None]] = JUNK
+        return scores, {"ids": ids, "rel": rel.astype(np.int8), "ap": per_query["ap"]}
 
     def headline_of(self, part):
         return 100.0 * part["map"]
@@ -392,7 +442,8 @@ def _embed_queries(cfg, groups: dict, model, device):
 
 
 def evaluate_models(cfg, bset: BenchmarkSet, new_model, old_model=None, device="cpu", *, with_old_self: bool = True,
-                    backfill: bool = False, digests: dict | None = None, use_cache: bool = True) -> dict:
+                    backfill: bool = False, digests: dict | None = None, use_cache: bool = True,
+                    keep_rankings: int = 0) -> dict:
     """Self-test of ``new_model`` on ``bset``; with ``old_model`` also the cross-test, the old
     self-test (``with_old_self``) and the partial-backfill curve (``backfill``: EVAL.BACKFILL_RATIOS,
     EVAL.BACKFILL_SEED).
@@ -402,6 +453,10 @@ def evaluate_models(cfg, bset: BenchmarkSet, new_model, old_model=None, device="
     'headline_name', <the set's describe fields>, 'skipped_images', 'self', 'cross', 'old_self'
     (family-specific scores, fractions), 'headline': {test: x100}, 'backfill': [(ratio, headline
     x100), ...], 'backfill_detail': the family's full curve, 'backfill_seed'}`` (the tests run only).
+
+    ``keep_rankings`` > 0 adds ``'rankings': {'top', 'tests': {test: the kept ranking of
+    BenchmarkSet.score_ranked}, 'relevance': {code: words}, 'ap_name', 'query_paths' (every query
+    group's, in order), 'query_groups' (the group of each query), 'gallery_paths'}``.
     """
     digests = (digests if use_cache else None) or {}
     backend = cfg.EVAL.SEARCH_BACKEND
@@ -409,15 +464,28 @@ def evaluate_models(cfg, bset: BenchmarkSet, new_model, old_model=None, device="
     gallery_new, bad_gallery = _embed_gallery(cfg, bset, new_model, device, digests.get("new", ""))
     query_new, bad_query = _embed_queries(cfg, groups, new_model, device)
     out = {"dataset": bset.name, "title": bset.title, "family": bset.family, "headline_name": bset.headline_name,
-           **bset.describe(cfg), "skipped_images": bad_gallery + bad_query,
-           "self": bset.score(query_new, gallery_new, backend)}
+           **bset.describe(cfg), "skipped_images": bad_gallery + bad_query}
+    kept = {}
+
+    def run(test, queries, gallery):
+        out[test], ranking = bset.score_ranked(queries, gallery, backend, keep_rankings)
+        if ranking is not None:
+            kept[test] = ranking
+
+    run("self", query_new, gallery_new)
     if old_model is not None:
         gallery_old, _ = _embed_gallery(cfg, bset, old_model, device, digests.get("old", ""))
-        out["cross"] = bset.score(query_new, gallery_old, backend)
+        run("cross", query_new, gallery_old)
         if with_old_self:
             query_old, _ = _embed_queries(cfg, groups, old_model, device)
-            out["old_self"] = bset.score(query_old, gallery_old, backend)
+            run("old_self", query_old, gallery_old)
     out["headline"] = {key: bset.headline_of(out[key]) for key in PARTS if key in out}
+    if kept:
+        out["rankings"] = {"top": int(kept["self"]["ids"].shape[1]), "tests": kept,
+                           "relevance": dict(bset.RELEVANCE), "ap_name": bset.ap_name,
+                           "query_paths": [p for g in groups.values() for p in g.paths],
+                           "query_groups": [key for key, g in groups.items() for _ in g.paths],
+                           "gallery_paths": bset.gallery.paths}
     if old_model is not None and backfill:
         points = []
         for ratio in cfg.EVAL.BACKFILL_RATIOS:
@@ -470,5 +538,5 @@ def headline(result: dict, part: str) -> float:
     return scores_headline(result[part])
 
 
-__all__ = ["FAMILIES", "BenchmarkSet", "RevisitedSet", "GLDv2Set", "OwnSet", "parse_set_specs", "build_set",
+__all__ = ["FAMILIES", "RANKINGS_TOP", "BenchmarkSet", "RevisitedSet", "GLDv2Set", "OwnSet", "parse_set_specs", "build_set",
            "detect_family", "evaluate_models", "compatibility_matrix", "headline", "scores_headline"]

@@ -74,11 +74,11 @@ def set_title(name: str) -> str:
 
 
 def evaluate_set(cfg, bset, new_model, old_model, device, *, with_old_self: bool, backfill: bool, digests: dict,
-                 use_cache: bool) -> dict:
+                 use_cache: bool, keep_rankings: int = 0) -> dict:
     """One set's result: its scores, "headline" (x100) and "backfill" ([(ratio, headline x100)])."""
     from bct.evaluation.sets import evaluate_models
     return evaluate_models(cfg, bset, new_model, old_model, device, with_old_self=with_old_self, backfill=backfill,
-                           digests=digests, use_cache=use_cache)
+                           digests=digests, use_cache=use_cache, keep_rankings=keep_rankings)
 
 
 def matrix_on_set(cfg, bset, models: list, device, digests: list) -> dict:

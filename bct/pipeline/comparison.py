@@ -21,6 +21,7 @@ from bct.pipeline.configs import derive
 from bct.pipeline.evaluation import evaluate
 from bct.pipeline.plots import backfill_plot, self_cross_plot
 from bct.pipeline.pretrained import pretrained_start
+from bct.pipeline.results import write_result
 from bct.pipeline.stats import class_stats
 from bct.pipeline.train import train_run
 from bct.utils.errors import BadInputError
@@ -129,21 +130,29 @@ def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> 
 
 
 def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, logger, device) -> dict:
-    """Train and evaluate everything of one seed (everything it writes stays under ``run_dir``)."""
+    """Train and evaluate everything of one seed (everything it writes stays under ``run_dir``; each
+    model's results and rankings in ``run_dir/eval/<old|oracle|method>/``, for the report page)."""
     old_path, paths, times, _ = train_models(setting, methods, seed, run_dir, logger)
+
+    def evaluate_saved(name, new, old, **kwargs):
+        results = evaluate(cfg, sets, new, old, device, rankings=True, **kwargs)
+        for r in results.values():
+            write_result(os.path.join(run_dir, "eval", name), r)
+        return results
+
     cfg = setting.for_run(setting.file("test_model.yml"), seed, run_dir)
     names = [n for n, _ in sets]
     res = {"seed": seed, "train_seconds": times, "backfill_seed": cfg.EVAL.BACKFILL_SEED, "old_self": {},
            "oracle_self": {}, "oracle_cross": {}, "methods": {}, "curves": {}, "sets": {}}
-    for ds, r in evaluate(cfg, sets, old_path, "", device).items():
+    for ds, r in evaluate_saved("old", old_path, "").items():
         res["old_self"][ds] = r["headline"]["self"]
         res["sets"][ds] = {"title": r["title"], "headline_name": r["headline_name"]}
     # The oracle's cross-test is the no-compatibility reference: about chance.
-    for ds, r in evaluate(cfg, sets, paths["oracle"], old_path, device).items():
+    for ds, r in evaluate_saved("oracle", paths["oracle"], old_path).items():
         res["oracle_self"][ds], res["oracle_cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
     for m in methods:
         entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
-        for ds, r in evaluate(cfg, sets, paths[m], old_path, device, backfill=True).items():
+        for ds, r in evaluate_saved(m, paths[m], old_path, backfill=True).items():
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
             res["curves"].setdefault(m, {})[ds] = r["backfill"]
     for ds in names:

@@ -52,11 +52,14 @@ def load_for_eval(cfg, role: str, path: str = "", device="cpu", check=("emb_dim"
 
 
 def evaluate(cfg, sets: list, new_path: str = "", old_path: str = "", device="cpu", *, with_old_self: bool = False,
-             backfill: bool = False, check=("emb_dim",), on_result=None) -> dict:
+             backfill: bool = False, check=("emb_dim",), on_result=None, rankings: bool = False) -> dict:
     """{set name: result} of the new checkpoint (and its cross-test against the old one, if given) on
     ``sets`` ([(name, root or None)]), with the models loaded once. Each result records the models'
     paths and digests; ``on_result(set, result)`` is called as each set finishes (the set reports it:
-    ``set.report_lines(result)``)."""
+    ``set.report_lines(result)``). ``rankings``: each result keeps the top of every query's ranking
+    (bct.pipeline.results.write_result writes it beside the result, for the report page)."""
+    from bct.evaluation.sets import RANKINGS_TOP
+
     bsets = [catalog.build_set(name, root, cfg) for name, root in sets]
     new_path = new_path or cfg.NEW_MODEL.MODEL_PATH
     new_model, _, new_digest = load_for_eval(cfg, "new", new_path, device, check)
@@ -68,7 +71,8 @@ def evaluate(cfg, sets: list, new_path: str = "", old_path: str = "", device="cp
     results = {}
     for bset in bsets:
         result = catalog.evaluate_set(cfg, bset, new_model, old_model, device, with_old_self=with_old_self,
-                                      backfill=backfill, digests=digests, use_cache=cfg.EVAL.USE_CACHE)
+                                      backfill=backfill, digests=digests, use_cache=cfg.EVAL.USE_CACHE,
+                                      keep_rankings=RANKINGS_TOP if rankings else 0)
         result.update(new_model=new_path, old_model=old_path, models=models)
         results[bset.name] = result
         if on_result is not None:

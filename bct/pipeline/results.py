@@ -4,18 +4,26 @@ A folder of results is read only when it is one model's results: one file per se
 the same new and old model (by digest where recorded, else by path), every headline a number in
 [0, 100]; a folder that mixes is refused with one line naming the two files (``mixed=True`` accepts
 results of different models, never two results for one set).
+
+Beside a result ``<set>.json`` its rankings may lie in ``<set>.rankings.npz`` (``write_result``): per
+test (self, cross, old_self) the top of every query's ranking as the evaluation scored it, the
+relevance of each entry and each query's headline AP, plus the image paths they refer to. The result
+names the file and its sha256, so a rankings file of another run is never read as this one's.
 """
 import json
 import math
 import os
 
+import numpy as np
+
 from bct.evaluation.metrics import meets_bct_criterion
 from bct.evaluation.report import markdown_table
 from bct.pipeline import catalog
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import read_text
+from bct.utils.fileio import atomic_path, file_digest, jsonable, read_text, write_json_atomic
 
 ORDER = ("rparis6k", "roxford5k", "gldv2")
+RANKINGS_SUFFIX = ".rankings.npz"
 SUMMARY_TITLE = "Headline mAP x100 (Medium for revisited sets, private mAP@100 for GLDv2):"
 
 
@@ -151,8 +159,6 @@ def paper_table(oracle_folder: str, method_specs: list, mixed: bool = False) -> 
 
 def refuse_other_models_result(path: str, models: dict) -> None:
     """Refuse writing a result at ``path`` over one of other models (``models``: role -> checkpoint path)."""
-    from bct.utils.fileio import file_digest
-
     if not os.path.isfile(path):
         return
     try:
@@ -167,3 +173,71 @@ def refuse_other_models_result(path: str, models: dict) -> None:
         if before is not None and before.startswith("sha256 ") and now is not None and before != now:
             raise BadInputError(f"{path} holds the result of another {role} model ({before}, now {now}); a run never "
                                 "writes over another's result: give another --out (EVAL.SAVE_DIR) or move it away")
+
+
+def _blob(strings) -> np.ndarray:
+    """Strings as one uint8 array (newline-joined UTF-8): compact in an .npz, read back without pickle."""
+    return np.frombuffer("\n".join(strings).encode("utf-8"), np.uint8)
+
+
+def _strings(blob) -> list:
+    text = bytes(np.asarray(blob, np.uint8)).decode("utf-8")
+    return text.split("\n") if text else []
+
+
+def write_result(folder: str, result: dict) -> str:
+    """Write ``result`` (bct.pipeline.evaluate's) to ``folder/<set>.json``; its kept rankings, if any,
+    first to ``folder/<set>.rankings.npz`` (only the gallery paths they refer to), which the JSON then
+    names with its sha256. Both atomically. Returns the JSON's path."""
+    os.makedirs(folder, exist_ok=True)
+    result = dict(result)
+    rankings = result.pop("rankings", None)
+    name = result["dataset"]
+    if rankings:
+        tests = rankings["tests"]
+        used = np.unique(np.concatenate([t["ids"].ravel() for t in tests.values()])).astype(np.int64)
+        paths = rankings["gallery_paths"]
+        arrays = {"query_paths": _blob(rankings["query_paths"]), "query_groups": _blob(rankings["query_groups"]),
+                  "gallery_ids": used, "gallery_paths": _blob(paths[i] for i in used.tolist())}
+        for test, t in tests.items():
+            arrays.update({f"{test}_ids": np.asarray(t["ids"], np.int64), f"{test}_rel": np.asarray(t["rel"], np.int8),
+                           f"{test}_ap": np.asarray(t["ap"], np.float64)})
+        npz = os.path.join(folder, name + RANKINGS_SUFFIX)
+        with atomic_path(npz) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        result["rankings"] = {"file": os.path.basename(npz), "sha256": file_digest(npz), "top": rankings["top"],
+                              "tests": list(tests), "ap_name": rankings["ap_name"],
+                              "relevance": {str(k): v for k, v in rankings["relevance"].items()}}
+    path = os.path.join(folder, f"{name}.json")
+    write_json_atomic(path, jsonable(result), indent=1)
+    return path
+
+
+def load_rankings(folder: str, result: dict) -> dict:
+    """The rankings that ``write_result`` kept for ``result`` (read from ``folder``): ``{'top', 'ap_name',
+    'relevance': {code: words}, 'query_paths', 'query_groups', 'gallery': {gallery index: path},
+    'tests': {test: {'ids': (n_q, top), 'rel': (n_q, top), 'ap': (n_q,)}}}``. A result without
+    rankings, a missing file or one of another run is refused with one line."""
+    where = os.path.join(folder, f"{result['dataset']}.json")
+    info = result.get("rankings")
+    if not isinstance(info, dict) or not info.get("file"):
+        raise BadInputError(f"{where} keeps no rankings (it was written before they were kept, or by another "
+                            f"tool): {_rerun(where)}")
+    path = os.path.join(folder, os.path.basename(str(info["file"])))
+    if not os.path.isfile(path):
+        raise BadInputError(f"{where} names its rankings {path}, which does not exist: {_rerun(where)}")
+    if file_digest(path) != info.get("sha256"):
+        raise BadInputError(f"{path} is not the rankings file that {where} was written with (its sha256 differs); "
+                            f"{_rerun(where)}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {key: z[key] for key in z.files}
+        tests = {test: {part: arrays[f"{test}_{part}"] for part in ("ids", "rel", "ap")} for test in info["tests"]}
+        gallery = dict(zip(arrays["gallery_ids"].tolist(), _strings(arrays["gallery_paths"])))
+        queries, groups = _strings(arrays["query_paths"]), _strings(arrays["query_groups"])
+    except (KeyError, ValueError, OSError) as e:
+        raise BadInputError(f"{path}: not a rankings file of bct ({type(e).__name__}: {e}); {_rerun(where)}") from None
+    return {"top": int(info["top"]), "ap_name": info.get("ap_name", "AP"),
+            "relevance": {int(k): v for k, v in info.get("relevance", {}).items()}, "query_paths": queries,
+            "query_groups": groups, "gallery": gallery, "tests": tests}

@@ -2,7 +2,7 @@
 
     python -m bct.tools.index build    --model OLD.pth (--list LIST [--root DIR] | --folder DIR) --out INDEX
     python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D |
-                                             --vectors Q.npy) [--k 10] [--out R.csv|R.json]
+                                             --vectors Q.npy) [--k 10] [--out R.csv|R.json] [--page DIR]
     python -m bct.tools.index backfill INDEX --model NEW.pth [--order random|distinct] [--rows N | --fraction F]
     python -m bct.tools.index status   INDEX
     python -m bct.tools.index rollback INDEX [--to MODEL]
@@ -95,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--vectors", default="", help="query vectors (n, D) in a .npy file")
     s.add_argument("--k", type=_positive, default=10, help="results per query (default 10)")
     s.add_argument("--out", default="", help="write the results to this .csv or .json file (default: print)")
+    s.add_argument("--page", default="", type=common.output_dir,
+                   help="also write the results as a report page (DIR/index.html: each hit's image and model tag)")
     s.add_argument("--force", action="store_true", help="search even with a model not known to be compatible")
     s.add_argument("--ann", default="", help="search through the approximate index of this kind (ivf, hnsw)")
     s.add_argument("--nprobe", type=_positive, default=16, help="IVF lists visited (HNSW: efSearch / 16)")
@@ -200,6 +202,7 @@ def _search(args) -> dict:
         except (OSError, ValueError) as e:
             raise BadInputError(f"--vectors {args.vectors} cannot be read as a .npy array ({e})") from None
         names = list(range(len(queries)))
+        files = [None] * len(names)
     else:
         paths, root = _query_paths(args)
         if not model:
@@ -210,6 +213,7 @@ def _search(args) -> dict:
         model = net
         queries = embed_images(net, paths, root, args.batch_size, args.workers, device, not args.no_amp)
         names = paths
+        files = [os.path.join(root, p) for p in paths]
     result = index.search(queries, args.k, model, force=args.force, ann=args.ann, nprobe=args.nprobe, names=names)
     for w in result.warnings:
         print(f"warning: {w} (--force)", file=sys.stderr)
@@ -219,6 +223,9 @@ def _search(args) -> dict:
     else:
         for rec in result.records():
             print(f"{rec['query']}\t{rec['rank']}\t{rec['score']:.6f}\t{rec['id']}\t{rec['model']}")
+    if args.page:
+        from bct.pipeline import write_search_page
+        print(f"page: {write_search_page(index, result, files, args.page, args.k)}")
     return {"queries": len(result.queries), "k": int(result.rows.shape[1])}
 
 

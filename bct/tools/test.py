@@ -6,16 +6,17 @@
 --model and --old-model set NEW_MODEL.MODEL_PATH and OLD_MODEL.MODEL_PATH (with no old model only the
 self-test runs); --datasets evaluates several sets in one process with the models loaded once (NAME
 takes its root from the config, NAME=ROOT names it; default: EVAL.DATASET at EVAL.ROOT); --out sets
-EVAL.SAVE_DIR, where each set's result goes (<set>.json, with the models' paths and digests).
+EVAL.SAVE_DIR, where each set's result goes (<set>.json, with the models' paths and digests, and
+<set>.rankings.npz: the top 100 of every query's ranking and its AP, which bct.tools.report shows).
 Revisited sets print Easy/Medium/Hard mAP and mP@1/5/10; GLDv2-format sets public and private
 mAP@100. --summary ends with the old/new/cross table of bct.tools.summarize.
 """
 import os
 
-from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, summary_table
+from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, summary_table, write_result
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.comm import is_main_process
-from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
+from bct.utils.fileio import write_text_atomic
 
 
 def main(argv=None):
@@ -43,13 +44,12 @@ def main(argv=None):
         if is_main_process():
             for line in bset.report_lines(result):
                 logger.info(f"[{bset.name}] {line}")
-            path = os.path.join(cfg.EVAL.SAVE_DIR, f"{bset.name}.json")
-            write_json_atomic(path, jsonable(result), indent=1)
-            logger.info(f"results written to {path}")
+            path = write_result(cfg.EVAL.SAVE_DIR, result)
+            logger.info(f"results written to {path} (rankings: {bset.name}.rankings.npz)")
 
     results = evaluate(cfg, sets, cfg.NEW_MODEL.MODEL_PATH, cfg.OLD_MODEL.MODEL_PATH, device,
                        with_old_self=cfg.EVAL.OLD_SELF, backfill=cfg.EVAL.PARTIAL_BACKFILL, check=("arch", "emb_dim"),
-                       on_result=report)
+                       on_result=report, rankings=True)
     if args.summary and is_main_process():
         table = summary_table(results)
         print(f"\n{SUMMARY_TITLE}\n\n{table}")
