@@ -31,7 +31,7 @@ import torch
 if __package__ in (None, ""):  # run as `python benchmarks/speed.py`: the repository root holds bct
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bct.config import load_layers
+from bct.config.loader import load_layers
 from bct.config.methods import method_file, method_names
 from bct.data.datasets import ImageListDataset
 from bct.data.lists import read_image_list

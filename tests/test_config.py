@@ -232,12 +232,12 @@ def test_older_key_names_map_with_one_note_and_dead_keys_are_ignored(tmp_path):
     with pytest.raises(BadInputError, match=r"TRAIN\.THRESHOLD expects float"):
         load_cfg("", ["TRAIN.THRESHOLD", "high"], notes=[])
     # A checkpoint's stored config with the old names rebuilds under the new ones.
-    from bct.config import cfg_from_yaml_text
+    from bct.config.loader import cfg_from_yaml_text
     assert cfg_from_yaml_text("EVAL:\n  OLD_SAVE_FILE: r.json\nTRAIN:\n  THRESHOLD: 1.0\n").COMP_LOSS.RADIUS_FILE == "r.json"
 
 
 def test_training_settings_keep_the_statistics_files():
-    from bct.config import training_settings
+    from bct.config.loader import training_settings
     a = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"))
     b = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["COMP_LOSS.RADIUS_FILE", "other.json"])
     c = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["EVAL.BATCH_SIZE", "3", "METHOD.TITLE", "X"])
@@ -268,14 +268,22 @@ def test_closest_key_hint(given, closest):
         load_cfg("", [given, "1"])
 
 
-def test_comp_loss_type_is_checked_against_the_registry():
+def _terms(opts):
+    """The run's terms as the trainer builds them (the names are checked there, not when a yaml loads)."""
+    from bct.losses.registry import term_names
+    return term_names(load_cfg("", ["TRAIN.TYPE", "compatible", *opts]))
+
+
+def test_comp_loss_type_is_checked_against_the_registry_where_terms_are_built():
     with pytest.raises(BadInputError, match=r"COMP_LOSS.TYPE 'bct_limt' is not a registered compatibility loss "
                                             r"\(did you mean 'bct_limit'\?\).*valid names: .*hot_refresh"):
-        load_cfg("", ["COMP_LOSS.TYPE", "bct_limt"])
+        _terms(["COMP_LOSS.TYPE", "bct_limt"])
     with pytest.raises(BadInputError, match=r"COMP_LOSS.EXTRA_TERMS 'adversary' .*did you mean 'adversarial'"):
-        load_cfg("", ["COMP_LOSS.EXTRA_TERMS", "['adversary']"])
+        _terms(["COMP_LOSS.TYPE", "bct", "COMP_LOSS.EXTRA_TERMS", "['adversary']"])
     with pytest.raises(BadInputError, match=r"MODULES: cannot import no_such_module_here"):
-        load_cfg("", ["MODULES", "['no_such_module_here']"])
+        _terms(["COMP_LOSS.TYPE", "bct", "MODULES", "['no_such_module_here']"])
+    with pytest.raises(BadInputError, match=r"TRAIN.TYPE compatible needs COMP_LOSS.TYPE or COMP_LOSS.EXTRA_TERMS"):
+        _terms([])
 
 
 def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path, monkeypatch, clean_registry):
@@ -289,9 +297,8 @@ def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path
         "        return cls()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(BadInputError, match="'cfg_toy' is not a registered"):
-        load_cfg("", ["COMP_LOSS.TYPE", "cfg_toy"])
-    cfg = load_cfg("", ["MODULES", "['cfg_toy_loss']", "COMP_LOSS.TYPE", "cfg_toy", "TRAIN.TYPE", "compatible"])
-    assert cfg.COMP_LOSS.TYPE == "cfg_toy"
+        _terms(["COMP_LOSS.TYPE", "cfg_toy"])
+    assert _terms(["MODULES", "['cfg_toy_loss']", "COMP_LOSS.TYPE", "cfg_toy"]) == ["cfg_toy"]
 
 
 def test_method_catalogue():

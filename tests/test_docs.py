@@ -126,7 +126,8 @@ def test_the_configuration_page_covers_every_script_tool_and_variable():
 
 
 def test_every_config_key_the_configuration_page_names_exists():
-    from bct.config import REFERENCE_KEYS, get_cfg_defaults
+    from bct.config.defaults import get_cfg_defaults
+    from bct.config.loader import REFERENCE_KEYS
     cfg = get_cfg_defaults()
 
     def exists(key):

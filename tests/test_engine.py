@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from bct.config import load_cfg
-from bct.engine.checkpoint import load_checkpoint
+from bct.models.loading import load_checkpoint
 from bct.engine.trainer import Trainer, TrainingError, output_dir
 from bct.utils.logger import setup_logger
 from helpers import make_image_list, train_opts
@@ -226,7 +226,7 @@ def test_resume_refuses_a_checkpoint_with_non_finite_weights(tiny_list):
 
 
 def test_checkpoint_meta_names_the_input_the_model_expects(tiny_list):
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     root, lst = tiny_list
     t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
     t.train()

@@ -40,7 +40,7 @@ from PIL import Image
 import bct.tools.extract_feat  # noqa: F401  imported here once, so that forked runs start at once
 import bct.tools.test  # noqa: F401
 import bct.tools.train  # noqa: F401
-from bct.engine.checkpoint import load_checkpoint
+from bct.models.loading import load_checkpoint
 from helpers import make_image_list, train_opts
 
 try:  # the trainer's TensorBoard writer and the search backend, imported lazily by the tools

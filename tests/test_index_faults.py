@@ -67,7 +67,7 @@ def finish(proc):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from bct.index.embed import embed_images
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
 
     root = tmp_path_factory.mktemp("gallery")
     lst = make_image_list(str(root), n_classes=4, per_class=6, size=32)

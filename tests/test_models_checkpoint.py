@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bct.config import load_cfg
-from bct.engine.checkpoint import check_meta, load_checkpoint, load_trained_model, save_checkpoint
+from bct.engine.checkpoint import save_checkpoint
+from bct.models.loading import check_meta, load_checkpoint, load_trained_model
 from bct.models import build_model, build_model_from_meta
 from bct.models.heads import CosineClassifier
 from bct.utils.errors import BadInputError
@@ -124,7 +125,7 @@ class _Evil:
 def test_load_model_tells_the_input_of_a_checkpoint_without_it(tmp_path):
     """Checkpoints written before the meta held the input size and normalisation: the size comes from
     the stored config, the normalisation is ImageNet's (every bct and reference model's)."""
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     cfg = load_cfg("", ["OLD_MODEL.NUM_CLASSES", "3", "OLD_MODEL.PRETRAINED", "False"])
     model = build_model(cfg, "old")
     save_checkpoint(str(tmp_path / "a.pth"), {"model": model.state_dict(), "meta": model.meta,

@@ -13,6 +13,7 @@ every new-model config derives from here (docs/adding_a_method.md):
 """
 import os
 
+from bct.config.loader import load_layers
 from bct.utils.errors import BadInputError
 
 __all__ = ["methods_dir", "method_names", "method_title", "method_file", "load_method_cfg", "method_spec_of_path",
@@ -59,9 +60,10 @@ def _name(method: str) -> str:
 
 
 def method_title(name: str) -> str:
-    """The display title of a method (METHOD.TITLE of its yml; the name when the yml gives none)."""
-    from bct.config import load_layers
-
+    """The display title of a method (METHOD.TITLE of its yml; the name when the yml gives none). A
+    name outside the catalogue (e.g. "old" in a table) is its own title."""
+    if not name.endswith((".yml", ".yaml")) and name not in method_names():
+        return name
     cfg = load_layers([method_file(name)], freeze=False, notes=[], sets={"METHOD.NAME": _name(name)})
     return cfg.METHOD.TITLE or _name(name)
 
@@ -69,8 +71,6 @@ def method_title(name: str) -> str:
 def load_method_cfg(setting_dir: str, method: str, opts=(), notes: list = None, freeze: bool = True):
     """The (frozen) config of `method`'s new model in the setting folder `setting_dir` (module
     docstring). `method`: a catalogue name or the path of a method yml."""
-    from bct.config import load_layers
-
     base = os.path.join(setting_dir, _BASE_NEW)
     if not os.path.isfile(base):
         raise BadInputError(f"setting folder {setting_dir}: no {_BASE_NEW} (the new models' shared settings) in it")

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
-from bct.config import cfg_to_yaml
+from bct.config.loader import cfg_to_yaml
 from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gpu_decode import raw_collate
 from bct.data.lists import check_labels, read_image_list
@@ -27,9 +27,6 @@ from bct.engine.checkpoint import (
     LAST_POINTER,
     check_resume_config,
     last_checkpoint,
-    load_checkpoint,
-    load_model_weights,
-    load_trained_model,
     non_finite_entry,
     rng_state,
     save_checkpoint,
@@ -41,6 +38,7 @@ from bct.engine.tasks import BaseTask, CompatTask
 from bct.losses.registry import Progress, build_terms, needs_angles, needs_stats
 from bct.losses.stats import load_old_stats
 from bct.models.build import ROLE_KEYS, build_model
+from bct.models.loading import load_checkpoint, load_model_weights, load_trained_model
 from bct.utils.comm import get_rank, get_world_size, is_dist, is_main_process
 from bct.utils.errors import BadInputError, TrainingError
 from bct.utils.fileio import file_digest, write_text_atomic
@@ -562,10 +560,11 @@ class Trainer:
 
     def validate(self) -> dict:
         """Medium mAP of the trained model on VAL (and cross-test against the old model) on every rank."""
-        from bct.evaluation.protocol import evaluate_revisited_models
+        from bct.evaluation import sets
         self.model.eval()
-        res = evaluate_revisited_models(self.cfg, self.cfg.VAL.DATASET, self.cfg.VAL.ROOT, self.model,
-                                        self.old_model, self.device, with_old_self=False, use_cache=False)
+        bset = sets.build_set(self.cfg.VAL.DATASET, self.cfg.VAL.ROOT, self.cfg, family="revisited")
+        res = sets.evaluate_models(self.cfg, bset, self.model, self.old_model, self.device, with_old_self=False,
+                                   backfill=False, digests=None, use_cache=False)
         self.model.train()
         out = {"val_self_mAP_M": res["self"]["medium"]["map"] * 100}
         if "cross" in res:

@@ -54,7 +54,9 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
     from bct.engine.distributed import init_distributed
     from bct.engine.lock import OutputLock
     from bct.engine.trainer import LAST_POINTER, Trainer, output_dir
+    from bct.losses.registry import term_names
 
+    term_names(cfg)  # an unknown term name is refused before the run's folder is touched
     folder = output_dir(cfg)
     final = os.path.join(folder, FINAL)
     label = f"[{name}] " if name else ""

@@ -20,7 +20,8 @@ log.txt (the comparison's own log; each model logs into its own folder).
 --methods says otherwise) and writes their compatibility matrices to --out/generations
 (docs/generations.md).
 """
-from bct.pipeline import compare, generations, parse_sets
+from bct.pipeline.chains import generations
+from bct.pipeline.comparison import compare
 from bct.tools.common import (add_overrides, csv_list, existing_dir, fraction, nonneg_int, output_dir, overrides, parser,
                               refuse_overwrite, run)
 
@@ -40,7 +41,9 @@ def main(argv=None):
                    help="with --generations: the nested split of each generation, e.g. 0.3,0.6,1.0")
     add_overrides(p)
     args = p.parse_args(argv)
-    opts, sets = overrides(args.opts), parse_sets(args.datasets)
+    from bct.evaluation.sets import parse_set_specs
+
+    opts, sets = overrides(args.opts), parse_set_specs(args.datasets)
     if args.out:
         refuse_overwrite(args.out, {"the config folder": args.config_dir})
     if args.fractions or args.generations:
