@@ -2,7 +2,7 @@
 
 Times the project's own code on this machine: the Trainer's step of plain cross-entropy training
 (TRAIN.TYPE base, docs/method.md) and of every compatible method (docs/method.md: AdvBCT = bct_limit with
-the elastic boundary and the discriminator, and every other method of configs/methods) on
+the elastic boundary and the discriminator, and every other method of bct/methods) on
 one pre-loaded batch, the training DataLoader alone, feature extraction and exact search with both
 backends (docs/evaluation.md). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
 
@@ -47,7 +47,7 @@ from bct.utils.logger import setup_logger
 LIST_NAME = "benchmark_list.txt"
 MODES = ("fp32", "amp", "amp_cl")
 # The baseline step is the oracle's (plain cross-entropy with the new model's class count, the same step
-# as old-model training); every other method of the catalogue (configs/methods) is timed against it,
+# as old-model training); every other method of the catalogue (bct/methods) is timed against it,
 # each built from its own yml, so a method added to the catalogue is measured with no change here.
 BASE = "oracle"
 # AdvBCT step time / plain step time that the project accepts on a CPU.

@@ -47,7 +47,7 @@ class ToyPull(nn.Module):
         return {"loss_toy_pull": self.log_weight.exp() * (1 - cos).mean(), "stat_epoch": float(progress.epoch)}
 '''
 
-# File 2: the method's yml, as configs/methods/<name>.yml would hold it.
+# File 2: the method's yml, as bct/methods/<name>.yml would hold it.
 METHOD_YML = """
 METHOD:
   TITLE: 'Toy pull'

@@ -1,4 +1,5 @@
-"""The catalogue of compatibility methods: configs/methods/<name>.yml, one file per method.
+"""The catalogue of compatibility methods: bct/methods/<name>.yml, one file per method, shipped inside
+the package (an installed wheel lists them from any folder).
 
 A method is a term registered in bct.losses.registry plus its yml (METHOD.TITLE, TRAIN.TYPE,
 COMP_LOSS.*; MODULES when the term lives outside bct). Every list of methods (tools, benchmarks) and
@@ -25,15 +26,12 @@ _BASE_NEW = "Base-new.yml"
 
 
 def methods_dir() -> str:
-    """The folder of method ymls: the repository's configs/methods (beside the bct package), else
-    configs/methods under the current folder."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "configs", "methods")
-    return here if os.path.isdir(here) else os.path.join("configs", "methods")
+    """The folder of method ymls: bct/methods, inside the package (package data of the wheel)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "methods")
 
 
 def method_names(include_oracle: bool = True) -> list:
-    """Names of configs/methods/*.yml: oracle, then the paper's order (bct, lce, unibct, hot_refresh,
+    """Names of bct/methods/*.yml: oracle, then the paper's order (bct, lce, unibct, hot_refresh,
     advbct), then any others alphabetically."""
     folder = methods_dir()
     found = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".yml")) if os.path.isdir(folder) else []

@@ -11,7 +11,7 @@ instance with torchrun through the scripts), test each of them and use
 `python -m bct.tools.summarize --oracle ...` instead.
 
 The folder must hold old_model.yml, extract_feat.yml, test_model.yml and new_<method>.yml for the oracle
-and every method (the methods are those of configs/methods). Finished steps of the same settings and
+and every method (the methods are those of bct/methods). Finished steps of the same settings and
 inputs are reused; an interrupted training resumes; a step of other settings in --out is refused;
 --fresh deletes --out first. Outputs in --out: results.md, results.json, backfill.png, self_cross.png,
 log.txt (the comparison's own log; each model logs into its own folder).
