@@ -226,9 +226,10 @@ def test_older_key_names_map_with_one_note_and_dead_keys_are_ignored(tmp_path):
                  "EVAL.HOT_REFRESH -> EVAL.PARTIAL_BACKFILL", "TRAIN.THRESHOLD -> COMP_LOSS.THRESHOLD",
                  "UPGRADE_LOSS ignored", "TRAIN.DATASET_TYPE ignored", "EVAL.DATASET_NAME ignored"):
         assert part in notes[0]
-    # Renamed keys follow the usual order: a later layer wins in either name, and a wrong value names the old key.
+    # Renamed keys follow the usual order: a later layer wins in either name (both names in one layer must
+    # agree: test_an_old_key_name_and_its_new_name_with_different_values_are_refused), and a wrong value
+    # names the old key.
     assert load_cfg(old, ["TRAIN.LIST_FILE", "b.txt"], notes=[]).TRAIN.LIST_FILE == "b.txt"
-    assert load_cfg("", ["TRAIN.LIST_FILE", "b.txt", "TRAIN.FILE_DIR", "c.txt"], notes=[]).TRAIN.LIST_FILE == "c.txt"
     with pytest.raises(BadInputError, match=r"TRAIN\.THRESHOLD expects float"):
         load_cfg("", ["TRAIN.THRESHOLD", "high"], notes=[])
     # A checkpoint's stored config with the old names rebuilds under the new ones.
@@ -319,3 +320,23 @@ def test_reference_adv_compatible_means_the_adversarial_term():
     ref = load_cfg("", ["TRAIN.TYPE", "adv_compatible", "COMP_LOSS.TYPE", "bct_limit"])
     ours = load_method_cfg(os.path.join(REPO, "configs"), "advbct")
     assert term_names(ref) == term_names(ours) == ["bct_limit", "adversarial"]
+
+
+def test_an_old_key_name_and_its_new_name_with_different_values_are_refused(tmp_path):
+    """As two spellings of one architecture: which would win depends on their order, so they must agree."""
+    with pytest.raises(BadInputError, match=r"^command line: TRAIN.FILE_DIR 'a.txt' \(the older name of TRAIN.LIST_FILE\) "
+                                            r"and TRAIN.LIST_FILE 'b.txt' disagree; keep only TRAIN.LIST_FILE$"):
+        load_cfg("", ["TRAIN.LIST_FILE", "b.txt", "TRAIN.FILE_DIR", "a.txt"], notes=[])
+    path = tmp_path / "c.yml"
+    path.write_text("EVAL:\n  PARTIAL_BACKFILL: False\n  HOT_REFRESH: True\n")
+    with pytest.raises(BadInputError, match=r"c.yml: EVAL.HOT_REFRESH True \(the older name of EVAL.PARTIAL_BACKFILL\) "
+                                            r"and EVAL.PARTIAL_BACKFILL False disagree"):
+        load_cfg(str(path), notes=[])
+    # The same value twice, or the two names in two layers (the later one wins as usual), load.
+    assert load_cfg("", ["TRAIN.FILE_DIR", "a.txt", "TRAIN.LIST_FILE", "a.txt"], notes=[]).TRAIN.LIST_FILE == "a.txt"
+    base = tmp_path / "base.yml"
+    base.write_text("TRAIN:\n  FILE_DIR: a.txt\n")
+    child = tmp_path / "child.yml"
+    child.write_text("_BASE_: base.yml\nTRAIN:\n  LIST_FILE: b.txt\n")
+    assert load_cfg(str(child), notes=[]).TRAIN.LIST_FILE == "b.txt"
+    assert load_cfg(str(base), ["TRAIN.LIST_FILE", "c.txt"], notes=[]).TRAIN.LIST_FILE == "c.txt"

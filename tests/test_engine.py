@@ -234,3 +234,30 @@ def test_checkpoint_meta_names_the_input_the_model_expects(tiny_list):
     assert (model.meta["input_size"], model.meta["mean"], model.meta["std"]) == \
         (32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     assert (model.meta["old_model_path"], model.meta["old_model_digest"]) == ("", "")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_resume_from_an_empty_or_truncated_last_checkpoint_is_one_line(tiny_list, damage):
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
+    t.train()
+    path = os.path.join(output_dir(t.cfg), "ckpt_epoch_1.pth")
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(BadInputError) as err:
+        _trainer(root, lst, root / "out", resume=True, **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 1})
+    line = str(err.value)
+    assert "\n" not in line and path in line and "point last_checkpoint" in line and "earlier ckpt_epoch_<N>.pth" in line
+    assert ("is empty (0 bytes)" if damage == "empty" else "truncated, corrupt or not a checkpoint") in line
+
+
+def test_new_lr_where_no_run_exists_is_refused_and_writes_nothing(tiny_list):
+    from bct.tools import train as train_tool
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    out = root / "fresh"
+    with pytest.raises(BadInputError, match=r"--new-lr \(TRAIN.RESUME_WITH_NEW_LR\): .* holds no run to continue from"):
+        train_tool.main(["--new-lr", "0.001", *train_opts(root, lst, out, 4)])
+    assert not out.exists()

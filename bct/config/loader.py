@@ -243,6 +243,7 @@ def _merge(cfg: CN, data: dict, source: str, origins: dict, prefix: str = "") ->
             _merge(cfg[k], v, source, origins, full + ".")
         else:
             cfg[k] = _coerce(full, v, cfg[k], source)
+            _spelled(full, full, cfg[k], source)
             _mark_set(full, 0)
             origins[full] = where
 
@@ -250,6 +251,20 @@ def _merge(cfg: CN, data: dict, source: str, origins: dict, prefix: str = "") ->
 # State of the load_cfg call in progress: the root config, the reference keys met and the keys set,
 # each with the level it came from (0 the yaml file, 1 the command line).
 _ROOT = {}
+
+
+def _spelled(target: str, spelling: str, value, source: str) -> None:
+    """A renamed key and its new name given in the same file (or both on the command line) must agree:
+    which one would win depends on their order, so different values are refused, naming both."""
+    if "cfg" not in _ROOT:
+        return
+    seen = _ROOT.setdefault("spelled", {})
+    prev = seen.get(target)
+    if prev is not None and prev[0] == source and prev[1] != spelling and prev[2] != value:
+        (old, old_value), (new, new_value) = sorted([(prev[1], prev[2]), (spelling, value)], key=lambda p: p[0] == target)
+        raise BadInputError(f"{source}: {old} {old_value!r} (the older name of {new}) and {new} {new_value!r} "
+                            f"disagree; keep only {new}")
+    seen[target] = (source, spelling, value)
 
 
 def _mark_set(key: str, level: int) -> None:
@@ -276,6 +291,7 @@ def _take_reference_key(key: str, value, level: int, source: str, where: str, or
         if level == 1 and isinstance(node[last], str) and not isinstance(value, str):
             value = str(value)
         node[last] = _coerce(key, value, node[last], source)
+        _spelled(target, key, node[last], source)
         _mark_set(target, level)
         origins[target] = f"{where} as {key}"
         _note(f"{key} -> {target} ({why})")
@@ -390,6 +406,7 @@ def _merge_opts(cfg: CN, opts, origins: dict = None) -> None:
         if isinstance(node[last], str) and not isinstance(value, str):
             value = text
         node[last] = _coerce(key, value, node[last], "command line")
+        _spelled(key, key, node[last], "command line")
         _mark_set(key, 1)
         origins[key] = "on the command line"
 

@@ -319,12 +319,16 @@ class Trainer:
         if not path:
             self.logger.info(f"--resume: no checkpoint in {self.out_dir} yet, starting from scratch")
             return
-        ckpt = load_checkpoint(path, "--resume")
+        if os.path.getsize(path) == 0:
+            raise BadInputError(f"--resume: the last checkpoint {path} is empty (0 bytes); {self._earlier_advice()}")
+        try:
+            ckpt = load_checkpoint(path, "--resume")
+        except BadInputError as e:
+            raise BadInputError(f"{e}; {self._earlier_advice()}") from None
         check_resume_config(ckpt, path, self.cfg, log=self.logger.info)
         bad = non_finite_entry(ckpt["model"], ckpt.get("extra", {}))
         if bad:
-            raise BadInputError(f"--resume: {path} holds non-finite weights ({bad}); point {LAST_POINTER} in "
-                                f"{self.out_dir} at an earlier ckpt_epoch_<N>.pth, or start a fresh run")
+            raise BadInputError(f"--resume: {path} holds non-finite weights ({bad}); {self._earlier_advice()}")
         load_model_weights(self.model, ckpt["model"], path)
         if isinstance(self.task, CompatTask):
             state = dict(ckpt.get("extra", {}), **{f"model.{k}": v for k, v in ckpt["model"].items()})
@@ -351,6 +355,10 @@ class Trainer:
             self.logger.warning(f"{path} was written by {ckpt.get('world_size')} processes, now {self.world}: "
                                 f"random streams restart from the seed")
         self.logger.info(f"resumed from {path} at epoch {self.start_epoch + 1}, iteration {self.start_iter}")
+
+    def _earlier_advice(self) -> str:
+        return (f"point {LAST_POINTER} in {self.out_dir} at an earlier ckpt_epoch_<N>.pth (write its name in the "
+                f"file), or start a fresh run")
 
     def _apply_new_base_lr(self) -> None:
         """TRAIN.RESUME_WITH_NEW_LR: the restored optimiser and schedule go on from the config's
