@@ -285,7 +285,7 @@ def bench_loading(cfg, repeats: int) -> dict:
 
     The first pass also starts the worker processes; it is reported apart from the median of the
     following passes (files are in the page cache by then, as on a warm training machine)."""
-    from bct.engine.trainer import build_train_loader
+    from bct.engine.loaders import build_train_loader
 
     loader, sampler = build_train_loader(cfg, cfg.SEED)
     n = len(loader) * cfg.TRAIN.BATCH_SIZE

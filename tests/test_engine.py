@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 
 from bct.config import load_cfg
 from bct.models.loading import load_checkpoint
-from bct.engine.trainer import Trainer, TrainingError, output_dir
+from bct.engine.trainer import Trainer, output_dir
+from bct.utils.errors import TrainingError
 from bct.utils.logger import setup_logger
 from helpers import make_image_list, train_opts
 
@@ -158,7 +159,7 @@ def test_loader_workers_above_the_usable_cores_are_lowered_with_one_line(tiny_li
     import warnings
 
     from bct.data import datasets
-    from bct.engine.trainer import build_train_loader
+    from bct.engine.loaders import build_train_loader
 
     root, lst = tiny_list
     cores = len(os.sched_getaffinity(0))
@@ -261,3 +262,35 @@ def test_new_lr_where_no_run_exists_is_refused_and_writes_nothing(tiny_list):
     with pytest.raises(BadInputError, match=r"--new-lr \(TRAIN.RESUME_WITH_NEW_LR\): .* holds no run to continue from"):
         train_tool.main(["--new-lr", "0.001", *train_opts(root, lst, out, 4)])
     assert not out.exists()
+
+
+def test_a_hook_sees_every_step_and_epoch_and_may_add_to_the_epoch_log(tiny_list):
+    """Logging, validation and checkpoints hang on the loop as hooks (bct.engine.hooks); one more
+    registered from outside is called after them, on every step and epoch, and its values join the history."""
+    from bct.engine.hooks import Checkpointer, HookBase, Metrics, Validation
+
+    class Recorder(HookBase):
+        def __init__(self):
+            self.calls = []
+
+        def after_step(self, epoch, it, log, rate):
+            self.calls.append(("step", epoch, it, "loss" in log and rate > 0))
+
+        def after_epoch(self, done, epoch_log):
+            # The checkpoint hook ran before this one: the epoch's file is there.
+            saved = os.path.isfile(os.path.join(self.trainer.out_dir, f"ckpt_epoch_{done}.pth"))
+            self.calls.append(("epoch", done, saved))
+            epoch_log["recorded"] = float(done)
+
+        def after_train(self):
+            self.calls.append(("end",))
+
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 2})
+    assert [type(h) for h in t.hooks] == [Validation, Metrics, Checkpointer]
+    rec = Recorder()
+    t.register_hooks([rec])
+    hist = t.train()
+    assert rec.calls == [("step", 0, 0, True), ("step", 0, 1, True), ("epoch", 1, True),
+                         ("step", 1, 0, True), ("step", 1, 1, True), ("epoch", 2, True), ("end",)]
+    assert hist[2]["recorded"] == 2.0

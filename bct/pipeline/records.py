@@ -58,8 +58,7 @@ def statistics_read(cfg) -> tuple:
 def training_inputs(cfg) -> dict:
     """{config key: path} of the files a training run reads: its list, the pretrained start of the
     trained model, and for a compatible model the old model and the statistics files its method reads."""
-    from bct.engine.trainer import trained_role
-    from bct.models.build import ROLE_KEYS
+    from bct.models.build import ROLE_KEYS, trained_role
 
     inputs = {"TRAIN.LIST_FILE": cfg.TRAIN.LIST_FILE}
     sec = ROLE_KEYS[trained_role(cfg)]

@@ -53,7 +53,8 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
     """
     from bct.engine.distributed import init_distributed
     from bct.engine.lock import OutputLock
-    from bct.engine.trainer import LAST_POINTER, Trainer, output_dir
+    from bct.engine.checkpoint import LAST_POINTER
+    from bct.engine.trainer import Trainer, output_dir
     from bct.losses.registry import term_names
 
     term_names(cfg)  # an unknown term name is refused before the run's folder is touched
