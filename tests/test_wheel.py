@@ -5,6 +5,7 @@ install uses neither the network nor build isolation, so it takes seconds."""
 import glob
 import os
 import shutil
+import site
 import subprocess
 import sys
 
@@ -74,6 +75,13 @@ def test_the_installed_wheel_lists_loads_and_trains(tmp_path):
     # Without a pip of its own: the system's pip and setuptools (seen through the system site) install.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    if sys.prefix != sys.base_prefix:
+        # The tests run inside a virtual environment: the new one sees its packages too (a .pth line
+        # each), since --system-site-packages reaches only the base interpreter's.
+        purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        with open(os.path.join(purelib, "outer_env.pth"), "w") as f:
+            f.write("".join(p + "\n" for p in site.getsitepackages()))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)],
                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
