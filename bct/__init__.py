@@ -10,7 +10,7 @@ __all__ = ["load_model", "Index"]
 
 def __getattr__(name):
     if name == "load_model":
-        from bct.engine.checkpoint import load_model
+        from bct.models.loading import load_model
         return load_model
     if name == "Index":
         from bct.index import Index

@@ -80,7 +80,8 @@ def _sets(data: str):
 
 def part_orders(args, work: str) -> dict:
     from bct.index import Index
-    from bct.index.embed import embed_images, load_model_for
+    from bct.index.embed import embed_images
+    from bct.models.loading import load_model
 
     seeds = list(range(args.seeds))
     results = {}
@@ -97,7 +98,7 @@ def part_orders(args, work: str) -> dict:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(base, folder)
             idx = Index.open(folder)
-            net = load_model_for(path)
+            net = load_model(path)
             q = embed_images(net, queries, batch_size=args.batch_size)
             idx.backfill(path, batch_size=args.batch_size, workers=args.workers, progress=False, force=True)
             idx.rollback(progress=False)
@@ -135,7 +136,7 @@ def part_throughput(args, work: str) -> dict:
     from bct.data.lists import read_image_list
     from bct.evaluation.extract import extract_features
     from bct.index import Index
-    from bct.index.embed import load_model_for
+    from bct.models.loading import load_model
 
     root = os.path.join(args.data, "GLDv2")
     lst = os.path.join(root, "gldv2_train_new_100percent_class.txt")
@@ -144,8 +145,8 @@ def part_throughput(args, work: str) -> dict:
     sub = os.path.join(work, "throughput.txt")
     with open(sub, "w") as f:
         f.write("".join(f"{p} 0\n" for p in paths))
-    old = load_model_for(args.old)
-    new = load_model_for(next(iter(args.models.values())))   # loaded once: the timings are the embedding's
+    old = load_model(args.old)
+    new = load_model(next(iter(args.models.values())))   # loaded once: the timings are the embedding's
     cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(old.input_size), "EVAL.BATCH_SIZE", str(args.batch_size),
                         "EVAL.NUM_WORKERS", str(args.workers), "DEVICE", "cpu"])
     times = {"evaluation": [], "build": [], "backfill": []}

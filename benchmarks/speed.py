@@ -2,7 +2,7 @@
 
 Times the project's own code on this machine: the Trainer's step of plain cross-entropy training
 (TRAIN.TYPE base, docs/method.md) and of every compatible method (docs/method.md: AdvBCT = bct_limit with
-the elastic boundary and the discriminator, and every other method of configs/methods) on
+the elastic boundary and the discriminator, and every other method of bct/methods) on
 one pre-loaded batch, the training DataLoader alone, feature extraction and exact search with both
 backends (docs/evaluation.md). Prints a table and writes everything to a JSON file. See docs/benchmarks.md.
 
@@ -31,7 +31,7 @@ import torch
 if __package__ in (None, ""):  # run as `python benchmarks/speed.py`: the repository root holds bct
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bct.config import load_layers
+from bct.config.loader import load_layers
 from bct.config.methods import method_file, method_names
 from bct.data.datasets import ImageListDataset
 from bct.data.lists import read_image_list
@@ -47,7 +47,7 @@ from bct.utils.logger import setup_logger
 LIST_NAME = "benchmark_list.txt"
 MODES = ("fp32", "amp", "amp_cl")
 # The baseline step is the oracle's (plain cross-entropy with the new model's class count, the same step
-# as old-model training); every other method of the catalogue (configs/methods) is timed against it,
+# as old-model training); every other method of the catalogue (bct/methods) is timed against it,
 # each built from its own yml, so a method added to the catalogue is measured with no change here.
 BASE = "oracle"
 # AdvBCT step time / plain step time that the project accepts on a CPU.
@@ -285,7 +285,7 @@ def bench_loading(cfg, repeats: int) -> dict:
 
     The first pass also starts the worker processes; it is reported apart from the median of the
     following passes (files are in the page cache by then, as on a warm training machine)."""
-    from bct.engine.trainer import build_train_loader
+    from bct.engine.loaders import build_train_loader
 
     loader, sampler = build_train_loader(cfg, cfg.SEED)
     n = len(loader) * cfg.TRAIN.BATCH_SIZE

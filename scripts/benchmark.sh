@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All-method comparison on the synthetic benchmark (or any config folder): old model, oracle and every
-# method of configs/methods, evaluated on RParis/ROxford/GLDv2-format sets; writes results.md,
+# method of bct/methods, evaluated on RParis/ROxford/GLDv2-format sets; writes results.md,
 # results.json and PNG plots to output/compare/<folder>/. Extra arguments go to bct.tools.compare: its
 # flags (list flags take one comma-separated value: --seeds 1,2,3, --methods advbct,bct; --fresh),
 # then KEY VALUE overrides (e.g. --methods advbct TRAIN.EPOCHS 1). Finished models of the same settings

@@ -6,7 +6,7 @@
 # lists/ (the preparation, its retrieval set in lists/eval), resnet18/old and resnet18/new_<method> (the
 # models), old_stats/ (class statistics), eval/new_<method>/ (results and summary.md).
 # Environment:
-#   METHOD=advbct        new model's method (configs/methods: oracle, bct, lce, unibct, hot_refresh, advbct)
+#   METHOD=advbct        new model's method (bct/methods: oracle, bct, lce, unibct, hot_refresh, advbct)
 #   GPUS=0               0: on the CPU (default); N >= 1: on N GPUs (torchrun when N > 1)
 #   FRESH=1              remove output/own/<name> first and start over
 #   PREPARE_ARGS="..."   flags of python -m bct.tools.prepare_images, e.g. "--split data --check-decode"

@@ -325,7 +325,7 @@ def save_index_model(path, seed, old="", old_digest="", emb_dim=64, arch="mobile
 def index_world(root, n_classes=3, per_class=6, size=32, models="ABCDE"):
     """A gallery image list under `root` and checkpoints A (old) -> B -> C, D (unrelated), E (32
     dimensions, trained against A), the first `models` of them; feats: A's and B's gallery vectors."""
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     from bct.index.embed import embed_images
 
     lst = make_image_list(str(root), n_classes=n_classes, per_class=per_class, size=size)

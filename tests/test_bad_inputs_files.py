@@ -98,7 +98,8 @@ def test_yaml_structure_mistakes(w, earlier, tmp_path, capsys, text, words):
 
 
 def test_every_default_key_declares_what_it_may_be():
-    from bct.config import _all_keys, get_cfg_defaults
+    from bct.config.defaults import get_cfg_defaults
+    from bct.config.loader import _all_keys
     from bct.config.defaults import RULES
     from yacs.config import CfgNode as CN
     cfg = get_cfg_defaults()
@@ -112,11 +113,12 @@ def test_every_default_key_declares_what_it_may_be():
 def test_compatibility_loss_choices_are_the_registered_losses():
     from bct.config import load_cfg
     from bct.losses import COMP_LOSS_REGISTRY
+    from bct.losses.registry import check_terms
     from bct.utils.errors import BadInputError
     for name in COMP_LOSS_REGISTRY:
-        assert load_cfg("", ["COMP_LOSS.TYPE", name]).COMP_LOSS.TYPE == name
+        check_terms(load_cfg("", ["COMP_LOSS.TYPE", name]))
     with pytest.raises(BadInputError, match="not a registered compatibility loss"):
-        load_cfg("", ["COMP_LOSS.TYPE", "unknown_loss"])
+        check_terms(load_cfg("", ["COMP_LOSS.TYPE", "unknown_loss"]))
 
 
 def _get(cfg, key):

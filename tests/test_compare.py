@@ -128,14 +128,15 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, argv, words):
 
 @pytest.mark.catalogue
 def test_the_method_list_and_titles_come_from_the_catalogue(tmp_path, monkeypatch):
-    from bct.pipeline import catalog, comparison as compare
+    from bct.config.methods import method_names
+    from bct.pipeline import comparison as compare
     got = {}
     monkeypatch.setattr(compare, "run_seed", lambda setting, methods, sets, seed, out, logger, device:
                         got.setdefault("methods", methods) and (_ for _ in ()).throw(SystemExit(0)))
     monkeypatch.setattr(compare.Setting, "make_starts", lambda self: None)
     with pytest.raises(SystemExit):
         compare.compare(SYN, out=str(tmp_path / "c"), opts=["NUM_THREADS", "1"])
-    assert got["methods"] == catalog.method_names(include_oracle=False)
+    assert got["methods"] == method_names(include_oracle=False)
 
 
 def test_multi_seed_report_gives_the_criterion_in_the_mean_and_per_seed(tmp_path):

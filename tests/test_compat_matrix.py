@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bct.data import revisited
-from bct.evaluation import protocol, sets
+from bct.evaluation import sets
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
 from bct.pipeline import matrix
 from bct.tools import compat_matrix
@@ -173,7 +173,7 @@ def test_matrix_entries_equal_self_and_cross_tests(tmp_path):
     """Two untrained models on the tiny synthetic sets: M[0][0] is the old self-test, M[1][1] the new
     self-test and M[1][0] the cross-test that the test tool's code path computes."""
     from bct.config import load_cfg
-    from bct.engine.checkpoint import load_trained_model
+    from bct.models.loading import load_trained_model
     from bct.tools import init_model, make_synthetic
 
     data = tmp_path / "syn"
@@ -191,11 +191,8 @@ def test_matrix_entries_equal_self_and_cross_tests(tmp_path):
     old, _ = load_trained_model(cfg, "old", path=paths[0], check=())
     new, _ = load_trained_model(cfg, "new", path=paths[1], check=())
     for ds in ("roxford5k", "gldv2"):
-        if ds == "gldv2":
-            r = protocol.evaluate_gldv2_models(cfg, cfg.EVAL.GLDV2_ROOT, new, old, use_cache=False)
-        else:
-            r = protocol.evaluate_revisited_models(cfg, ds, cfg.EVAL.ROOT, new, old, use_cache=False)
+        r = sets.evaluate_models(cfg, sets.build_set(ds, None, cfg), new, old, use_cache=False)
         m = report["datasets"][ds]["matrix"]
-        assert m[0][0] == pytest.approx(protocol.headline(r, "old_self"))
-        assert m[1][1] == pytest.approx(protocol.headline(r, "self"))
-        assert m[1][0] == pytest.approx(protocol.headline(r, "cross"))
+        assert m[0][0] == pytest.approx(sets.headline(r, "old_self"))
+        assert m[1][1] == pytest.approx(sets.headline(r, "self"))
+        assert m[1][0] == pytest.approx(sets.headline(r, "cross"))

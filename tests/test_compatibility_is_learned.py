@@ -44,7 +44,7 @@ def leave_one_out_map(query: np.ndarray, gallery: np.ndarray, labels: np.ndarray
 def _features(cfg, role, path, root, paths):
     from bct.data.datasets import ImageListDataset
     from bct.data.transforms import build_transform
-    from bct.engine.checkpoint import load_trained_model
+    from bct.models.loading import load_trained_model
     from bct.evaluation.extract import extract_features
     model, _ = load_trained_model(cfg, role, path=path, check=("emb_dim",))
     dataset = ImageListDataset(root, paths, transform=build_transform(32))

@@ -11,7 +11,7 @@ from bct.utils.errors import BadInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(f for f in glob.glob(os.path.join(REPO, "configs", "**", "*.yml"), recursive=True)
-                 if os.sep + "methods" + os.sep not in f and not f.endswith("Base-new.yml"))
+                 if not f.endswith("Base-new.yml"))
 SETTINGS = sorted(os.path.dirname(f) for f in glob.glob(os.path.join(REPO, "configs", "**", "Base-new.yml"),
                                                           recursive=True))
 # The output folder of every (setting, method): the names the results and scripts rely on.
@@ -230,18 +230,19 @@ def test_older_key_names_map_with_one_note_and_dead_keys_are_ignored(tmp_path):
                  "EVAL.HOT_REFRESH -> EVAL.PARTIAL_BACKFILL", "TRAIN.THRESHOLD -> COMP_LOSS.THRESHOLD",
                  "UPGRADE_LOSS ignored", "TRAIN.DATASET_TYPE ignored", "EVAL.DATASET_NAME ignored"):
         assert part in notes[0]
-    # Renamed keys follow the usual order: a later layer wins in either name, and a wrong value names the old key.
+    # Renamed keys follow the usual order: a later layer wins in either name (both names in one layer must
+    # agree: test_an_old_key_name_and_its_new_name_with_different_values_are_refused), and a wrong value
+    # names the old key.
     assert load_cfg(old, ["TRAIN.LIST_FILE", "b.txt"], notes=[]).TRAIN.LIST_FILE == "b.txt"
-    assert load_cfg("", ["TRAIN.LIST_FILE", "b.txt", "TRAIN.FILE_DIR", "c.txt"], notes=[]).TRAIN.LIST_FILE == "c.txt"
     with pytest.raises(BadInputError, match=r"TRAIN\.THRESHOLD expects float"):
         load_cfg("", ["TRAIN.THRESHOLD", "high"], notes=[])
     # A checkpoint's stored config with the old names rebuilds under the new ones.
-    from bct.config import cfg_from_yaml_text
+    from bct.config.loader import cfg_from_yaml_text
     assert cfg_from_yaml_text("EVAL:\n  OLD_SAVE_FILE: r.json\nTRAIN:\n  THRESHOLD: 1.0\n").COMP_LOSS.RADIUS_FILE == "r.json"
 
 
 def test_training_settings_keep_the_statistics_files():
-    from bct.config import training_settings
+    from bct.config.loader import training_settings
     a = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"))
     b = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["COMP_LOSS.RADIUS_FILE", "other.json"])
     c = load_cfg(os.path.join(REPO, "configs/synthetic/new_advbct.yml"), ["EVAL.BATCH_SIZE", "3", "METHOD.TITLE", "X"])
@@ -272,14 +273,22 @@ def test_closest_key_hint(given, closest):
         load_cfg("", [given, "1"])
 
 
-def test_comp_loss_type_is_checked_against_the_registry():
+def _terms(opts):
+    """The run's terms as the trainer builds them (the names are checked there, not when a yaml loads)."""
+    from bct.losses.registry import term_names
+    return term_names(load_cfg("", ["TRAIN.TYPE", "compatible", *opts]))
+
+
+def test_comp_loss_type_is_checked_against_the_registry_where_terms_are_built():
     with pytest.raises(BadInputError, match=r"COMP_LOSS.TYPE 'bct_limt' is not a registered compatibility loss "
                                             r"\(did you mean 'bct_limit'\?\).*valid names: .*hot_refresh"):
-        load_cfg("", ["COMP_LOSS.TYPE", "bct_limt"])
+        _terms(["COMP_LOSS.TYPE", "bct_limt"])
     with pytest.raises(BadInputError, match=r"COMP_LOSS.EXTRA_TERMS 'adversary' .*did you mean 'adversarial'"):
-        load_cfg("", ["COMP_LOSS.EXTRA_TERMS", "['adversary']"])
+        _terms(["COMP_LOSS.TYPE", "bct", "COMP_LOSS.EXTRA_TERMS", "['adversary']"])
     with pytest.raises(BadInputError, match=r"MODULES: cannot import no_such_module_here"):
-        load_cfg("", ["MODULES", "['no_such_module_here']"])
+        _terms(["COMP_LOSS.TYPE", "bct", "MODULES", "['no_such_module_here']"])
+    with pytest.raises(BadInputError, match=r"TRAIN.TYPE compatible needs COMP_LOSS.TYPE or COMP_LOSS.EXTRA_TERMS"):
+        _terms([])
 
 
 def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path, monkeypatch, clean_registry):
@@ -293,9 +302,8 @@ def test_a_loss_registered_in_a_module_named_by_modules_can_be_selected(tmp_path
         "        return cls()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(BadInputError, match="'cfg_toy' is not a registered"):
-        load_cfg("", ["COMP_LOSS.TYPE", "cfg_toy"])
-    cfg = load_cfg("", ["MODULES", "['cfg_toy_loss']", "COMP_LOSS.TYPE", "cfg_toy", "TRAIN.TYPE", "compatible"])
-    assert cfg.COMP_LOSS.TYPE == "cfg_toy"
+        _terms(["COMP_LOSS.TYPE", "cfg_toy"])
+    assert _terms(["MODULES", "['cfg_toy_loss']", "COMP_LOSS.TYPE", "cfg_toy"]) == ["cfg_toy"]
 
 
 @pytest.mark.catalogue
@@ -306,7 +314,7 @@ def test_method_catalogue():
     assert names[:len(paper)] == paper and names[len(paper):] == sorted(names[len(paper):])
     assert all(method_title(n) for n in names)
     assert "oracle" not in method_names(include_oracle=False)
-    assert os.path.samefile(methods_dir(), os.path.join(REPO, "configs", "methods"))
+    assert os.path.samefile(methods_dir(), os.path.join(REPO, "bct", "methods"))
     assert [method_title(m) for m in ("advbct", "hot_refresh")] == ["AdvBCT", "Hot-refresh"]
     with pytest.raises(BadInputError, match=r"method 'advbtc' is not in the catalogue .*valid names: oracle, bct"):
         load_method_cfg(os.path.join(REPO, "configs"), "advbtc")
@@ -320,3 +328,23 @@ def test_reference_adv_compatible_means_the_adversarial_term():
     ref = load_cfg("", ["TRAIN.TYPE", "adv_compatible", "COMP_LOSS.TYPE", "bct_limit"])
     ours = load_method_cfg(os.path.join(REPO, "configs"), "advbct")
     assert term_names(ref) == term_names(ours) == ["bct_limit", "adversarial"]
+
+
+def test_an_old_key_name_and_its_new_name_with_different_values_are_refused(tmp_path):
+    """As two spellings of one architecture: which would win depends on their order, so they must agree."""
+    with pytest.raises(BadInputError, match=r"^command line: TRAIN.FILE_DIR 'a.txt' \(the older name of TRAIN.LIST_FILE\) "
+                                            r"and TRAIN.LIST_FILE 'b.txt' disagree; keep only TRAIN.LIST_FILE$"):
+        load_cfg("", ["TRAIN.LIST_FILE", "b.txt", "TRAIN.FILE_DIR", "a.txt"], notes=[])
+    path = tmp_path / "c.yml"
+    path.write_text("EVAL:\n  PARTIAL_BACKFILL: False\n  HOT_REFRESH: True\n")
+    with pytest.raises(BadInputError, match=r"c.yml: EVAL.HOT_REFRESH True \(the older name of EVAL.PARTIAL_BACKFILL\) "
+                                            r"and EVAL.PARTIAL_BACKFILL False disagree"):
+        load_cfg(str(path), notes=[])
+    # The same value twice, or the two names in two layers (the later one wins as usual), load.
+    assert load_cfg("", ["TRAIN.FILE_DIR", "a.txt", "TRAIN.LIST_FILE", "a.txt"], notes=[]).TRAIN.LIST_FILE == "a.txt"
+    base = tmp_path / "base.yml"
+    base.write_text("TRAIN:\n  FILE_DIR: a.txt\n")
+    child = tmp_path / "child.yml"
+    child.write_text("_BASE_: base.yml\nTRAIN:\n  LIST_FILE: b.txt\n")
+    assert load_cfg(str(child), notes=[]).TRAIN.LIST_FILE == "b.txt"
+    assert load_cfg(str(base), ["TRAIN.LIST_FILE", "c.txt"], notes=[]).TRAIN.LIST_FILE == "c.txt"

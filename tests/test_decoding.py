@@ -265,7 +265,7 @@ def test_batch_decoder_keeps_error_messages_and_skip_bad(mixed_folder):
 def test_gpu_decoded_training_loader_and_extraction_on_cpu(tmp_path, monkeypatch):
     """The whole byte path (workers reading bytes, the decoder after the loader) with the decoder on
     the CPU, as DATA.DECODE_DEVICE cuda runs it on a GPU."""
-    from bct.engine.trainer import GpuDecodedLoader, build_train_loader
+    from bct.engine.loaders import GpuDecodedLoader, build_train_loader
     from bct.evaluation.extract import extract_features
     from bct.models import build_model
     from helpers import make_image_list

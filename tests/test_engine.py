@@ -8,8 +8,9 @@ import torch
 import torch.multiprocessing as mp
 
 from bct.config import load_cfg
-from bct.engine.checkpoint import load_checkpoint
-from bct.engine.trainer import Trainer, TrainingError, output_dir
+from bct.models.loading import load_checkpoint
+from bct.engine.trainer import Trainer, output_dir
+from bct.utils.errors import TrainingError
 from bct.utils.logger import setup_logger
 from helpers import free_port as _free_port, make_image_list, train_opts
 
@@ -151,7 +152,7 @@ def test_loader_workers_above_the_usable_cores_are_lowered_with_one_line(tiny_li
     import warnings
 
     from bct.data import datasets
-    from bct.engine.trainer import build_train_loader
+    from bct.engine.loaders import build_train_loader
 
     root, lst = tiny_list
     cores = len(os.sched_getaffinity(0))
@@ -219,7 +220,7 @@ def test_resume_refuses_a_checkpoint_with_non_finite_weights(tiny_list):
 
 
 def test_checkpoint_meta_names_the_input_the_model_expects(tiny_list):
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     root, lst = tiny_list
     t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
     t.train()
@@ -227,3 +228,62 @@ def test_checkpoint_meta_names_the_input_the_model_expects(tiny_list):
     assert (model.meta["input_size"], model.meta["mean"], model.meta["std"]) == \
         (32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     assert (model.meta["old_model_path"], model.meta["old_model_digest"]) == ("", "")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_resume_from_an_empty_or_truncated_last_checkpoint_is_one_line(tiny_list, damage):
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 1, "TRAIN.MAX_ITERS": 1})
+    t.train()
+    path = os.path.join(output_dir(t.cfg), "ckpt_epoch_1.pth")
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(BadInputError) as err:
+        _trainer(root, lst, root / "out", resume=True, **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 1})
+    line = str(err.value)
+    assert "\n" not in line and path in line and "point last_checkpoint" in line and "earlier ckpt_epoch_<N>.pth" in line
+    assert ("is empty (0 bytes)" if damage == "empty" else "truncated, corrupt or not a checkpoint") in line
+
+
+def test_new_lr_where_no_run_exists_is_refused_and_writes_nothing(tiny_list):
+    from bct.tools import train as train_tool
+    from bct.utils.errors import BadInputError
+    root, lst = tiny_list
+    out = root / "fresh"
+    with pytest.raises(BadInputError, match=r"--new-lr \(TRAIN.RESUME_WITH_NEW_LR\): .* holds no run to continue from"):
+        train_tool.main(["--new-lr", "0.001", *train_opts(root, lst, out, 4)])
+    assert not out.exists()
+
+
+def test_a_hook_sees_every_step_and_epoch_and_may_add_to_the_epoch_log(tiny_list):
+    """Logging, validation and checkpoints hang on the loop as hooks (bct.engine.hooks); one more
+    registered from outside is called after them, on every step and epoch, and its values join the history."""
+    from bct.engine.hooks import Checkpointer, HookBase, Metrics, Validation
+
+    class Recorder(HookBase):
+        def __init__(self):
+            self.calls = []
+
+        def after_step(self, epoch, it, log, rate):
+            self.calls.append(("step", epoch, it, "loss" in log and rate > 0))
+
+        def after_epoch(self, done, epoch_log):
+            # The checkpoint hook ran before this one: the epoch's file is there.
+            saved = os.path.isfile(os.path.join(self.trainer.out_dir, f"ckpt_epoch_{done}.pth"))
+            self.calls.append(("epoch", done, saved))
+            epoch_log["recorded"] = float(done)
+
+        def after_train(self):
+            self.calls.append(("end",))
+
+    root, lst = tiny_list
+    t = _trainer(root, lst, root / "out", **{"TRAIN.EPOCHS": 2, "TRAIN.MAX_ITERS": 2})
+    assert [type(h) for h in t.hooks] == [Validation, Metrics, Checkpointer]
+    rec = Recorder()
+    t.register_hooks([rec])
+    hist = t.train()
+    assert rec.calls == [("step", 0, 0, True), ("step", 0, 1, True), ("epoch", 1, True),
+                         ("step", 1, 0, True), ("step", 1, 1, True), ("epoch", 2, True), ("end",)]
+    assert hist[2]["recorded"] == 2.0

@@ -35,7 +35,7 @@ from PIL import Image
 import bct.tools.extract_feat  # noqa: F401  imported here once, so that forked runs start at once
 import bct.tools.test  # noqa: F401
 import bct.tools.train  # noqa: F401
-from bct.engine.checkpoint import load_checkpoint
+from bct.models.loading import load_checkpoint
 from helpers import free_port as _free_port
 from helpers import RUN_LIMIT, finish, make_image_list, start, text, train_opts, wait_for  # noqa: F401
 

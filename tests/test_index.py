@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bct
-from bct.engine.checkpoint import load_model
+from bct.models.loading import load_model
 from bct.index import Index
 from bct.index.layout import WriterLock
 from bct.tools import index as index_tool
@@ -224,14 +224,15 @@ def test_backfill_curve_equals_the_evaluation(synthetic, world, tmp_path):
     from bct.config import load_cfg
     from bct.data.revisited import load_revisited
     from bct.evaluation.metrics import compute_map_revisited
-    from bct.evaluation.protocol import evaluate_revisited_models
+    from bct.evaluation import sets
 
     root = str(synthetic / "ROxfordParis")
     cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(SIZE), "EVAL.NUM_WORKERS", "0", "EVAL.USE_CACHE", "False",
                         "EVAL.BACKFILL_SEED", "3", "DEVICE", "cpu"])
     old, new = load_model(world["A"]), load_model(world["B"])
-    expected = evaluate_revisited_models(cfg, "roxford5k", root, new, old, with_old_self=False, use_cache=False,
-                                         backfill=True)["backfill"]
+    bset = sets.build_set("roxford5k", root, cfg, family="revisited")
+    expected = sets.evaluate_models(cfg, bset, new, old, with_old_self=False, use_cache=False,
+                                    backfill=True)["backfill_detail"]
     data = load_revisited("roxford5k", root)
     jpg = os.path.join(root, "roxford5k", "jpg")
     lst = tmp_path / "gallery.txt"

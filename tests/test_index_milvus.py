@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install \".[milvus]\")")
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install \".[milvus]\")")
 
-from bct.engine.checkpoint import load_model  # noqa: E402
+from bct.models.loading import load_model  # noqa: E402
 from bct.index import Index  # noqa: E402
 from bct.tools import index as index_tool  # noqa: E402
 from bct.tools.common import run  # noqa: E402

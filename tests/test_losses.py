@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bct.config import get_cfg_defaults
+from bct.config.defaults import get_cfg_defaults
 from bct.losses import (
     AdversarialLoss,
     HotRefreshLoss,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bct.config import load_cfg
-from bct.engine.checkpoint import check_meta, load_checkpoint, load_trained_model, save_checkpoint
+from bct.engine.checkpoint import save_checkpoint
+from bct.models.loading import check_meta, load_checkpoint, load_trained_model
 from bct.models import build_model, build_model_from_meta
 from bct.models.heads import CosineClassifier
 from bct.utils.errors import BadInputError
@@ -124,7 +125,7 @@ class _Evil:
 def test_load_model_tells_the_input_of_a_checkpoint_without_it(tmp_path):
     """Checkpoints written before the meta held the input size and normalisation: the size comes from
     the stored config, the normalisation is ImageNet's (every bct and reference model's)."""
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     cfg = load_cfg("", ["OLD_MODEL.NUM_CLASSES", "3", "OLD_MODEL.PRETRAINED", "False"])
     model = build_model(cfg, "old")
     save_checkpoint(str(tmp_path / "a.pth"), {"model": model.state_dict(), "meta": model.meta,
@@ -133,3 +134,47 @@ def test_load_model_tells_the_input_of_a_checkpoint_without_it(tmp_path):
     assert (meta["input_size"], meta["mean"], meta["std"]) == (64, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     save_checkpoint(str(tmp_path / "b.pth"), {"model": model.state_dict(), "meta": model.meta})
     assert load_model(str(tmp_path / "b.pth")).meta["input_size"] == 224
+
+
+def _any_mode_images():
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8), "RGBA")
+    yield "RGBA", rgba
+    for mode in ("L", "LA", "P", "CMYK", "1", "I", "F", "RGB"):
+        yield mode, rgba.convert(mode)
+    yield "I;16", Image.fromarray(rng.integers(0, 65536, (30, 40), dtype=np.uint16))
+    trans = rgba.convert("RGB").convert("P")
+    trans.info["transparency"] = 0
+    yield "P+transparency", trans
+
+
+def test_load_model_transform_takes_any_image_mode_and_arrays_as_the_tools_do(tmp_path):
+    """Any PIL mode is converted as the tools' decoder converts a file (bct.data.image.to_rgb), then
+    resized and normalised as the model expects; an HWC uint8 array is the image it holds."""
+    import numpy as np
+    from PIL import Image
+
+    from bct.data.image import to_rgb
+    from bct.data.transforms import build_transform
+    from bct.models.loading import load_model
+    cfg = load_cfg("", ["OLD_MODEL.NUM_CLASSES", "3", "OLD_MODEL.PRETRAINED", "False"])
+    model = build_model(cfg, "old")
+    save_checkpoint(str(tmp_path / "m.pth"), {"model": model.state_dict(), "meta": {**model.meta, "input_size": 32}})
+    loaded = load_model(str(tmp_path / "m.pth"))
+    tools = build_transform(32, "squash")
+    for mode, img in _any_mode_images():
+        got = loaded.transform(img)
+        assert got.shape == (3, 32, 32) and torch.equal(got, tools(to_rgb(img))), mode
+    rgb = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    assert torch.equal(loaded.transform(rgb), tools(Image.fromarray(rgb)))
+    grey = rgb[:, :, 0]
+    assert torch.equal(loaded.transform(grey), loaded.transform(grey[:, :, None]))
+    assert torch.equal(loaded.transform(grey), tools(Image.fromarray(grey).convert("RGB")))
+    rgba = np.concatenate([rgb, np.full((30, 40, 1), 255, np.uint8)], axis=2)
+    assert torch.equal(loaded.transform(rgba), tools(Image.fromarray(rgb)))
+    with pytest.raises(ValueError, match=r"HWC uint8 with 1, 3 or 4 channels.*float32 of shape \(30, 40, 3\)"):
+        loaded.transform(rgb.astype(np.float32))
+    with pytest.raises(TypeError, match="expected a PIL image or an HWC uint8 numpy array, got list"):
+        loaded.transform([1, 2, 3])

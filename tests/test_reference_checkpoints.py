@@ -14,7 +14,8 @@ import torch
 
 import bct
 from bct.config import load_cfg
-from bct.engine.checkpoint import load_checkpoint, load_trained_model, save_checkpoint
+from bct.engine.checkpoint import save_checkpoint
+from bct.models.loading import load_checkpoint, load_trained_model
 from bct.losses import load_old_stats
 from bct.models import build_model
 from bct.tools import convert_checkpoint

@@ -22,7 +22,7 @@ from bct.evaluation import sets
 from bct.evaluation.extract import embed_images
 from bct.evaluation.search import rank_matrix, search
 from bct.models.build import build_model
-from bct.pipeline import catalog
+from bct.config.methods import method_names
 from bct.pipeline.report_page import THUMB_PX, choose_queries, make_thumbnails
 from bct.pipeline.results import load_rankings, write_result
 from bct.tools import report
@@ -317,7 +317,7 @@ def test_a_small_gallery_shows_all_it_keeps(results, tmp_path, capsys):
 def _comparison(results, tmp_path):
     """A comparison folder as bct.tools.compare writes it, with two methods of the catalogue."""
     folder, _ = results
-    methods = catalog.method_names(include_oracle=False)[:2]
+    methods = method_names(include_oracle=False)[:2]
     out = tmp_path / "cmp"
     evals = out / "seed7" / "eval"
     for name in ["old", "oracle", *methods]:

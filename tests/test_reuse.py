@@ -9,7 +9,10 @@ import shutil
 import pytest
 
 from bct.config import load_cfg
-from bct.pipeline import class_stats, pretrained_start, train_run, training_record
+from bct.pipeline.pretrained import pretrained_start
+from bct.pipeline.records import training_record
+from bct.pipeline.stats import class_stats
+from bct.pipeline.train import train_run
 from bct.pipeline.records import differences
 from bct.tools import train as train_tool
 from bct.tools.common import run

@@ -65,7 +65,7 @@ def test_trainings_inside_a_comparison_log_into_their_own_folders(tmp_path):
     """Two real trainings through bct.pipeline.train_run inside a comparison's log: each training's
     lines go to its folder's log.txt, and the comparison's last line (its table) to the comparison's."""
     from bct.config import load_cfg
-    from bct.pipeline import train_run
+    from bct.pipeline.train import train_run
 
     lst = make_image_list(str(tmp_path / "data"), n_classes=3, per_class=4)
     cmp_dir = tmp_path / "cmp"

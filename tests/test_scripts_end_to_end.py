@@ -110,7 +110,8 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
 def test_every_method_trains(tiny, tmp_path, method):
     """Each method's synthetic config trains a couple of iterations and writes a new-model checkpoint
     (the scripts' default method is trained by test_scripts_run_the_whole_pipeline)."""
-    from bct.engine.checkpoint import load_checkpoint, save_checkpoint
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models.loading import load_checkpoint
     from bct.models.build import build_model
     from bct.config import load_cfg
     from bct.tools import extract_feat, train

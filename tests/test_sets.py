@@ -13,7 +13,7 @@ from PIL import Image
 
 from bct.config import load_cfg
 from bct.data.retrieval_set import load_retrieval_set, write_retrieval_set
-from bct.evaluation import protocol, sets
+from bct.evaluation import sets
 from bct.evaluation.extract import embed_images
 from bct.evaluation.metrics import (compute_map_revisited, gldv2_map_at_k, mean_retrieval_scores,
                                     retrieval_scores)
@@ -322,7 +322,7 @@ def test_evaluate_models_on_an_own_set(tmp_path):
 
 def test_evaluate_models_equals_the_per_family_computation(tmp_path):
     """Revisited and GLDv2: the scores of evaluate_models are those of the code it replaced (rank,
-    then compute_map_revisited or gldv2_map_at_k), and the old entry points return them unchanged."""
+    then compute_map_revisited or gldv2_map_at_k), the full backfill curve in backfill_detail."""
     cfg = _cfg(tmp_path, **{"EVAL.ROOT": _revisited_set(tmp_path), "EVAL.GLDV2_ROOT": _gldv2_set(tmp_path / "gld"),
                             "EVAL.BACKFILL_RATIOS": "[0.0, 1.0]", "EVAL.TOPK": 3})
     new, old = _models(cfg)
@@ -341,10 +341,7 @@ def test_evaluate_models_equals_the_per_family_computation(tmp_path):
             assert result[part][level]["mp"] == want[level]["mp"]
     assert result["headline"]["cross"] == 100 * result["cross"]["medium"]["map"]
     assert result["backfill"] == [(0.0, result["headline"]["cross"]), (1.0, result["headline"]["self"])]
-    legacy = protocol.evaluate_revisited_models(cfg, "toy", cfg.EVAL.ROOT, new, old, "cpu", **common)
-    assert legacy["backfill"] == result["backfill_detail"]
-    assert legacy["backfill"][0]["medium"] == result["cross"]["medium"]["map"]
-    assert legacy["self"]["medium"]["map"] == result["self"]["medium"]["map"]
+    assert result["backfill_detail"][0]["medium"] == result["cross"]["medium"]["map"]
 
     gld = sets.build_set("gldv2", None, cfg)
     result = sets.evaluate_models(cfg, gld, new, old, "cpu", **common)
@@ -355,9 +352,7 @@ def test_evaluate_models_equals_the_per_family_computation(tmp_path):
                                                         split.solution, 3)
     assert result["headline"]["cross"] == 100 * result["cross"]["private"]
     assert result["n_query"] == {"public": 1, "private": 1} and result["k"] == 3
-    legacy = protocol.evaluate_gldv2_models(cfg, cfg.EVAL.GLDV2_ROOT, new, old, "cpu", **common)
-    assert legacy["backfill"] == result["backfill_detail"] and legacy["cross"] == result["cross"]
-    assert set(legacy["backfill"]) == {"public", "private"}
+    assert set(result["backfill_detail"]) == {"public", "private"}
     cross = result["cross"]
     assert gld.report_lines(result)[1] == (f"cross-test M(new, old): mAP@3 public {100 * cross['public']:.2f} "
                                            f"private {100 * cross['private']:.2f}")

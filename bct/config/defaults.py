@@ -52,10 +52,10 @@ RULES["MODULES"] = each(NONEMPTY)
 # The compatibility method of a new model (set by bct.config.methods.load_method_cfg)
 # -----------------------------------------------------------------------------
 _C.METHOD = CN()
-# Name of the method: the file configs/methods/<NAME>.yml ("" when the config was not made from one).
+# Name of the method: the file bct/methods/<NAME>.yml ("" when the config was not made from one).
 _C.METHOD.NAME = ""
 RULES["METHOD.NAME"] = FREE
-# Title of the method in tables and plots (configs/methods/<NAME>.yml sets it).
+# Title of the method in tables and plots (bct/methods/<NAME>.yml sets it).
 _C.METHOD.TITLE = ""
 RULES["METHOD.TITLE"] = FREE
 

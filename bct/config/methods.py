@@ -1,4 +1,5 @@
-"""The catalogue of compatibility methods: configs/methods/<name>.yml, one file per method.
+"""The catalogue of compatibility methods: bct/methods/<name>.yml, one file per method, shipped inside
+the package (an installed wheel lists them from any folder).
 
 A method is a term registered in bct.losses.registry plus its yml (METHOD.TITLE, TRAIN.TYPE,
 COMP_LOSS.*; MODULES when the term lives outside bct). Every list of methods (tools, benchmarks) and
@@ -17,6 +18,7 @@ the catalogue and in such a folder is the catalogue's.
 """
 import os
 
+from bct.config.loader import load_layers
 from bct.utils.errors import BadInputError
 
 __all__ = ["methods_dir", "method_names", "method_title", "method_file", "load_method_cfg", "method_spec_of_path",
@@ -29,11 +31,8 @@ METHODS_PATH_ENV = "BCT_METHODS_PATH"
 
 
 def methods_dir() -> str:
-    """The folder of method ymls: the repository's configs/methods (beside the bct package), else
-    configs/methods under the current folder."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "configs", "methods")
-    return here if os.path.isdir(here) else os.path.join("configs", "methods")
+    """The folder of method ymls: bct/methods, inside the package (package data of the wheel)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "methods")
 
 
 def _extra_dirs() -> list:
@@ -86,9 +85,10 @@ def _name(method: str) -> str:
 
 
 def method_title(name: str) -> str:
-    """The display title of a method (METHOD.TITLE of its yml; the name when the yml gives none)."""
-    from bct.config import load_layers
-
+    """The display title of a method (METHOD.TITLE of its yml; the name when the yml gives none). A
+    name outside the catalogue (e.g. "old" in a table) is its own title."""
+    if not name.endswith((".yml", ".yaml")) and name not in method_names():
+        return name
     cfg = load_layers([method_file(name)], freeze=False, notes=[], sets={"METHOD.NAME": _name(name)})
     return cfg.METHOD.TITLE or _name(name)
 
@@ -96,8 +96,6 @@ def method_title(name: str) -> str:
 def load_method_cfg(setting_dir: str, method: str, opts=(), notes: list = None, freeze: bool = True):
     """The (frozen) config of `method`'s new model in the setting folder `setting_dir` (module
     docstring). `method`: a catalogue name or the path of a method yml."""
-    from bct.config import load_layers
-
     base = os.path.join(setting_dir, _BASE_NEW)
     if not os.path.isfile(base):
         raise BadInputError(f"setting folder {setting_dir}: no {_BASE_NEW} (the new models' shared settings) in it")

@@ -52,7 +52,7 @@ import numpy as np
 
 from bct.data.prepare import class_split, class_split_labels, data_split
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import _UMASK, read_text, text_lines
+from bct.utils.fileio import _UMASK, file_digest, read_text, text_lines
 
 FORMAT, VERSION = "bct-collection", 1
 SET_FORMAT, SET_VERSION = "bct-retrieval-set", 1
@@ -452,14 +452,6 @@ def _list_text(paths: list, idx: np.ndarray, labels: np.ndarray) -> str:
     return "".join(f"{paths[i]} {lab}\n" for i, lab in zip(idx.tolist(), labels.tolist()))
 
 
-def _file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _existing(out: str, settings: dict, inputs: dict):
     """The manifest of ``out`` when it holds this very preparation; None when ``out`` is free;
     BadInputError when it holds anything else."""
@@ -495,7 +487,7 @@ def _existing(out: str, settings: dict, inputs: dict):
                             "that folder to replace it")
     for name, record in old.get("files", {}).items():
         path = os.path.join(out, name)
-        if not os.path.isfile(path) or _file_sha(path) != record.get("sha256"):
+        if not os.path.isfile(path) or file_digest(path) != record.get("sha256"):
             raise BadInputError(f"{path} was changed or removed since the preparation (its sha256 is in "
                                 f"{manifest_path}); "
                                 f"remove {out} and prepare again")

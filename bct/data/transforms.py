@@ -149,6 +149,34 @@ def build_transform(size: int, resize: str = "squash", augment: bool = False, fa
     return T.Compose(geometry + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+class ToRGB:
+    """A PIL image of any mode (L, LA, P, RGBA, CMYK, I;16, 1, ...) or an HWC uint8 numpy array ((H, W),
+    (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA) -> an RGB PIL image, converted as the tools convert a
+    decoded file (bct.data.image.to_rgb: alpha on white, 16-bit and float scaled to 8 bits)."""
+
+    def __call__(self, img):
+        from bct.data.image import to_rgb
+
+        if isinstance(img, np.ndarray):
+            if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+                raise ValueError(f"an image array must be HWC uint8 with 1, 3 or 4 channels (or HW), got "
+                                 f"{img.dtype} of shape {img.shape}")
+            arr = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+            img = Image.fromarray(np.ascontiguousarray(arr))  # L, RGB or RGBA from the array's shape
+        elif not isinstance(img, Image.Image):
+            raise TypeError(f"expected a PIL image or an HWC uint8 numpy array, got {type(img).__name__}")
+        return to_rgb(img)
+
+
+def model_transform(size: int, resize: str = "squash", mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """What a loaded model's ``transform`` does (bct.models.loading.load_model): any image (ToRGB) ->
+    build_transform's tensor, normalised with the model's mean and std."""
+    steps = build_transform(size, resize).transforms
+    if (tuple(mean), tuple(std)) != (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)):
+        steps = steps[:-1] + [T.Normalize(mean, std)]
+    return T.Compose([ToRGB()] + steps)
+
+
 def pad_collate(batch):
     """Collate ``ImageListDataset`` items whose images differ in size.
 

@@ -1,10 +1,11 @@
 """The one training loop shared by every trainer (docs/method.md; checkpoints and resuming in docs/configuration.md).
 
-Epochs and iterations, DistributedSampler epochs, the per-iteration LR schedule, AMP on CUDA,
-channels_last, SyncBN, gradient-norm logging, TensorBoard scalars, periodic validation on every
-rank, atomic checkpoints with exact resume (RNG states included; the file format and the resume
-checks are in bct/engine/checkpoint.py), and a clear stop on a non-finite loss or on non-finite
-weights about to be saved. The old-model trainer and the compatible trainer differ only in the task
+Epochs and iterations, DistributedSampler epochs (the loader: bct/engine/loaders.py), the
+per-iteration LR schedule, AMP on CUDA, channels_last, SyncBN, gradient-norm logging, atomic
+checkpoints with exact resume (RNG states included; the file format and the resume checks are in
+bct/engine/checkpoint.py), and a clear stop on a non-finite loss or on non-finite weights about to
+be saved. Log lines, TensorBoard scalars, periodic validation and when to save hang on the loop as
+hooks (bct/engine/hooks.py). The old-model trainer and the compatible trainer differ only in the task
 module that turns a batch into a loss dict (bct/engine/tasks.py).
 """
 import os
@@ -16,42 +17,33 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler
 
-from bct.config import cfg_to_yaml
-from bct.data.datasets import build_image_dataset, loader_workers
-from bct.data.gpu_decode import raw_collate
-from bct.data.lists import check_labels, read_image_list
+from bct.config.loader import cfg_to_yaml
 from bct.engine.checkpoint import (
     CONFIG_NAME,
     LAST_POINTER,
     check_resume_config,
     last_checkpoint,
-    load_checkpoint,
-    load_model_weights,
-    load_trained_model,
     non_finite_entry,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from bct.engine.hooks import default_hooks
+from bct.engine.loaders import build_train_loader
 from bct.engine.old_cache import OldFeatureCache
 from bct.engine.optim import build_optimizer, build_scheduler
 from bct.engine.tasks import BaseTask, CompatTask
 from bct.losses.registry import Progress, build_terms, needs_angles, needs_stats
 from bct.losses.stats import load_old_stats
-from bct.models.build import ROLE_KEYS, build_model
+from bct.models.build import ROLE_KEYS, build_model, trained_role
+from bct.models.loading import load_checkpoint, load_model_weights, load_trained_model
 from bct.utils.comm import get_rank, get_world_size, is_dist, is_main_process
 from bct.utils.errors import BadInputError, TrainingError
 from bct.utils.fileio import file_digest, write_text_atomic
-
-__all__ = ["Trainer", "TrainingError", "output_dir", "trained_role", "build_train_loader", "LAST_POINTER"]
 from bct.utils.logger import get_logger
 
-
-
-def trained_role(cfg) -> str:
-    return cfg.TRAIN.ROLE if cfg.TRAIN.TYPE == "base" else "new"
+__all__ = ["Trainer", "output_dir"]
 
 
 def output_dir(cfg) -> str:
@@ -72,77 +64,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _collate_ok(batch):
-    """Stack a batch, dropping images that failed to load under SKIP_BAD_IMAGES (they are counted)."""
-    images, labels, indices, ok = zip(*batch)
-    keep = [i for i, good in enumerate(ok) if good]
-    return (torch.stack([images[i] for i in keep]) if keep else torch.empty(0),
-            torch.tensor([labels[i] for i in keep], dtype=torch.long),
-            torch.tensor([indices[i] for i in keep], dtype=torch.long),
-            len(batch) - len(keep))
-
-
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler that can start an epoch part-way (resuming a checkpoint saved mid-epoch)."""
-
-    skip = 0
-
-    def __iter__(self):
-        indices = list(super().__iter__())
-        skip, self.skip = self.skip, 0
-        return iter(indices[skip:])
-
-
-class GpuDecodedLoader:
-    """The training DataLoader when images are decoded on the GPU (DATA.DECODE_DEVICE cuda): the
-    workers deliver file bytes, ``decoder`` decodes each batch on the device, and batches come out
-    as from the CPU loader: (images on the device, labels, dataset indices, number of unreadable
-    images left out)."""
-
-    def __init__(self, loader, decoder):
-        self.loader, self.decoder = loader, decoder
-        self.generator = loader.generator
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for payloads, labels, indices, _ in self.loader:
-            images, ok = self.decoder(payloads, indices)
-            yield images[ok.to(images.device)], labels[ok], indices[ok], int((~ok).sum())
-
-
-def build_train_loader(cfg, seed: int, device="cpu"):
-    """(loader, sampler) of the training list; `device` is where DATA.DECODE_DEVICE cuda decodes."""
-    paths, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)
-    num_classes = cfg[ROLE_KEYS[trained_role(cfg)]].NUM_CLASSES
-    check_labels(labels, num_classes, cfg.TRAIN.LIST_FILE, key=f"{ROLE_KEYS[trained_role(cfg)]}.NUM_CLASSES")
-    dataset, decoder = build_image_dataset(cfg, "train", cfg.TRAIN.ROOT, paths, labels, size=cfg.TRAIN.INPUT_SIZE,
-                                           augment=cfg.TRAIN.AUGMENT, skip_bad=cfg.TRAIN.SKIP_BAD_IMAGES,
-                                           list_name=cfg.TRAIN.LIST_FILE, device=device)
-    world = get_world_size()
-    if len(dataset) < cfg.TRAIN.BATCH_SIZE * world:
-        raise BadInputError(
-            f"{cfg.TRAIN.LIST_FILE}: {len(dataset)} images cannot fill one batch of TRAIN.BATCH_SIZE "
-            f"{cfg.TRAIN.BATCH_SIZE} on {world} process(es); lower TRAIN.BATCH_SIZE"
-        )
-    sampler = ResumableSampler(dataset, num_replicas=world, rank=get_rank(), shuffle=True,
-                                 seed=cfg.SEED, drop_last=True)
-    workers = loader_workers(cfg.TRAIN.NUM_WORKERS, "TRAIN.NUM_WORKERS")
-    loader = DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE, sampler=sampler, drop_last=True,
-                        num_workers=workers, pin_memory=torch.cuda.is_available(),
-                        persistent_workers=workers > 0 and not cfg.DETERMINISTIC, prefetch_factor=4 if workers > 0 else None,
-                        worker_init_fn=_worker_init, collate_fn=_collate_ok if decoder is None else raw_collate,
-                        generator=torch.Generator().manual_seed(seed))
-    return (loader if decoder is None else GpuDecodedLoader(loader, decoder)), sampler
 
 
 class Trainer:
@@ -193,10 +114,17 @@ class Trainer:
             # indexed by label, which gives a dense gradient with zeros), so DDP needs no search for
             # unused ones.
             self.ddp = DDP(self.task, device_ids=ids)
-        self.tb = None
         self._stop_signal = None
         # The last training batch, which a checkpoint's weights must embed to finite values.
         self._probe = None
+        self.hooks = []
+        self.register_hooks(default_hooks())
+
+    def register_hooks(self, hooks) -> None:
+        """Add hooks (bct.engine.hooks), called in the order given, after those already registered."""
+        for hook in hooks:
+            hook.trainer = self
+            self.hooks.append(hook)
 
     # -- what differs between trainers -------------------------------------------------------
     def build_task(self):
@@ -321,12 +249,16 @@ class Trainer:
         if not path:
             self.logger.info(f"--resume: no checkpoint in {self.out_dir} yet, starting from scratch")
             return
-        ckpt = load_checkpoint(path, "--resume")
+        if os.path.getsize(path) == 0:
+            raise BadInputError(f"--resume: the last checkpoint {path} is empty (0 bytes); {self._earlier_advice()}")
+        try:
+            ckpt = load_checkpoint(path, "--resume")
+        except BadInputError as e:
+            raise BadInputError(f"{e}; {self._earlier_advice()}") from None
         check_resume_config(ckpt, path, self.cfg, log=self.logger.info)
         bad = non_finite_entry(ckpt["model"], ckpt.get("extra", {}))
         if bad:
-            raise BadInputError(f"--resume: {path} holds non-finite weights ({bad}); point {LAST_POINTER} in "
-                                f"{self.out_dir} at an earlier ckpt_epoch_<N>.pth, or start a fresh run")
+            raise BadInputError(f"--resume: {path} holds non-finite weights ({bad}); {self._earlier_advice()}")
         load_model_weights(self.model, ckpt["model"], path)
         if isinstance(self.task, CompatTask):
             state = dict(ckpt.get("extra", {}), **{f"model.{k}": v for k, v in ckpt["model"].items()})
@@ -354,6 +286,10 @@ class Trainer:
                                 f"random streams restart from the seed")
         self.logger.info(f"resumed from {path} at epoch {self.start_epoch + 1}, iteration {self.start_iter}")
 
+    def _earlier_advice(self) -> str:
+        return (f"point {LAST_POINTER} in {self.out_dir} at an earlier ckpt_epoch_<N>.pth (write its name in the "
+                f"file), or start a fresh run")
+
     def _apply_new_base_lr(self) -> None:
         """TRAIN.RESUME_WITH_NEW_LR: the restored optimiser and schedule go on from the config's
         BASE_LR, with the schedule's factor of the step reached (momentum buffers are kept)."""
@@ -369,15 +305,6 @@ class Trainer:
                          f"(learning rate now {base * factor:g})")
 
     # -- the loop ------------------------------------------------------------------------------
-    def _tb(self):
-        if self.tb is None and is_main_process():
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(os.path.join(self.out_dir, "tb"))
-            except ImportError:
-                self.tb = False
-        return self.tb or None
-
     def progress(self, epoch: int, it: int) -> Progress:
         """Where training stands, for terms with a schedule (AdvBCT's adversarial term)."""
         return Progress(epoch, self.cfg.TRAIN.EPOCHS, it, self.iters_per_epoch)
@@ -441,17 +368,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{out['loss']:.3f}")
-                gstep = epoch * self.iters_per_epoch + it
-                if (it + 1) % cfg.PRINT_FREQ == 0 or it + 1 == self.iters_per_epoch:
-                    rate = seen * self.world / max(1e-9, time.time() - t0)
-                    terms = " ".join(f"{k} {v:.4f}" for k, v in out.items())
-                    self.logger.info(f"epoch {epoch + 1} iter {it + 1}/{self.iters_per_epoch} "
-                                     f"lr {self.optimizer.param_groups[0]['lr']:.5f} {terms} {rate:.1f} img/s")
-                    tb = self._tb()
-                    if tb:
-                        for k, v in out.items():
-                            tb.add_scalar(f"train/{k}", v, gstep)
-                        tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], gstep)
+                rate = seen * self.world / max(1e-9, time.time() - t0)
+                for hook in self.hooks:
+                    hook.after_step(epoch, it, out, rate)
                 if stopped or it + 1 >= self.iters_per_epoch:
                     break
             if bar is not None:
@@ -473,26 +392,11 @@ class Trainer:
             if skipped:
                 self.logger.warning(f"epoch {epoch + 1}: skipped {skipped} unreadable images (TRAIN.SKIP_BAD_IMAGES)")
             epoch_log["skipped_images"] = skipped
-            done = epoch + 1
-            if cfg.TRAIN.VAL_FREQ > 0 and cfg.VAL.DATASET and (done % cfg.TRAIN.VAL_FREQ == 0 or done == cfg.TRAIN.EPOCHS):
-                epoch_log.update(self.validate())
-            history[done] = epoch_log
-            self.logger.info(f"epoch {done} done in {epoch_log['epoch_time_s']:.1f}s "
-                             f"({epoch_log['images_per_s']:.1f} img/s): " +
-                             " ".join(f"{k} {v:.4f}" for k, v in epoch_log.items() if k not in ("epoch_time_s", "images_per_s")))
-            tb = self._tb()
-            if tb:
-                for k, v in epoch_log.items():
-                    tb.add_scalar(f"epoch/{k}", v, done)
-                tb.flush()
-            if done % cfg.TRAIN.SAVE_FREQ == 0 or done == cfg.TRAIN.EPOCHS:
-                self.save(done, final=done == cfg.TRAIN.EPOCHS)
-        if self.start_epoch >= cfg.TRAIN.EPOCHS:
-            self.logger.info(f"nothing to do: {self.out_dir} already holds {cfg.TRAIN.EPOCHS} epochs")
-            if is_main_process() and not os.path.exists(os.path.join(self.out_dir, "model_final.pth")):
-                self.save(cfg.TRAIN.EPOCHS, final=True)
-        if self.tb:
-            self.tb.close()
+            history[epoch + 1] = epoch_log
+            for hook in self.hooks:  # validation, the log line, the checkpoint (bct.engine.hooks)
+                hook.after_epoch(epoch + 1, epoch_log)
+        for hook in self.hooks:
+            hook.after_train()
         return history
 
     def step(self, images, labels, epoch: int, it: int, params, idx=None):
@@ -559,18 +463,6 @@ class Trainer:
             return "nothing was saved yet: start again with a lower TRAIN.OPTIMIZER.BASE_LR, enable TRAIN.CLIP_GRAD, or check the data"
         return (f"lower the rate, enable TRAIN.CLIP_GRAD or check the data; the last checkpoint ({last}, finite "
                 f"weights) goes on at a lower rate with --resume TRAIN.RESUME_WITH_NEW_LR True TRAIN.OPTIMIZER.BASE_LR <lower>")
-
-    def validate(self) -> dict:
-        """Medium mAP of the trained model on VAL (and cross-test against the old model) on every rank."""
-        from bct.evaluation.protocol import evaluate_revisited_models
-        self.model.eval()
-        res = evaluate_revisited_models(self.cfg, self.cfg.VAL.DATASET, self.cfg.VAL.ROOT, self.model,
-                                        self.old_model, self.device, with_old_self=False, use_cache=False)
-        self.model.train()
-        out = {"val_self_mAP_M": res["self"]["medium"]["map"] * 100}
-        if "cross" in res:
-            out["val_cross_mAP_M"] = res["cross"]["medium"]["map"] * 100
-        return out
 
 
 def _scalar(v) -> float:

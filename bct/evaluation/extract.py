@@ -10,7 +10,6 @@ re-extracting it while a repaired or replaced image gets fresh features. A cache
 be read back whole (truncated, wrong shape) is extracted again, with one info line.
 ``embed_images`` is what the benchmark sets call: image paths in, features out, through the cache.
 """
-import errno
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from bct.data.datasets import build_image_dataset, loader_workers
 from bct.data.gpu_decode import raw_collate
 from bct.utils.errors import BadInputError
 from bct.utils.comm import all_gather_nograd, get_rank, get_world_size, is_main_process, barrier
-from bct.utils.fileio import atomic_path, file_signature
+from bct.utils.fileio import atomic_path, file_signature, reserve
 from bct.utils.logger import get_logger
 
 
@@ -93,7 +92,7 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
                     writer = atomic_path(out_path)
                     tmp = writer.__enter__()
                     feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-                    _reserve(tmp, out_path)
+                    reserve(tmp, out_path)
                 else:
                     feats = np.zeros((n, dim), dtype=np.float32)
                 ok = np.zeros(n, dtype=bool)
@@ -116,23 +115,6 @@ def extract_features(model, dataset, batch_size: int = 64, num_workers: int = 2,
         writer.__exit__(None, None, None)
         feats = np.load(out_path, mmap_mode="r")
     return feats, ok
-
-
-def _reserve(tmp: str, final: str) -> None:
-    """Allocate a memory-mapped file's blocks now: a full disk is then an OSError here, naming the
-    file, instead of a SIGBUS when a page is written back later."""
-    if not hasattr(os, "posix_fallocate"):
-        return
-    fd = os.open(tmp, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    except OSError as e:
-        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # file systems without fallocate
-            return
-        e.filename = final
-        raise
-    finally:
-        os.close(fd)
 
 
 def _abandon(writer):

@@ -16,6 +16,11 @@ from bct.evaluation.metrics import compatibility_scores
 # The paper's titles of the built-in sets; tools read a set's title from its BenchmarkSet
 # (bct.evaluation.sets), which takes it from here (any other set is titled by its name).
 DATASET_TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
+
+
+def set_title(name: str) -> str:
+    """The title of a set in tables when no built set is at hand (the built set's ``title`` otherwise)."""
+    return DATASET_TITLES.get(name, name)
 _MISSING = "—"
 
 

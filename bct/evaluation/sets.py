@@ -32,7 +32,7 @@ from bct.data.revisited import PROTOCOLS, gnd_path, load_revisited
 from bct.evaluation.extract import embed_images
 from bct.evaluation.metrics import (compute_map_revisited, format_revisited, gldv2_ap_at_k, mean_retrieval_scores,
                                     retrieval_scores)
-from bct.evaluation.report import DATASET_TITLES, partial_backfill_gallery
+from bct.evaluation.report import partial_backfill_gallery, set_title
 from bct.evaluation.search import rank_matrix, search
 from bct.utils.errors import BadInputError
 from bct.utils.logger import get_logger
@@ -205,7 +205,7 @@ class RevisitedSet(BenchmarkSet):
     def __init__(self, name: str, root: str):
         self.data = load_revisited(name, root)
         label = os.path.join(root, name)
-        super().__init__(name, root, DATASET_TITLES.get(name, name), "Medium mAP",
+        super().__init__(name, root, set_title(name), "Medium mAP",
                          ImageGroup(self.data.db_paths, f"{label} database"))
         self.query_list = f"{label} queries"
         self.protocols = {level: self.data.protocol(level) for level in LEVELS}
@@ -271,7 +271,7 @@ class GLDv2Set(BenchmarkSet):
     def __init__(self, name: str, root: str, k: int):
         self.splits = {usage: load_gldv2_retrieval(root, usage) for usage in USAGES}
         self.k = int(k)
-        super().__init__(name, root, DATASET_TITLES.get(name, name), f"private mAP@{self.k}",
+        super().__init__(name, root, set_title(name), f"private mAP@{self.k}",
                          ImageGroup(self.splits["public"].gallery_paths, os.path.join(root, GLDV2_GALLERY)))
         self.ap_name = f"AP@{self.k}"
 

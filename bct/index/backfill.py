@@ -155,17 +155,17 @@ def _model_info(index, model, name: str):
     for m in index.models():
         if m.digest == digest:
             return m, None
-    from bct.engine.checkpoint import load_checkpoint
+    from bct.models.loading import load_checkpoint
     ckpt = load_checkpoint(path, "--model")
     return describe(path, name, table=index.models(), checkpoint=ckpt), ckpt
 
 
 def _network(model, ckpt, info, device):
     """The model to embed with, fed as `info` says (input size, resize mode)."""
-    from bct.index.embed import load_model_for
+    from bct.models.loading import load_model
 
     if isinstance(model, (str, os.PathLike)):
-        return load_model_for(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
+        return load_model(os.fspath(model), device, info.input_size, info.resize, checkpoint=ckpt)
     if (model.input_size, model.resize) != (info.input_size, info.resize):
         from bct.data.transforms import build_transform
         model.input_size, model.resize = info.input_size, info.resize

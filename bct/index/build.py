@@ -16,12 +16,12 @@ import time
 import numpy as np
 
 from bct.index import layout
-from bct.index.embed import embed_batches, image_dataset, load_model_for, read_gallery
+from bct.index.embed import embed_batches, image_dataset, read_gallery
 from bct.index.layout import WriterLock, create_array, write_ids, write_manifest, write_state
 from bct.index.models import describe
 from bct.utils.comm import barrier, get_rank, get_world_size
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import atomic_path
+from bct.utils.fileio import atomic_path, reserve
 
 
 def finite_rows(vectors, what: str, ids) -> None:
@@ -91,10 +91,12 @@ def build_index(out: str, model, list_path: str = "", root: str = "", folder: st
     Returns {"rows", "dim", "model", "seconds", "images_per_s", "reused"}. Under torchrun every rank
     calls this; each embeds its share of the chunks and rank 0 merges.
     """
+    from bct.models.loading import load_model
+
     rank, world = get_rank(), get_world_size()
     ids, labels, source = read_gallery(list_path, root, folder)
     n = len(ids)
-    net = model if not isinstance(model, (str, os.PathLike)) else load_model_for(model, device)
+    net = model if not isinstance(model, (str, os.PathLike)) else load_model(model, device)
     if input_size or resize:
         from bct.data.transforms import build_transform
         net.input_size, net.resize = int(input_size or net.input_size), resize or net.resize
@@ -258,7 +260,7 @@ def _merge(out, manifest, ids, labels, n, dim, n_chunks, chunk_rows) -> None:
     bad = 0
     with atomic_path(vec_path) as tmp:
         vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-        layout.reserve(tmp, vec_path)
+        reserve(tmp, vec_path)
         for c in range(n_chunks):
             with np.load(_shard_path(out, c)) as z:
                 vectors[c * chunk_rows:c * chunk_rows + len(z["ok"])] = z["vectors"]
@@ -335,7 +337,7 @@ def build_from_vectors(out: str, vectors, ids, model, *, name: str = "", labels=
         vec_path = os.path.join(out, layout.VECTORS)
         with atomic_path(vec_path) as tmp:
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-            layout.reserve(tmp, vec_path)
+            reserve(tmp, vec_path)
             for s in range(0, n, block_rows):
                 dst[s:s + block_rows] = _normalised(vectors[s:s + block_rows])
             dst.flush()

@@ -101,22 +101,3 @@ def embed_images(model, paths, root: str = "", batch_size: int = 64, workers: in
                                          device, workers, amp):
         out[index] = feats
     return out
-
-
-def load_model_for(path: str, device="cpu", input_size: int = 0, resize: str = "", checkpoint: dict = None):
-    """bct.load_model(path) (from an already read `checkpoint` when given) with the input size /
-    resize mode overridden when given."""
-    from bct.engine.checkpoint import attach_inputs, load_checkpoint, load_model_weights
-    from bct.models.build import build_model_from_meta
-
-    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path, "model")
-    model = build_model_from_meta(ckpt["meta"], pretrained=False)
-    load_model_weights(model, ckpt["model"], path)
-    model = attach_inputs(model.to(device).eval(), ckpt, path)
-    if input_size or resize:
-        from bct.data.transforms import build_transform
-
-        model.input_size = int(input_size or model.input_size)
-        model.resize = resize or model.resize
-        model.transform = build_transform(model.input_size, model.resize)
-    return model

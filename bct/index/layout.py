@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import atomic_path, is_atomic_temp, write_json_atomic
+from bct.utils.fileio import atomic_path, is_atomic_temp, reserve, write_json_atomic
 from bct.utils.flock import Busy, FileLock, read_holder
 
 FORMAT_NAME = "bct-index"
@@ -136,23 +136,6 @@ def write_state(folder: str, state: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # arrays
 # ---------------------------------------------------------------------------------------------
-
-def reserve(path: str, label: str) -> None:
-    """Allocate a file's blocks now, so that a full disk is an OSError here (naming `label`), not a
-    SIGBUS when a memory-mapped page is written back later."""
-    if not hasattr(os, "posix_fallocate"):
-        return
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    except OSError as e:
-        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # file systems without fallocate
-            return
-        e.filename = label
-        raise
-    finally:
-        os.close(fd)
-
 
 def create_array(path: str, shape: tuple, dtype, fill=None) -> None:
     """Write a new .npy file of `shape` (allocated in full, optionally filled) atomically."""

@@ -100,7 +100,7 @@ def describe(source, name: str = "", table=(), checkpoint: dict = None) -> Model
     """The ModelInfo of a checkpoint path or of a model from bct.load_model (which carries
     source_path). `table`: ModelInfo entries already known (the index's models), whose recorded
     lineage is used when the chain reaches one of them."""
-    from bct.engine.checkpoint import input_settings, load_checkpoint
+    from bct.models.loading import input_settings, load_checkpoint
 
     path = source if isinstance(source, (str, os.PathLike)) else getattr(source, "source_path", "")
     if not path:
@@ -124,7 +124,7 @@ def describe(source, name: str = "", table=(), checkpoint: dict = None) -> Model
 
 def _fill_lineage(info: ModelInfo, old_file: str, note: str, known: dict) -> None:
     """Follow old-model links from `info` through the table and the checkpoint files."""
-    from bct.engine.checkpoint import load_checkpoint
+    from bct.models.loading import load_checkpoint
 
     lineage, digest, complete = [], info.old_digest, not note
     seen = {info.digest}

@@ -220,9 +220,10 @@ class Index:
         if isinstance(queries, (list, tuple)) and queries and isinstance(queries[0], (str, os.PathLike)):
             if model is None:
                 raise BadInputError("search: image queries need a model to embed them (--model CHECKPOINT)")
-            from bct.index.embed import embed_images, load_model_for
+            from bct.index.embed import embed_images
+            from bct.models.loading import load_model
             names = names or [os.fspath(q) for q in queries]
-            net = model if not isinstance(model, (str, os.PathLike)) else load_model_for(model, device)
+            net = model if not isinstance(model, (str, os.PathLike)) else load_model(model, device)
             queries = embed_images(net, queries, root, batch_size, workers, device)
         q = self._as_queries(queries, info)
         names = list(names) if names is not None else list(range(q.shape[0]))

@@ -30,7 +30,7 @@ from bct.losses.stats import OldClassStats, load_old_stats
 from bct.utils.errors import BadInputError
 
 __all__ = ["COMP_LOSS_REGISTRY", "Progress", "register_comp_loss", "import_modules", "comp_loss_class",
-           "comp_loss_names", "term_names", "needs_stats", "needs_angles", "build_comp_loss", "build_terms"]
+           "comp_loss_names", "check_terms", "term_names", "needs_stats", "needs_angles", "build_comp_loss", "build_terms"]
 
 COMP_LOSS_REGISTRY: dict = {}
 _FLAGS = ("NEEDS_OLD_FEATURES", "NEEDS_OLD_CLASSIFIER", "NEEDS_STATS", "NEEDS_ANGLES")
@@ -97,12 +97,29 @@ def comp_loss_class(name: str, key: str = "COMP_LOSS.TYPE"):
     return COMP_LOSS_REGISTRY[name]
 
 
+def check_terms(cfg) -> None:
+    """The term names of a config against the registry, after importing MODULES (so a term registered
+    in user code counts): an unknown name is one line with the closest name and the valid ones, and a
+    compatible run names at least one term."""
+    import_modules(cfg.MODULES)
+    for key, names in (("COMP_LOSS.TYPE", [cfg.COMP_LOSS.TYPE]), ("COMP_LOSS.EXTRA_TERMS", cfg.COMP_LOSS.EXTRA_TERMS)):
+        for name in names:
+            try:
+                comp_loss_class(name, key)
+            except BadInputError as e:
+                raise BadInputError(f"config: {e}") from None
+    if cfg.TRAIN.TYPE == "compatible" and cfg.COMP_LOSS.TYPE == "none" and not cfg.COMP_LOSS.EXTRA_TERMS:
+        valid = ", ".join(n for n in comp_loss_names() if n != "none")
+        raise BadInputError(f"config: TRAIN.TYPE compatible needs COMP_LOSS.TYPE or COMP_LOSS.EXTRA_TERMS ({valid})")
+
+
 def term_names(cfg) -> list:
     """The terms a compatible run trains with: COMP_LOSS.TYPE, then COMP_LOSS.EXTRA_TERMS, then
-    'adversarial' for TRAIN.TYPE adv_compatible (once). Empty for TRAIN.TYPE base."""
+    'adversarial' for TRAIN.TYPE adv_compatible (once), each checked (check_terms). Empty for
+    TRAIN.TYPE base."""
     if cfg.TRAIN.TYPE == "base":
         return []
-    import_modules(cfg.MODULES)
+    check_terms(cfg)
     names = [cfg.COMP_LOSS.TYPE] + [n for n in cfg.COMP_LOSS.EXTRA_TERMS if n != cfg.COMP_LOSS.TYPE]
     if cfg.TRAIN.TYPE == "adv_compatible" and "adversarial" not in names:
         names.append("adversarial")

@@ -14,6 +14,11 @@ from bct.models.heads import EmbeddingHead, build_classifier
 ROLE_KEYS = {"old": "OLD_MODEL", "new": "NEW_MODEL"}
 
 
+def trained_role(cfg) -> str:
+    """The role of the model a config trains: TRAIN.ROLE for TRAIN.TYPE base, else the new model."""
+    return cfg.TRAIN.ROLE if cfg.TRAIN.TYPE == "base" else "new"
+
+
 class RetrievalModel(nn.Module):
     """images (B,3,H,W) -> embedding (B, emb_dim); with_logits=True also returns classifier logits."""
 

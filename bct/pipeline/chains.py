@@ -18,8 +18,9 @@ import numpy as np
 
 from bct.data.lists import read_image_list
 from bct.data.prepare import check_fractions, nested_list_name, percent_tag
+from bct.config.methods import method_title
 from bct.evaluation.report import matrix_table
-from bct.pipeline import catalog
+from bct.pipeline import records
 from bct.pipeline.comparison import Setting, check_methods, default_out
 from bct.pipeline.matrix import FILES, HEADLINE, evaluate_models, summarize, write_report
 from bct.pipeline.plots import matrix_heatmaps
@@ -103,20 +104,20 @@ def train_chain(setting: Setting, method: str, first: Generation, lists: list, c
     prev, paths, times = first, [first.path], {}
     for t, (list_path, num_classes) in enumerate(lists[1:], start=2):
         name = f"{method} gen{t}"
-        stats_of_prev = {catalog.RADIUS_KEY: os.path.join(prev.stats, "radius.json") if prev.stats else "",
-                         catalog.ANGLE_KEY: os.path.join(prev.stats, "angle.json") if prev.stats else ""}
+        stats_of_prev = {"COMP_LOSS.RADIUS_FILE": os.path.join(prev.stats, "radius.json") if prev.stats else "",
+                         "COMP_LOSS.ANGLE_FILE": os.path.join(prev.stats, "angle.json") if prev.stats else ""}
         cfg = setting.for_run(base, seed, run_dir, **{
-            catalog.LIST_KEY: list_path, "NEW_MODEL.NUM_CLASSES": num_classes, "OLD_MODEL.MODEL_PATH": prev.path,
+            "TRAIN.LIST_FILE": list_path, "NEW_MODEL.NUM_CLASSES": num_classes, "OLD_MODEL.MODEL_PATH": prev.path,
             "OLD_MODEL.ARCH": prev.arch, "OLD_MODEL.NUM_CLASSES": prev.num_classes, **stats_of_prev,
             "TAG": f"{base.TAG}_{chain_tag}_gen{t}"})
         run = train_run(cfg, resume=True, reuse=True, name=name)
         times[name] = run.seconds
         stats = ""
-        if t < len(lists) and catalog.statistics_read(cfg):
+        if t < len(lists) and records.statistics_read(cfg):
             stats = os.path.join(run_dir, "chain_stats", f"{method}_{chain_tag}_gen{t}")
             class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir, **{
                 "OLD_MODEL.MODEL_PATH": run.path, "OLD_MODEL.ARCH": cfg.NEW_MODEL.ARCH,
-                "OLD_MODEL.NUM_CLASSES": num_classes, catalog.LIST_KEY: list_path,
+                "OLD_MODEL.NUM_CLASSES": num_classes, "TRAIN.LIST_FILE": list_path,
                 "TRAIN.INPUT_SIZE": cfg.TRAIN.INPUT_SIZE, "EXTRACT.SAVE_DIR": stats}), reuse=True)
         prev = Generation(run.path, cfg.NEW_MODEL.ARCH, num_classes, stats)
         paths.append(run.path)
@@ -132,7 +133,7 @@ def _transitivity(chain: str, report: dict) -> list:
         if far:
             cells = ", ".join(f"{c['query']}→{c['gallery']} {c['value']:.2f} vs {c['reference']:.2f} "
                               f"{'✓' if c['met'] else '✗'}" for c in far)
-            lines.append(f"- {catalog.method_title(chain)}, {e['title']}: {cells}")
+            lines.append(f"- {method_title(chain)}, {e['title']}: {cells}")
     return lines
 
 
@@ -142,15 +143,16 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
     import shutil
 
     from bct.engine.distributed import init_distributed
+    from bct.evaluation.sets import parse_set_specs
     from bct.pipeline.comparison import DEFAULT_SETS
 
     methods = check_methods(methods or list(DEFAULT_METHODS))
-    sets = sets or catalog.parse_sets(DEFAULT_SETS)
+    sets = sets or parse_set_specs(DEFAULT_SETS)
     setting = Setting(config_dir, opts)
     out = out or default_out(config_dir)
     run_dir, report_dir = os.path.join(out, f"seed{seed}"), os.path.join(out, "generations")
     old_cfg = setting.for_run(setting.file("old_model.yml"), seed, run_dir)
-    old_list = catalog.get(old_cfg, catalog.LIST_KEY)
+    old_list = old_cfg.TRAIN.LIST_FILE
     fractions, split = chain_fractions(generations, fractions, old_list)
     lists = generation_lists(old_list, fractions, split)
     if lists[0][1] != old_cfg.OLD_MODEL.NUM_CLASSES:
@@ -189,7 +191,7 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
             reports[method] = summarize(models, results, None if method == "oracle" else oracle_self,
                                         None if method == "oracle" else dict(zip(names[1:], chains["oracle"][1:])))
             write_report(os.path.join(report_dir, method), reports[method],
-                         f"{catalog.method_title(method)} chain: compatibility matrix of {len(paths)} generations")
+                         f"{method_title(method)} chain: compatibility matrix of {len(paths)} generations")
         wall = time.time() - start
         text = generations_markdown(config_dir, seed, fractions, split, lists, reports, times, wall)
         write_text_atomic(os.path.join(report_dir, "results.md"), text)
@@ -197,7 +199,7 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
             {"config_dir": config_dir, "seed": seed, "split": split, "fractions": fractions,
              "classes": [n for _, n in lists], "lists": [p for p, _ in lists], "chains": reports,
              "train_seconds": times, "wall_seconds": wall}), indent=1)
-        matrix_heatmaps([[{"title": f"{catalog.method_title(m)}: {e['title']}", "names": names,
+        matrix_heatmaps([[{"title": f"{method_title(m)}: {e['title']}", "names": names,
                            "matrix": e["matrix"]} for e in r["datasets"].values()] for m, r in reports.items()],
                         os.path.join(report_dir, "heatmaps.png"))
         logger.info("\n" + text)
@@ -209,7 +211,7 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
 def generations_markdown(config_dir, seed, fractions, split, lists, reports: dict, times: dict, wall: float) -> str:
     """The report of a generations run: the summary of every chain, the pairs no training linked
     directly, every matrix, and the times."""
-    title = catalog.method_title
+    title = method_title
     first = next(iter(reports.values()))["datasets"]
     datasets, titles = list(first), {ds: e["title"] for ds, e in first.items()}
     md = [f"# Model generations ({config_dir}, seed {seed})", "",

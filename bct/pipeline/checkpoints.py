@@ -7,7 +7,7 @@ def write_untrained(cfg, role: str, out: str, seed: int = 0) -> dict:
     """Write the checkpoint of the untrained ``role`` model of ``cfg`` (its initialisation); returns its meta."""
     import torch
 
-    from bct.config import cfg_to_yaml
+    from bct.config.loader import cfg_to_yaml
     from bct.engine.checkpoint import save_checkpoint
     from bct.models.build import build_model
 
@@ -25,10 +25,10 @@ def convert(src: str, dst: str, to: str = "bct") -> dict:
 
     from bct.engine.checkpoint import save_checkpoint
     from bct.models.reference import bct_to_reference
-    from bct.pipeline.evaluation import read_checkpoint
+    from bct.models.loading import read_model_checkpoint
     from bct.utils.fileio import atomic_path
 
-    ckpt = read_checkpoint(src, "--model")
+    ckpt = read_model_checkpoint(src, "--model")
     meta = ckpt["meta"]
     if to == "bct":
         if meta.get("source") != "reference":

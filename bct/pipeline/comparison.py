@@ -13,10 +13,11 @@ import time
 
 import numpy as np
 
-from bct.config import load_cfg, training_settings
+from bct.config import load_cfg
+from bct.config.loader import training_settings
+from bct.config.methods import load_method_cfg, method_names, method_title
 from bct.evaluation.metrics import compatibility_scores, meets_bct_criterion
-from bct.evaluation.report import backfill_curve_table, markdown_table
-from bct.pipeline import catalog
+from bct.evaluation.report import backfill_curve_table, markdown_table, set_title
 from bct.pipeline.configs import derive
 from bct.pipeline.evaluation import evaluate
 from bct.pipeline.plots import backfill_plot, self_cross_plot
@@ -77,7 +78,7 @@ class Setting:
         return self._load(name, lambda: load_cfg(os.path.join(self.dir, name), self.opts))
 
     def method(self, method: str):
-        return self._load(f"method:{method}", lambda: catalog.method_cfg(self.dir, method, self.opts))
+        return self._load(f"method:{method}", lambda: load_method_cfg(self.dir, method, list(self.opts)))
 
     def for_run(self, cfg, seed: int, run_dir: str, **values):
         """``cfg`` for one seed: its seed, output folder and feature cache (unless overridden), and ``values``."""
@@ -120,8 +121,8 @@ def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> 
                     name="old")
     class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir,
                                 **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
-    inputs = {"OLD_MODEL.MODEL_PATH": old.path, catalog.RADIUS_KEY: os.path.join(stats, "radius.json"),
-              catalog.ANGLE_KEY: os.path.join(stats, "angle.json")}
+    inputs = {"OLD_MODEL.MODEL_PATH": old.path, "COMP_LOSS.RADIUS_FILE": os.path.join(stats, "radius.json"),
+              "COMP_LOSS.ANGLE_FILE": os.path.join(stats, "angle.json")}
     paths, times = {}, {"old": old.seconds}
     for m in ["oracle", *methods]:
         run = train_run(setting.for_run(setting.method(m), seed, run_dir, **inputs), resume=True, reuse=True, name=m)
@@ -199,11 +200,11 @@ def _pm(ms):
 def _labels(per_seed: list) -> tuple:
     """(title, headline name) functions of the sets of a comparison."""
     labels = per_seed[0].get("sets") or {} if per_seed else {}
-    return (lambda d: labels.get(d, {}).get("title") or catalog.set_title(d),
+    return (lambda d: labels.get(d, {}).get("title") or set_title(d),
             lambda d: labels.get(d, {}).get("headline_name") or "headline mAP")
 
 
-def seeds_table(agg: dict, methods, datasets, set_title=catalog.set_title) -> str:
+def seeds_table(agg: dict, methods, datasets, set_title=set_title) -> str:
     head = (["Method"] + [f"{set_title(d)} (self / cross)" for d in datasets] +
             ["P_up", "P_comp", "P_1", "Gain %"])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -214,14 +215,14 @@ def seeds_table(agg: dict, methods, datasets, set_title=catalog.set_title) -> st
         cells = [f"{_pm(e['self'][d])} / {_pm(e['cross'][d])}" for d in datasets]
         s = e["scores"]
         cells += [_pm(s["P_up"]), _pm(s["P_comp"]), _pm(s["P_1"]), _pm((100 * s["gain"][0], 100 * s["gain"][1]))]
-        lines.append("| " + " | ".join([catalog.method_title(m)] + cells) + " |")
+        lines.append("| " + " | ".join([method_title(m)] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -> dict:
     """results.md, results.json, backfill.png and self_cross.png of a comparison in ``out``."""
     methods, datasets = list(methods), list(datasets)
-    title = catalog.method_title
+    title = method_title
     set_title, headline_name = _labels(per_seed)
     agg = aggregate(per_seed, methods, datasets)
     one = len(per_seed) == 1
@@ -281,7 +282,7 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
 
 def check_methods(methods) -> list:
     """The compatible methods asked for, checked against the catalogue (the oracle always runs)."""
-    known = catalog.method_names(include_oracle=False)
+    known = method_names(include_oracle=False)
     for m in methods:
         if m not in known:
             raise BadInputError(f"--methods: unknown method {m!r}; the methods are {', '.join(known)} "
@@ -295,9 +296,10 @@ def compare(config_dir: str, methods=None, sets=None, seeds=(1234,), out: str = 
     """Run the comparison (see the module docstring) into ``out``; returns the report
     {"markdown", "aggregate", "pngs"}. ``sets``: [(name, root or None)]."""
     from bct.engine.distributed import init_distributed
+    from bct.evaluation.sets import parse_set_specs
 
-    methods = check_methods(methods or catalog.method_names(include_oracle=False))
-    sets = sets or catalog.parse_sets(DEFAULT_SETS)
+    methods = check_methods(methods or method_names(include_oracle=False))
+    sets = sets or parse_set_specs(DEFAULT_SETS)
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds):
         raise BadInputError(f"--seeds names a seed twice: {','.join(map(str, seeds))}")

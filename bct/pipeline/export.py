@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bct.pipeline.evaluation import model_from_checkpoint, read_checkpoint
+from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 from bct.utils.errors import BadInputError, CheckFailedError
 from bct.utils.fileio import atomic_path
 
@@ -63,7 +63,7 @@ def export_model(path: str, fmt: str, out: str, normalize: bool = False, input_s
                  atol: float = 1e-4) -> dict:
     """Export the checkpoint at ``path`` to ``out`` ("torchscript" or "onnx") and check it; returns
     {"meta", "diff", "limit", "batch"}."""
-    model = model_from_checkpoint(read_checkpoint(path, "--model"), path)
+    model = model_from_checkpoint(read_model_checkpoint(path, "--model"), path)
     net = EmbeddingNet(model, normalize).eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, input_size, input_size, generator=gen)

@@ -8,8 +8,7 @@ import os
 import numpy as np
 
 from bct.evaluation.metrics import consecutive_scores, matrix_compatibility
-from bct.evaluation.report import matrix_table
-from bct.pipeline import catalog
+from bct.evaluation.report import matrix_table, set_title
 from bct.pipeline.evaluation import load_for_eval
 from bct.pipeline.plots import matrix_heatmaps
 from bct.utils.errors import BadInputError
@@ -24,7 +23,9 @@ HEADLINE = ("mAP x100 (each set's headline number: Medium mAP for the revisited 
 def evaluate_models(cfg, named_paths: list, sets: list, device) -> dict:
     """{set name: matrix result} for the models [(name, checkpoint)] oldest first on ``sets``
     ([(name, root or None)]); all models must embed in one size."""
-    bsets = [catalog.build_set(name, root, cfg) for name, root in sets]
+    from bct.evaluation.sets import build_set, compatibility_matrix
+
+    bsets = [build_set(name, root, cfg) for name, root in sets]
     models, digests, dims = [], [], []
     for name, path in named_paths:
         model, meta, digest = load_for_eval(cfg, "new", path, device, check=())
@@ -35,7 +36,7 @@ def evaluate_models(cfg, named_paths: list, sets: list, device) -> dict:
         dims.append((name, path, meta["emb_dim"]))
         models.append(model)
         digests.append(digest)
-    return {b.name: dict(catalog.matrix_on_set(cfg, b, models, device, digests), title=b.title,
+    return {b.name: dict(compatibility_matrix(cfg, b, models, device, digests), title=b.title,
                          headline_name=b.headline_name) for b in bsets}
 
 
@@ -46,7 +47,7 @@ def summarize(named_paths: list, results: dict, oracle_self: dict = None, oracle
     names = [n for n, _ in named_paths]
     per_set = {}
     for ds, r in results.items():
-        entry = {"title": r.get("title", catalog.set_title(ds)), "headline_name": r.get("headline_name", ""),
+        entry = {"title": r.get("title", set_title(ds)), "headline_name": r.get("headline_name", ""),
                  "matrix": r["matrix"], **matrix_compatibility(r["matrix"]),
                  "pairs": [{"query": names[i], "gallery": names[j], "scores": s} for (i, j), s in r["pairs"].items()]}
         for c in entry["criterion"]:

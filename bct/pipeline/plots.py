@@ -3,7 +3,8 @@
 outside the axes, and the heat-maps of one figure share one colour scale."""
 import numpy as np
 
-from bct.pipeline import catalog
+from bct.config.methods import method_title
+from bct.evaluation.report import set_title
 from bct.utils.fileio import atomic_path
 
 
@@ -27,7 +28,7 @@ def _legend_below(fig, axes, ncol: int) -> None:
 
 
 def _label(labels: dict, ds: str, field: str) -> str:
-    default = catalog.set_title(ds) if field == "title" else "headline mAP"
+    default = set_title(ds) if field == "title" else "headline mAP"
     return (labels or {}).get(ds, {}).get(field) or default
 
 
@@ -41,7 +42,7 @@ def backfill_plot(agg: dict, methods, datasets, path: str, seeds: int, labels: d
             curve = agg["methods"][m]["curves"][ds]
             ax.errorbar([100 * c[0] for c in curve], [c[1] for c in curve],
                         yerr=[c[2] for c in curve] if seeds > 1 else None, marker="o", capsize=3,
-                        label=catalog.method_title(m))
+                        label=method_title(m))
         ax.axhline(agg["old_self"][ds][0], color="grey", ls="--", lw=1, label="old self-test")
         ax.axhline(agg["oracle_self"][ds][0], color="black", ls=":", lw=1, label="oracle self-test")
         ax.set_title(_label(labels, ds, "title"))
@@ -72,7 +73,7 @@ def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int, labels:
             cross = agg["methods"][m]["cross"][ds]
             ax.annotate(f"{cross[0] - old:+.1f}", (i + 0.2, cross[0] + (cross[1] if seeds > 1 else 0)),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(x, [catalog.method_title(m) for m in methods], rotation=30, fontsize=8)
+        ax.set_xticks(x, [method_title(m) for m in methods], rotation=30, fontsize=8)
         ax.set_title(_label(labels, ds, "title"))
         ax.set_ylabel(f"{_label(labels, ds, 'headline_name')} x100")
     fig.suptitle("Self-test and cross-test; above the cross bars: cross-test minus old self-test" +

@@ -9,8 +9,8 @@ the run's folder name OUTPUT/<arch>/pretrain_<key>/). The published file gets a 
 import os
 import time
 
-from bct.config import cfg_to_yaml
-from bct.pipeline import catalog, records
+from bct.config.loader import cfg_to_yaml
+from bct.pipeline import records
 from bct.pipeline.configs import derive
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_json_atomic
@@ -39,14 +39,15 @@ def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
     """
     import torch
 
-    from bct.engine.checkpoint import atomic_path, load_checkpoint
+    from bct.models.loading import load_checkpoint
+    from bct.utils.fileio import atomic_path
     from bct.pipeline.train import train_run
 
     if cfg.TRAIN.TYPE != "base":
         raise BadInputError(f"a pretraining run needs TRAIN.TYPE base, not {cfg.TRAIN.TYPE!r}")
-    lst = catalog.get(cfg, catalog.LIST_KEY)
+    lst = cfg.TRAIN.LIST_FILE
     if not os.path.isfile(lst):
-        raise BadInputError(f"pretraining list {lst} ({catalog.LIST_KEY}) does not exist; make the synthetic benchmark "
+        raise BadInputError(f"pretraining list {lst} (TRAIN.LIST_FILE) does not exist; make the synthetic benchmark "
                             "first (python -m bct.tools.make_synthetic --out data/synthetic)")
     record = start_record(cfg)
     records.refuse_missing(record)

@@ -9,24 +9,16 @@ import os
 
 import yaml
 
-from bct.config import training_settings
-from bct.pipeline import catalog
+from bct.config.loader import training_settings
+from bct.utils import keys
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest, write_json_atomic
 
 RUN_RECORD = "run.json"
 # Config keys that may name a training input file; the ones a run reads enter its record by digest.
 _PATH_KEYS = ("OLD_MODEL.PRETRAINED_PATH", "NEW_MODEL.PRETRAINED_PATH", "OLD_MODEL.MODEL_PATH")
-
-
-def flat(node, prefix: str = "") -> dict:
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+# The config keys of the old-class statistics files (radius first: every statistics-reading term reads it).
+STATISTICS_KEYS = ("COMP_LOSS.RADIUS_FILE", "COMP_LOSS.ANGLE_FILE")
 
 
 def digest_of(path: str, key: str):
@@ -54,28 +46,36 @@ def refuse_missing(record: dict) -> None:
             raise BadInputError(f"{key} {entry['path']} does not exist")
 
 
+def statistics_read(cfg) -> tuple:
+    """The config keys of the old-class statistics files that the terms of ``cfg`` read."""
+    from bct.losses.registry import needs_angles, needs_stats
+
+    if cfg.TRAIN.TYPE == "base" or not needs_stats(cfg):
+        return ()
+    return STATISTICS_KEYS if needs_angles(cfg) else STATISTICS_KEYS[:1]
+
+
 def training_inputs(cfg) -> dict:
     """{config key: path} of the files a training run reads: its list, the pretrained start of the
     trained model, and for a compatible model the old model and the statistics files its method reads."""
-    from bct.engine.trainer import trained_role
-    from bct.models.build import ROLE_KEYS
+    from bct.models.build import ROLE_KEYS, trained_role
 
-    inputs = {catalog.LIST_KEY: catalog.get(cfg, catalog.LIST_KEY)}
+    inputs = {"TRAIN.LIST_FILE": cfg.TRAIN.LIST_FILE}
     sec = ROLE_KEYS[trained_role(cfg)]
     if cfg[sec].PRETRAINED and cfg[sec].PRETRAINED_PATH:
         inputs[f"{sec}.PRETRAINED_PATH"] = cfg[sec].PRETRAINED_PATH
     if cfg.TRAIN.TYPE != "base":
         inputs["OLD_MODEL.MODEL_PATH"] = cfg.OLD_MODEL.MODEL_PATH
-        for key in catalog.statistics_read(cfg):
-            inputs[key] = catalog.get(cfg, key)
+        for key in statistics_read(cfg):
+            inputs[key] = keys.get(cfg, key)
     return inputs
 
 
 def training_record(cfg) -> dict:
     """The record of a training run: its training settings (where it is written left out) with the
     input files by digest instead of by path."""
-    settings = flat(yaml.safe_load(training_settings(cfg, drop_tag=True)))
-    for key in _PATH_KEYS + (catalog.LIST_KEY, catalog.RADIUS_KEY, catalog.ANGLE_KEY):
+    settings = keys.flatten(yaml.safe_load(training_settings(cfg, drop_tag=True)))
+    for key in _PATH_KEYS + ("TRAIN.LIST_FILE",) + STATISTICS_KEYS:
         settings.pop(key, None)
     return make_record(settings, training_inputs(cfg))
 

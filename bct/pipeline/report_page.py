@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from bct.evaluation.metrics import meets_bct_criterion
-from bct.pipeline import catalog
+from bct.config.methods import method_title
+from bct.evaluation.report import set_title
 from bct.pipeline.results import load_rankings, load_results
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path, file_digest, write_json_atomic, write_text_atomic
@@ -154,7 +155,7 @@ class SetView:
 
     def __init__(self, name: str, result: dict, rankings: dict):
         self.name, self.result, self.rankings = name, result, rankings
-        self.title = result.get("title") or catalog.set_title(name)
+        self.title = result.get("title") or set_title(name)
         self.rows = []  # [(group, test, label, {'ids', 'rel', 'ap'})]
         self.numbers = ""
         self.queries = []
@@ -239,7 +240,7 @@ def _compare_sets(folder: str) -> tuple:
         for m in methods:
             r = per_method[m][name]
             ranks = load_rankings(os.path.join(evals, m), r)
-            title = catalog.method_title(m)
+            title = method_title(m)
             view.add(m, "self", f"{title}: new self-test", ranks["tests"]["self"])
             view.add(m, "cross", f"{title}: cross-test", ranks["tests"]["cross"])
             s, c = run["methods"][m]["self"][name], run["methods"][m]["cross"][name]
@@ -446,7 +447,7 @@ def write_report_page(folder: str, out: str, queries: int = DEFAULT_QUERIES, top
              (f" {missing} images could not be read and show as grey squares." if missing else "") + "</p>")
     picker = ""
     if methods:
-        options = "".join(f"<option value='{html.escape(m)}'>{html.escape(catalog.method_title(m))}</option>"
+        options = "".join(f"<option value='{html.escape(m)}'>{html.escape(method_title(m))}</option>"
                           for m in methods)
         picker = (f"<div class='picker'><label>Method shown: <select id='bct-method' onchange='bctPick(this.value)'>"
                   f"{options}<option value='*'>all methods</option></select></label> "

@@ -17,8 +17,7 @@ import os
 import numpy as np
 
 from bct.evaluation.metrics import meets_bct_criterion
-from bct.evaluation.report import markdown_table
-from bct.pipeline import catalog
+from bct.evaluation.report import markdown_table, set_title
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import atomic_path, file_digest, jsonable, read_text, write_json_atomic
 
@@ -34,10 +33,10 @@ def summary_table(results: dict) -> str:
         h = r["headline"]
         old, new, cross = h.get("old_self"), h["self"], h.get("cross")
         if old is None or cross is None:
-            lines.append(f"| {r.get('title') or catalog.set_title(name)} | — | {new:.2f} | — | — | — | — |")
+            lines.append(f"| {r.get('title') or set_title(name)} | — | {new:.2f} | — | — | — | — |")
             continue
         ok = meets_bct_criterion(old, new, cross)
-        lines.append(f"| {r.get('title') or catalog.set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
+        lines.append(f"| {r.get('title') or set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
                      f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -146,7 +145,7 @@ def paper_table(oracle_folder: str, method_specs: list, mixed: bool = False) -> 
         row = {"method": name, "self": {d: r["headline"]["self"] for d, r in res.items()},
                "cross": {d: r["headline"]["cross"] for d, r in res.items() if "cross" in r["headline"]}}
         rows.append(row)
-        met = [f"{catalog.set_title(d)} " + ("yes" if meets_bct_criterion(old_self[d], row["self"][d], c) else "no")
+        met = [f"{set_title(d)} " + ("yes" if meets_bct_criterion(old_self[d], row["self"][d], c) else "no")
                for d, c in row["cross"].items()]
         criterion.append(f"- {name}: " + (", ".join(met) or "no cross-test (OLD_MODEL.MODEL_PATH was empty)"))
     try:

@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from bct.pipeline import catalog, records
+from bct.pipeline import records
+from bct.utils import keys
 from bct.utils.comm import is_main_process
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import AtomicGroup
@@ -24,9 +25,9 @@ _SHAPING = ("OLD_MODEL.ARCH", "OLD_MODEL.NUM_CLASSES", "MODEL.EMB_DIM", "TRAIN.R
 
 
 def stats_record(cfg) -> dict:
-    settings = {k: catalog.get(cfg, k) for k in _SHAPING if catalog.has_key(k)}
+    settings = {k: keys.get(cfg, k) for k in _SHAPING if keys.has(cfg, k)}
     return records.make_record(settings, {"OLD_MODEL.MODEL_PATH": cfg.OLD_MODEL.MODEL_PATH,
-                                          catalog.LIST_KEY: catalog.get(cfg, catalog.LIST_KEY)})
+                                          "TRAIN.LIST_FILE": cfg.TRAIN.LIST_FILE})
 
 
 def class_stats(cfg, reuse: bool = False, device=None) -> dict:
@@ -51,10 +52,10 @@ def class_stats(cfg, reuse: bool = False, device=None) -> dict:
 
 
 def _extract(cfg, out, record, logger, device, refusal=None):
-    from bct.config import cfg_to_yaml
+    from bct.config.loader import cfg_to_yaml
     from bct.data.datasets import build_image_dataset, loader_workers
     from bct.data.lists import check_labels, read_image_list
-    from bct.engine.checkpoint import load_trained_model
+    from bct.models.loading import load_trained_model
     from bct.engine.distributed import init_distributed
     from bct.evaluation.class_stats import class_statistics, statistics_json
     from bct.evaluation.extract import extract_features
@@ -62,7 +63,7 @@ def _extract(cfg, out, record, logger, device, refusal=None):
 
     apply_threads(cfg)
     device = device or init_distributed(cfg.DEVICE, cfg.DIST_BACKEND)
-    list_file = catalog.get(cfg, catalog.LIST_KEY)
+    list_file = cfg.TRAIN.LIST_FILE
     paths, labels = read_image_list(list_file, cfg.TRAIN.ROOT)
     check_labels(labels, cfg.OLD_MODEL.NUM_CLASSES, list_file, key="OLD_MODEL.NUM_CLASSES")
     model, _ = load_trained_model(cfg, "old", device=device)

@@ -53,10 +53,17 @@ def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", de
     """
     from bct.engine.distributed import init_distributed
     from bct.engine.lock import OutputLock
-    from bct.engine.trainer import LAST_POINTER, Trainer, output_dir
+    from bct.engine.checkpoint import LAST_POINTER
+    from bct.engine.trainer import Trainer, output_dir
+    from bct.losses.registry import term_names
 
+    term_names(cfg)  # an unknown term name is refused before the run's folder is touched
     folder = output_dir(cfg)
     final = os.path.join(folder, FINAL)
+    if resume and cfg.TRAIN.RESUME_WITH_NEW_LR and not (os.path.isfile(final)
+                                                        or os.path.isfile(os.path.join(folder, LAST_POINTER))):
+        raise BadInputError(f"--new-lr (TRAIN.RESUME_WITH_NEW_LR): {folder} holds no run to continue from; train it "
+                            f"first, or start a fresh run at that rate with TRAIN.OPTIMIZER.BASE_LR instead")
     label = f"[{name}] " if name else ""
     with ExitStack() as hold:
         lock = hold.enter_context(OutputLock(folder)) if is_main_process() else None

@@ -11,7 +11,7 @@ instance with torchrun through the scripts), test each of them and use
 `python -m bct.tools.summarize --oracle ...` instead.
 
 The folder must hold old_model.yml, extract_feat.yml, test_model.yml and new_<method>.yml for the oracle
-and every method (the methods are those of configs/methods). Finished steps of the same settings and
+and every method (the methods are those of bct/methods). Finished steps of the same settings and
 inputs are reused; an interrupted training resumes; a step of other settings in --out is refused;
 --fresh deletes --out first. Outputs in --out: results.md, results.json, backfill.png, self_cross.png,
 log.txt (the comparison's own log; each model logs into its own folder).
@@ -20,7 +20,8 @@ log.txt (the comparison's own log; each model logs into its own folder).
 --methods says otherwise) and writes their compatibility matrices to --out/generations
 (docs/generations.md).
 """
-from bct.pipeline import compare, generations, parse_sets
+from bct.pipeline.chains import generations
+from bct.pipeline.comparison import compare
 from bct.tools.common import (add_overrides, csv_list, existing_dir, fraction, nonneg_int, output_dir, overrides, parser,
                               refuse_overwrite, run)
 
@@ -40,7 +41,9 @@ def main(argv=None):
                    help="with --generations: the nested split of each generation, e.g. 0.3,0.6,1.0")
     add_overrides(p)
     args = p.parse_args(argv)
-    opts, sets = overrides(args.opts), parse_sets(args.datasets)
+    from bct.evaluation.sets import parse_set_specs
+
+    opts, sets = overrides(args.opts), parse_set_specs(args.datasets)
     if args.out:
         refuse_overwrite(args.out, {"the config folder": args.config_dir})
     if args.fractions or args.generations:

@@ -15,7 +15,7 @@ per set and the summary) and compat_matrix.png.
 """
 import os
 
-from bct.pipeline import FILES, matrix_report, parse_sets, write_matrix_report
+from bct.pipeline.matrix import FILES, matrix_report, write_report
 from bct.tools.common import add_overrides, named_paths, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.errors import BadInputError
 
@@ -37,10 +37,12 @@ def main(argv=None) -> dict:
         raise BadInputError(f"--oracles: {unknown[0]!r} is not one of the --models names ({', '.join(n for n, _ in models)})")
     for name in FILES:
         refuse_overwrite(os.path.join(args.out, name), {f"model {n}": path for n, path in [*models, *oracles.items()]})
-    sets = parse_sets(args.datasets)  # a bad --datasets fails before any model loads
+    from bct.evaluation.sets import parse_set_specs
+
+    sets = parse_set_specs(args.datasets)  # a bad --datasets fails before any model loads
     cfg, device, logger = setup(args)
     report = matrix_report(cfg, models, sets, device, oracles)
-    text = write_matrix_report(args.out, report, "Compatibility matrix: " + " → ".join(n for n, _ in models))
+    text = write_report(args.out, report, "Compatibility matrix: " + " → ".join(n for n, _ in models))
     logger.info("\n" + text)
     logger.info(f"written to {os.path.join(args.out, FILES[1])} (+ {FILES[0]}, {FILES[2]})")
     return report

@@ -13,7 +13,7 @@ two plain arguments is the older form of the same command).
 """
 import argparse
 
-from bct.pipeline import convert_checkpoint
+from bct.pipeline.checkpoints import convert
 from bct.tools.common import existing_file, output_file, parser, refuse_overwrite, run
 from bct.utils.errors import BadInputError
 
@@ -32,7 +32,7 @@ def main(argv=None):
     if not args.model or not args.out:
         raise BadInputError("give --model IN and --out OUT")
     refuse_overwrite(args.out, {"the checkpoint read (--model)": args.model})
-    done = convert_checkpoint(args.model, args.out, args.to)
+    done = convert(args.model, args.out, args.to)
     meta = done["meta"]
     print(f"wrote {args.out} ({args.to} layout): {meta['arch']}, {meta['emb_dim']}-d embedding, "
           f"{meta['num_classes']} classes, epoch {done['epoch']}, {done['tensors']} tensors; {done['dropped']}")

@@ -7,7 +7,7 @@ and only when complete.
 --model sets OLD_MODEL.MODEL_PATH, --out EXTRACT.SAVE_DIR. A folder holding statistics of another old
 model, list or settings is refused; --reuse keeps statistics of the same ones.
 """
-from bct.pipeline import class_stats
+from bct.pipeline.stats import class_stats
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 
 

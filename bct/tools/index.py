@@ -207,9 +207,10 @@ def _search(args) -> dict:
         paths, root = _query_paths(args)
         if not model:
             raise BadInputError("search: image queries need --model (the checkpoint that embeds them)")
-        from bct.index.embed import embed_images, load_model_for
+        from bct.index.embed import embed_images
+        from bct.models.loading import load_model
         device = _device(args.device)
-        net = load_model_for(model, device, args.input_size, args.resize)
+        net = load_model(model, device, args.input_size, args.resize)
         model = net
         queries = embed_images(net, paths, root, args.batch_size, args.workers, device, not args.no_amp)
         names = paths
@@ -224,7 +225,7 @@ def _search(args) -> dict:
         for rec in result.records():
             print(f"{rec['query']}\t{rec['rank']}\t{rec['score']:.6f}\t{rec['id']}\t{rec['model']}")
     if args.page:
-        from bct.pipeline import write_search_page
+        from bct.pipeline.report_page import write_search_page
         print(f"page: {write_search_page(index, result, files, args.page, args.k)}")
     return {"queries": len(result.queries), "k": int(result.rows.shape[1])}
 

@@ -4,7 +4,7 @@ Useful as the "at initialisation" baseline and for a first end-to-end check of t
 
     python -m bct.tools.init_model --cfg CFG --role old --out output/init_old.pth [--seed 0] KEY VALUE ...
 """
-from bct.pipeline import write_untrained
+from bct.pipeline.checkpoints import write_untrained
 from bct.tools.common import add_overrides, config, nonneg_int, output_file, parser, refuse_overwrite, run
 
 

@@ -9,7 +9,8 @@ list's digest: when FILE holds the start of the same key nothing is trained; an 
 from its folder OUTPUT/<arch>/pretrain_<key>/; FILE holding a start of another key is refused (give
 another --out). FILE gets a JSON sidecar (FILE.json) with the key and the settings.
 """
-from bct.pipeline import pretrained_start, training_inputs
+from bct.pipeline.pretrained import pretrained_start
+from bct.pipeline.records import training_inputs
 from bct.tools.common import add_overrides, config, output_file, parser, refuse_overwrite, run
 
 

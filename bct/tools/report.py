@@ -11,7 +11,7 @@ old self-test), then random ones drawn with --seed; each with the top K of every
 index.html, thumbs/, plots/ and page.json; writing the page again into DIR reuses its thumbnails.
 Prints the page's path.
 """
-from bct.pipeline import write_report_page
+from bct.pipeline.report_page import write_report_page
 from bct.tools.common import existing_dir, nonneg_int, output_dir, parser, positive_int, run
 
 

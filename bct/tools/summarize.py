@@ -18,7 +18,7 @@ models are refused with one line.
 """
 import os
 
-from bct.pipeline import SUMMARY_TITLE, load_results, paper_table, summary_table
+from bct.pipeline.results import SUMMARY_TITLE, load_results, paper_table, summary_table
 from bct.tools.common import output_file, parser, refuse_overwrite, run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_text_atomic

@@ -13,7 +13,8 @@ mAP@100. --summary ends with the old/new/cross table of bct.tools.summarize.
 """
 import os
 
-from bct.pipeline import SUMMARY_TITLE, evaluate, parse_sets, refuse_other_models_result, summary_table, write_result
+from bct.pipeline.evaluation import evaluate
+from bct.pipeline.results import SUMMARY_TITLE, refuse_other_models_result, summary_table, write_result
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.comm import is_main_process
 from bct.utils.fileio import write_text_atomic
@@ -33,7 +34,9 @@ def main(argv=None):
                  *(["OLD_MODEL.MODEL_PATH", args.old_model] if args.old_model else []),
                  *(["EVAL.SAVE_DIR", args.out] if args.out else []), *args.opts]
     cfg, device, logger = setup(args)
-    sets = parse_sets(args.datasets) if args.datasets else [(cfg.EVAL.DATASET, cfg.EVAL.ROOT)]
+    from bct.evaluation.sets import parse_set_specs
+
+    sets = parse_set_specs(args.datasets) if args.datasets else [(cfg.EVAL.DATASET, cfg.EVAL.ROOT)]
     models = {"new": cfg.NEW_MODEL.MODEL_PATH, "old": cfg.OLD_MODEL.MODEL_PATH}
     for name, _ in sets:
         out = os.path.join(cfg.EVAL.SAVE_DIR, f"{name}.json")

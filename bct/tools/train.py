@@ -10,7 +10,7 @@ continues an interrupted one (or a finished one, to more epochs). --new-lr LR co
 checkpoint at another learning rate (say after the loss or the weights turned non-finite; the message
 names the checkpoint): --resume with TRAIN.RESUME_WITH_NEW_LR True and TRAIN.OPTIMIZER.BASE_LR LR.
 """
-from bct.pipeline import train_run
+from bct.pipeline.train import train_run
 from bct.tools.common import add_overrides, overrides, parser, positive_float, run, setup
 
 

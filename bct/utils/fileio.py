@@ -11,6 +11,7 @@ Reads of text files go through ``read_text`` / ``text_lines``: strict UTF-8, a l
 mark skipped, and a file in another encoding refused with one line naming the file, line and
 byte.
 """
+import errno
 import hashlib
 import json
 import math
@@ -149,6 +150,23 @@ def file_digest(path: str, _memo={}) -> str:
                 h.update(chunk)
         _memo[key] = h.hexdigest()
     return _memo[key]
+
+
+def reserve(path: str, label: str) -> None:
+    """Allocate a file's blocks now, so that a full disk is an OSError here (naming `label`, the file
+    the user knows), not a SIGBUS when a memory-mapped page is written back later."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # file systems without fallocate
+            return
+        e.filename = label
+        raise
+    finally:
+        os.close(fd)
 
 
 def file_signature(path: str) -> tuple:
