@@ -65,7 +65,7 @@ def catalogue_terms() -> list:
     """The compatibility terms that the methods of the catalogue train with (COMP_LOSS.TYPE and
     EXTRA_TERMS of every method yml, BCT_METHODS_PATH included; their MODULES imported), sorted. Tests
     parametrised over it cover a method added to the catalogue with no change (mark them catalogue)."""
-    from bct.config import load_layers
+    from bct.config.loader import load_layers
     from bct.config.methods import method_file, method_names
     from bct.losses import term_names
 

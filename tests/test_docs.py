@@ -147,7 +147,7 @@ def _key_docs():
 
 
 def _defaults():
-    from bct.config import get_cfg_defaults
+    from bct.config.defaults import get_cfg_defaults
     return get_cfg_defaults()
 
 

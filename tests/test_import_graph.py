@@ -141,6 +141,7 @@ def test_the_rule_catches_a_package_import():
     assert _resolve("bct.index.Index") == "bct.index" and _resolve("bct.index.layout") == "bct.index.layout"
 
 
+@pytest.mark.slow
 def test_loading_a_yaml_imports_neither_torch_nor_the_losses(tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("TRAIN:\n  TYPE: compatible\nCOMP_LOSS:\n  TYPE: bct_limit\n  EXTRA_TERMS: ['adversarial']\n")
