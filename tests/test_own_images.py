@@ -365,7 +365,7 @@ def test_degenerate_settings(tmp_path, capsys):
     code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "holds out 0 class(es)" in err
     code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out"), "--old-fraction", "1.5"], capsys)
-    assert code == 2 and "--old-fraction must be strictly between 0 and 1" in err
+    assert code == 2 and "--old-fraction: 1.5 is not a fraction strictly between 0 and 1" in err
     assert not (tmp_path / "out").exists()
 
 
