@@ -73,10 +73,18 @@ class Files:
     def __init__(self, root, index, model):
         self.root, self.index, self.model = root, index, model
         self.base_model, self.base_dir = str(root / "base" / "model.pth"), str(root / "base" / "folder")
+        self.results = str(root / "inputs" / "results")
         self.file = str(root / "inputs" / "file.txt")
         self.none = str(root / "inputs" / "nowhere")
         self.out = root / "outputs"  # must still be empty at the end
         self._n = 0
+
+    def link_to(self, path):
+        """A symlink to ``path`` beside it (made once)."""
+        link = path + ".link"
+        if not os.path.lexists(link):
+            os.symlink(path, link)
+        return link
 
     def fresh(self, what):
         self._n += 1
@@ -223,6 +231,8 @@ def prepared(tmp_path_factory):
     (root / "outputs").mkdir()
     (root / "inputs" / "file.txt").write_text("x\n")
     (root / "base" / "folder").mkdir(parents=True)
+    (root / "inputs" / "results").mkdir()
+    (root / "inputs" / "results" / "roxford5k.json").write_text('{"dataset": "roxford5k", "headline": {"self": 50.0}}')
     net = build_model(load_cfg("", ["NEW_MODEL.PRETRAINED", "False", "NEW_MODEL.ARCH", "mobilenet_v3_small"]), "new")
     model = str(root / "inputs" / "model.pth")
     save_checkpoint(model, {"model": net.state_dict(), "meta": net.meta})
@@ -231,7 +241,10 @@ def prepared(tmp_path_factory):
     index = str(root / "inputs" / "index")
     Index.from_vectors(index, rng.standard_normal((20, net.meta["emb_dim"])).astype("float32"),
                        [f"img/{i}.jpg" for i in range(20)], model)
-    return Files(root, index, model)
+    f = Files(root, index, model)
+    for path in (model, os.path.join(f.results, "roxford5k.json")):
+        f.link_to(path)  # made now: the snapshots before and after a case hold them
+    return f
 
 
 def _check_all(parser, main, f: Files, capsys, monkeypatch) -> int:
@@ -298,25 +311,25 @@ def test_the_declared_kind_is_read_back():
 # --------------------------------------------------------------------------------------------
 
 def overlap_cases(parser, f: Files) -> list:
-    """(output flag, input flag, argv): the output pointed at the input, through a symlink, inside an
-    input folder, or at a folder holding an input file."""
+    """(output flag, input flag, argv): for each path an input flag reads (its kind says which), the output
+    pointed at it, at a symlink to it, inside it (a folder) or at a folder holding it."""
     cases = []
-    inputs_dir = f.root / "inputs"
     for prefix, p in _parsers(parser):
         acts = [(a, common.kind_of(a)) for a in p._actions if common.kind_of(a) is not None]
         outs = [(a, k) for a, k in acts if k.role == common.OUTPUT and a.option_strings]
         ins = [(a, k) for a, k in acts if k.role == common.INPUT]
         for oa, ok in outs:
             for ia, ik in ins:
-                file_input = ik.family in ("file", "config", "models") or (ik.family == "list" and ik.item.family == "file")
-                if file_input:
-                    given = f"a={f.model},b={f.model}" if ik.family == "models" else f.model
-                    targets = ([f.model, str(inputs_dir / "model_link.pth")] if ok.family == "output_file"
-                               else [str(inputs_dir)])
-                else:
-                    given = f"x={f.index}" if ik.family == "datasets" else f.index
-                    targets = ([os.path.join(f.index, "r.json")] if ok.family == "output_file"
-                               else [f.index, os.path.join(f.index, "sub"), str(inputs_dir)])
+                family = ik.item.family if ik.family == "list" else ik.family
+                given = {"models": f"a={f.model},b={f.model}", "datasets": f"x={f.index}", "result_folders": f.results,
+                         "file": f.model, "config": f.model}.get(family, f.index)
+                targets = []
+                for path in ik.paths(ik(given)):
+                    if os.path.isfile(path):
+                        targets += ([path, f.link_to(path)] if ok.family == "output_file" else [os.path.dirname(path)])
+                    else:
+                        targets += ([os.path.join(path, "r.json")] if ok.family == "output_file"
+                                    else [path, os.path.join(path, "sub"), os.path.dirname(path)])
                 for target in targets:
                     argv = ([ia.option_strings[0]] if ia.option_strings else []) + [given] + [oa.option_strings[0], target]
                     cases.append((common.flag_of(oa), common.flag_of(ia), prefix + argv + _baseline(p, f, [oa, ia])))
@@ -327,9 +340,6 @@ def overlap_cases(parser, f: Files) -> list:
 def test_no_output_lies_over_an_input(name, prepared, capsys, monkeypatch):
     module = importlib.import_module(name)
     f = prepared
-    link = f.root / "inputs" / "model_link.pth"
-    if not link.exists():
-        link.symlink_to(f.model)
     monkeypatch.chdir(f.out)
     before = _snapshot(f.root / "inputs")
     failures = []
@@ -484,3 +494,66 @@ def test_resize_images_stopped_by_sigterm_ends_its_workers(tmp_path):
     count = len(list((out / "img").iterdir()))
     time.sleep(1.0)
     assert len(list((out / "img").iterdir())) == count  # no worker goes on writing
+
+
+# --------------------------------------------------------------------------------------------
+# The scripts' environment variables: one declaration (scripts/lib/env.sh), used by every script
+# --------------------------------------------------------------------------------------------
+
+SCRIPTS = sorted(glob.glob(os.path.join(REPO, "scripts", "*.sh")))
+ENV_LIB = os.path.join(REPO, "scripts", "lib", "env.sh")
+
+
+def _declared_variables() -> dict:
+    out = subprocess.run(["bash", "-c", f'source "{ENV_LIB}"; for k in "${{!BCT_ENV_KINDS[@]}}"; do '
+                         'echo "$k ${BCT_ENV_KINDS[$k]}"; done'], capture_output=True, text=True, check=True).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def _read_variables(text: str) -> set:
+    import re
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-+=?])", text)) | set(re.findall(r"\bbct_env ([A-Z_][A-Z0-9_]*)", text))
+
+
+def test_every_variable_a_script_reads_is_declared_and_every_script_uses_the_declaration():
+    declared = _declared_variables()
+    missing, unchecked = [], []
+    for path in SCRIPTS:
+        text = open(path).read()
+        missing += [f"{os.path.basename(path)}: {v}" for v in sorted(_read_variables(text) - set(declared))]
+        if "lib/env.sh" not in text and "launch.sh" not in text:
+            unchecked.append(os.path.basename(path))
+    assert not missing, "variables read by a script but not declared in scripts/lib/env.sh: " + ", ".join(missing)
+    assert not unchecked, f"scripts that do not source scripts/lib/env.sh: {unchecked}"
+    assert {"GPUS", "METHOD", "FRESH", "GENERATIONS", "FRACTIONS", "OLD_MODEL_PATH"} <= set(declared)
+
+
+BAD_ENV = {"count": ["-1", "0", "x", "9" * 40], "nonneg": ["-1", "x", "1.5"], "port": ["0", "70000"],
+           "bool": ["2", "yes"], "truth": ["maybe"], "fractions": ["0", "1.5", "x", "0.3,,1"], "method": ["nope"],
+           "file": ["/nowhere/x.pth", "/"], "folder": ["/nowhere"], "outdir": ["/etc/hostname"],
+           "config": ["/nowhere/x.yml"], "name": ["a b", "../x"], "host": ["a b"], "command": ["no-such-program-x"],
+           "text": []}
+
+
+def test_a_bad_variable_value_is_one_line_naming_the_variable():
+    declared = _declared_variables()
+    unknown = sorted(set(declared.values()) - set(BAD_ENV))
+    assert not unknown, f"kinds without bad values here: {unknown}"
+    lines, cases = [], []
+    for name, kind in sorted(declared.items()):
+        for value in BAD_ENV[kind]:
+            cases.append((name, value))
+            lines.append(f'( {name}={value!r}; bct_env {name} "" ) 2>&1; echo "rc=$?"')
+    out = subprocess.run(["bash", "-c", f'source "{ENV_LIB}"\n' + "\n".join(lines)], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHON=sys.executable)).stdout.splitlines()
+    assert len(out) == 2 * len(cases), out
+    for (name, value), err, rc in zip(cases, out[0::2], out[1::2]):
+        assert rc == "rc=2" and err.startswith(f"error: {name}={value}: "), (name, value, err, rc)
+
+
+def test_a_script_refuses_a_bad_variable_before_any_work(tmp_path):
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "train_new.sh")], cwd=tmp_path, capture_output=True,
+                          text=True, env=dict(os.environ, METHOD="nope", PYTHON=sys.executable))
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        done.stderr.strip().splitlines()[0]] and "error: METHOD=nope: not a method of the catalogue" in done.stderr
+    assert os.listdir(tmp_path) == []

@@ -330,7 +330,7 @@ def test_bad_inputs_one_line_and_index_unchanged(world, built, tmp_path, capsys)
          "img/c5_0.jpg but row 0"),
         (["backfill", path, "--model", world["E"]], "32 dimensions"),
         (["backfill", path, "--model", world["B"], "--rows", 2, "--fraction", 0.5], "not both"),
-        (["backfill", path, "--model", world["B"], "--fraction", 1.5], "--fraction must be in [0, 1]"),
+        (["backfill", path, "--model", world["B"], "--fraction", 1.5], "--fraction: 1.5 is not a fraction in (0, 1]"),
         (["backfill", path, "--model", world["B"], "--order", "best"], "not a backfill order"),
         (["backfill", path, "--model", world["D"]], "not compatible"),
         (["backfill", path, "--model", tmp_path / "missing.pth"], "missing.pth"),

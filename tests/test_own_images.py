@@ -425,7 +425,7 @@ def test_edited_output_and_foreign_folder_refused(tmp_path, capsys):
 def test_out_inside_the_collection_refused(tmp_path, capsys):
     src = make_folder(tmp_path)
     code, _, err = run_tool(["--src", src, "--out", os.path.join(src, "lists")], capsys)
-    assert code == 2 and "is inside the collection" in err
+    assert code == 2 and "lies inside the input of --src" in err
 
 
 def test_help_names_the_module(capsys):

@@ -103,8 +103,9 @@ class Kind:
         if self.family == "datasets":
             from bct.evaluation.sets import parse_set_specs
             return [root for _, root in parse_set_specs(value) if root]
-        if self.family == "result_folders":
-            return [_folder_of(value)]
+        if self.family == "result_folders":  # what is read: the result files of the folder
+            folder = _folder_of(value)
+            return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
         return [value] if isinstance(value, str) else []
 
 
@@ -343,7 +344,7 @@ def _result_folder(kind, item: str) -> str:
     return item
 
 
-# summarize's FOLDER or NAME=FOLDER (one per positional value).
+# summarize's FOLDER or NAME=FOLDER (one per positional value): its input is the folder's .json results.
 result_folder = Kind("result_folders", _result_folder, role=INPUT, describe="FOLDER or NAME=FOLDER")
 # The trailing KEY VALUE overrides (declared on the action: its values stay text).
 OVERRIDES = Kind("overrides", lambda kind, t: t, describe="KEY VALUE overrides")
