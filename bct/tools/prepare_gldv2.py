@@ -9,8 +9,7 @@ from --root; writes the lists (gldv2_*.txt) and manifest.json there. See Dataset
 import os
 
 from bct.data.prepare import prepare_gldv2
-from bct.tools.common import csv_list, existing_dir, existing_file, fraction, open_fraction, parser, run, seed
-from bct.utils.errors import BadInputError
+from bct.tools.common import csv_list, existing_dir, existing_file, fraction, open_fraction, parser, refuse_overlap, run, seed
 
 
 def build_parser():
@@ -35,10 +34,10 @@ def build_parser():
 def _main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     label = args.label_file
-    if label and os.path.realpath(os.path.dirname(label)) == os.path.realpath(args.root) and \
-            (os.path.basename(label).startswith("gldv2_") or os.path.basename(label) == "manifest.json"):
-        raise BadInputError(f"--label-file {label} is one of the files this tool writes into --root; copy it "
-                            "elsewhere first (a tool never writes over its input)")
+    if label and (os.path.basename(label).startswith("gldv2_") or os.path.basename(label) == "manifest.json"):
+        # The lists this tool writes into --root are named so: one of them may not be the input.
+        refuse_overlap([("the list written into --root", os.path.join(args.root, os.path.basename(label)))],
+                       [("the input of --label-file", label)])
     manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=label,
                              fractions=tuple(args.fractions) if args.fractions else None)
     counts = manifest["counts"]
