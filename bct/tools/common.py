@@ -73,11 +73,11 @@ def script_parser(script_file: str, doc: str) -> Parser:
 
 class Kind:
     """A declared kind of value. Called as argparse's ``type`` it turns the text into the value or
-    raises ArgumentTypeError (argparse prefixes the flag); ``family`` (int, float, file, folder,
-    path, output_file, output_folder, choice, list, models, datasets, device, text, config,
-    overrides, switch, work_path), ``lo``/``hi`` (numbers: the range, ``lo_open``/``hi_open`` when the bound is
-    excluded), ``choices``, ``item`` (a list's kind) and ``role`` (input, output or None) are its
-    declaration, read back by tests and by the overlap check."""
+    raises ArgumentTypeError (argparse prefixes the flag). Its declaration, read back by tests and by
+    the overlap check: ``family`` (int, float, file, folder, path, config, output_file, output_folder,
+    work_path, choice, list, models, datasets, result_folders, device, text, overrides, switch),
+    ``lo``/``hi`` (a number's range; ``lo_open``/``hi_open`` when a bound is excluded), ``choices``,
+    ``item`` (a list's kind) and ``role`` (INPUT, OUTPUT or None: what the overlap check compares)."""
 
     def __init__(self, family: str, convert, *, role=None, lo=None, hi=None, lo_open=False, hi_open=False,
                  choices=None, item=None, describe: str = ""):
