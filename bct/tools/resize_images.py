@@ -14,7 +14,6 @@ import os
 
 from bct.data.resize_copy import resize_list
 from bct.tools.common import existing_dir, existing_file, integer, output_dir, parser, positive_int, run
-from bct.utils.errors import BadInputError
 
 
 def build_parser():
