@@ -22,7 +22,6 @@ next time), a resized copy of them with bct.tools.resize_images' code, and measu
   on a pre-loaded batch; AMP + channels_last on CUDA), and from it the cores that one device needs:
   step images/s divided by the per-core images/s of each pipeline.
 """
-import argparse
 import os
 import sys
 import shutil
@@ -44,7 +43,7 @@ from bct.data.transforms import build_transform
 from bct.engine.distributed import resolve_device
 from benchmarks.images import make_images
 from benchmarks.speed import bench_training, device_name
-from bct.tools.common import run
+from bct.tools.common import count, integer, nonneg_int, output_file, run, script_parser, text, work_dir
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_json_atomic
 from bct.utils.logger import setup_logger
@@ -69,28 +68,33 @@ TITLES = {
 GLDV2_CLASSES = 81313
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python benchmarks/data_loading.py", description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=int, default=200, help="photos generated")
-    p.add_argument("--width", type=int, default=1024, help="photo width")
-    p.add_argument("--height", type=int, default=768, help="photo height")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the photos and of the resized copy")
-    p.add_argument("--size", type=int, default=224, help="network input side")
-    p.add_argument("--max-side", type=int, default=256, help="longer side of the resized copy")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds of the per-core comparison")
-    p.add_argument("--chunk", type=int, default=40, help="images per pipeline and round")
-    p.add_argument("--workers", type=int, nargs="+", default=[os.cpu_count() or 1],
+def build_parser():
+    p = script_parser(__file__, __doc__)
+    p.add_argument("--images", type=count, default=200, help="photos generated")
+    p.add_argument("--width", type=count, default=1024, help="photo width")
+    p.add_argument("--height", type=count, default=768, help="photo height")
+    p.add_argument("--quality", type=integer(1, 100, "JPEG quality 1..100"), default=90,
+                   help="JPEG quality of the photos and of the resized copy")
+    p.add_argument("--size", type=count, default=224, help="network input side")
+    p.add_argument("--max-side", type=count, default=256, help="longer side of the resized copy")
+    p.add_argument("--rounds", type=count, default=5, help="timed rounds of the per-core comparison")
+    p.add_argument("--chunk", type=count, default=40, help="images per pipeline and round")
+    p.add_argument("--workers", type=nonneg_int, nargs="+", default=[os.cpu_count() or 1],
                    help="DataLoader worker counts to measure (default: one per core)")
-    p.add_argument("--batch", type=int, default=64, help="DataLoader and GPU-decoding batch")
-    p.add_argument("--archs", nargs="*", default=["resnet18", "resnet50"], help="training steps to time")
-    p.add_argument("--step-batch", type=int, default=0, help="training-step batch (default 128 on CUDA, 8 on CPU)")
-    p.add_argument("--iters", type=int, default=0, help="timed training steps (default 20 on CUDA, 2 on CPU)")
-    p.add_argument("--warmup", type=int, default=-1, help="untimed training steps (default 5 on CUDA, 1 on CPU)")
+    p.add_argument("--batch", type=count, default=64, help="DataLoader and GPU-decoding batch")
+    p.add_argument("--archs", type=text, nargs="*", default=["resnet18", "resnet50"], help="training steps to time")
+    p.add_argument("--step-batch", type=count, default=None, help="training-step batch (default 128 on CUDA, 8 on CPU)")
+    p.add_argument("--iters", type=count, default=None, help="timed training steps (default 20 on CUDA, 2 on CPU)")
+    p.add_argument("--warmup", type=nonneg_int, default=None, help="untimed training steps (default 5 on CUDA, 1 on CPU)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--data", default="", help="folder for the photos and their copy, reused when it holds them "
+    p.add_argument("--data", default="", type=work_dir, help="folder for the photos and their copy, reused when it holds them "
                    "(default: a temporary folder)")
-    p.add_argument("--out", default="", help="JSON report (default output/benchmarks/data_<device>.json)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default="", type=output_file, help="JSON report (default output/benchmarks/data_<device>.json)")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def prepare_data(args, work: str):
@@ -216,7 +220,7 @@ def training_steps(args, folder: str, list_path: str, device, work: str) -> dict
     on_cuda = device.type == "cuda"
     batch = args.step_batch or (128 if on_cuda else 8)
     iters = args.iters or (20 if on_cuda else 2)
-    warmup = args.warmup if args.warmup >= 0 else (5 if on_cuda else 1)
+    warmup = args.warmup if args.warmup is not None else (5 if on_cuda else 1)
     mode = "amp_cl" if on_cuda else "fp32"
     if batch > args.images:
         raise BadInputError(f"--step-batch {batch} needs at least as many --images (got {args.images})")
@@ -295,10 +299,6 @@ def bottlenecks(report: dict) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     setup_logger("")
-    if min(args.images, args.rounds, args.chunk, args.batch, args.size, args.max_side) < 1 or \
-            min(args.workers) < 0:
-        raise BadInputError("--images, --rounds, --chunk, --batch, --size and --max-side must be >= 1, "
-                            "--workers >= 0")
     device = resolve_device(args.device)
     torch.set_num_threads(1)
     out_path = args.out or os.path.join("output", "benchmarks", f"data_{device.type}.json")

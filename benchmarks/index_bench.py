@@ -28,7 +28,6 @@ import os
 # they steal the cores of a shared machine: they sleep instead (both sides of every comparison).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -516,32 +515,41 @@ def part_ann(args, work: str) -> dict:
     return out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python benchmarks/index_bench.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.path.join(REPO, "data", "synthetic"), help="the synthetic benchmark folder")
-    p.add_argument("--old", required=True, help="old model checkpoint")
-    p.add_argument("--models", required=True, help="method=checkpoint,... (new models trained against --old)")
-    p.add_argument("--parts", default="orders,throughput,search,concurrent,ann")
-    p.add_argument("--work", default="", help="scratch folder (default: a temporary one, removed)")
-    p.add_argument("--out", default="", help="write the figures to this JSON file")
-    p.add_argument("--seeds", type=int, default=10, help="random-order seeds (orders)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--images", type=int, default=4483, help="images for the throughput part")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the search benchmark index")
-    p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--k", type=int, default=100)
-    p.add_argument("--backfill-rows", type=int, default=20000,
+PARTS = ("orders", "throughput", "search", "concurrent", "ann")
+
+
+def build_parser():
+    from bct.tools import common
+    p = common.script_parser(__file__, __doc__)
+    p.add_argument("--data", default=os.path.join(REPO, "data", "synthetic"), type=common.existing_dir, help="the synthetic benchmark folder")
+    p.add_argument("--old", required=True, type=common.existing_file, help="old model checkpoint")
+    p.add_argument("--models", required=True, type=common.models, help="method=checkpoint,... (new models trained against --old)")
+    p.add_argument("--parts", default=",".join(PARTS), type=common.csv_list(common.choice(*PARTS)))
+    p.add_argument("--work", default="", type=common.output_dir, help="scratch folder (default: a temporary one, removed)")
+    p.add_argument("--out", default="", type=common.output_file, help="write the figures to this JSON file")
+    p.add_argument("--seeds", type=common.count, default=10, help="random-order seeds (orders)")
+    p.add_argument("--batch-size", type=common.count, default=128)
+    p.add_argument("--workers", type=common.nonneg_int, default=1)
+    p.add_argument("--images", type=common.count, default=4483, help="images for the throughput part")
+    p.add_argument("--reps", type=common.count, default=3)
+    p.add_argument("--rows", type=common.count, default=1_000_000, help="rows of the search benchmark index")
+    p.add_argument("--queries", type=common.count, default=1000)
+    p.add_argument("--k", type=common.count, default=100)
+    p.add_argument("--backfill-rows", type=common.count, default=20000,
                    help="rows the concurrent part may re-embed (image links are made for them)")
-    p.add_argument("--milvus-rows", type=int, default=1_000_000,
+    p.add_argument("--milvus-rows", type=common.count, default=1_000_000,
                    help="rows of the backends part (Milvus Lite beside the files backend)")
-    p.add_argument("--backend-images", type=int, default=512, help="images built into each backend (0: skip)")
-    p.add_argument("--backend-list", default="", help="image list of those images (default: roxford5k of --data)")
-    p.add_argument("--hnsw-rows", type=int, default=50_000, help="rows of the HNSW measurement (0: skip)")
-    p.add_argument("--nlist", type=int, default=1024, help="IVF lists of the ann part")
-    args = p.parse_args(argv)
-    args.models = dict(item.split("=", 1) for item in args.models.split(","))
+    p.add_argument("--backend-images", type=common.nonneg_int, default=512, help="images built into each backend (0: skip)")
+    p.add_argument("--backend-list", default="", type=common.existing_file,
+                   help="image list of those images (default: roxford5k of --data)")
+    p.add_argument("--hnsw-rows", type=common.nonneg_int, default=50_000, help="rows of the HNSW measurement (0: skip)")
+    p.add_argument("--nlist", type=common.count, default=1024, help="IVF lists of the ann part")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    args.models = dict(args.models)
     work = args.work or tempfile.mkdtemp(prefix="index_bench_")
     os.makedirs(work, exist_ok=True)
     figures = {"machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
@@ -549,7 +557,7 @@ def main(argv=None):
     parts = {"orders": part_orders, "throughput": part_throughput, "search": part_search,
              "concurrent": part_concurrent, "ann": part_ann, "backends": part_backends}
     try:
-        for name in args.parts.split(","):
+        for name in args.parts:
             t = time.time()
             figures[name] = parts[name](args, work)
             figures[name]["part_seconds"] = time.time() - t
@@ -568,4 +576,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from bct.tools.common import run
+    run(main)

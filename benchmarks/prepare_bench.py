@@ -8,7 +8,6 @@ is the cost of listing, checking and splitting, not of reading images. Each form
 (first preparation into a new folder) and warm (the reuse check of the same preparation); the best
 of --repeat runs is reported, and the generated folder is removed at the end unless --keep.
 """
-import argparse
 import os
 import shutil
 import sys
@@ -18,6 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bct.data.collection import Settings, prepare_collection  # noqa: E402
+from bct.tools.common import count, existing_dir, run, script_parser  # noqa: E402
 
 
 def make_collection(root: str, images: int, classes: int) -> str:
@@ -48,14 +48,18 @@ def time_one(src: str, out: str, image_root: str = None) -> tuple:
     return cold, warm, m["counts"]
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=100000)
-    p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--work", default=None, help="folder for the generated collection (default: a temporary folder)")
-    p.add_argument("--repeat", type=int, default=3)
+def build_parser():
+    p = script_parser(__file__, __doc__)
+    p.add_argument("--images", type=count, default=100000)
+    p.add_argument("--classes", type=count, default=1000)
+    p.add_argument("--work", default=None, type=existing_dir, help="folder for the generated collection (default: a temporary folder)")
+    p.add_argument("--repeat", type=count, default=3)
     p.add_argument("--keep", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     work = tempfile.mkdtemp(prefix="prepare_bench_", dir=args.work)
     try:
         t0 = time.perf_counter()
@@ -80,4 +84,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

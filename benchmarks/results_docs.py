@@ -15,7 +15,6 @@ A generated block of a doc is the text between a line ``<!-- generated: NAME ...
 hand-written: tests/test_docs_numbers.py checks its numbers against ``quantities()`` and the
 results files, and checks with ``--check``'s function that every block is current.
 """
-import argparse
 import json
 import os
 import re
@@ -29,6 +28,7 @@ if REPO not in sys.path:  # run as a script from any folder
 
 from bct.config.methods import PAPER_ORDER, method_names, method_title  # noqa: E402
 from bct.evaluation.metrics import meets_bct_criterion  # noqa: E402
+from bct.tools.common import run, script_parser  # noqa: E402
 from bct.utils.fileio import write_text_atomic  # noqa: E402
 BENCH = "docs/results/results.json"
 GENERATIONS = "docs/results/generations/results.json"
@@ -241,10 +241,14 @@ def stale(repo: str = REPO) -> list:
     return out
 
 
+def build_parser():
+    p = script_parser(__file__, __doc__)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a generated block is stale")
+    return p
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python benchmarks/results_docs.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a generated block is stale")
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         changes = stale(REPO)
     except (OSError, ValueError, KeyError) as e:
@@ -262,4 +266,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -15,7 +15,6 @@ where it is reused next time, else into a temporary folder). The old model is a 
 initialised build_model(cfg, "old") saved as a checkpoint, and its class statistics are
 fabricated JSON files, so every compatible trainer is built by the real Trainer from a config.
 """
-import argparse
 import os
 import platform
 import resource
@@ -38,7 +37,7 @@ from bct.data.lists import read_image_list
 from bct.data.transforms import build_transform
 from bct.engine.checkpoint import save_checkpoint
 from bct.engine.distributed import resolve_device
-from bct.tools.common import run
+from bct.tools.common import count, existing_dir, nonneg_int, output_file, run, script_parser, text, work_path
 from benchmarks.images import make_images
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_json_atomic
@@ -54,34 +53,38 @@ BASE = "oracle"
 CPU_RATIO_LIMIT = 1.4
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python benchmarks/speed.py", description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="", help="folder holding benchmark_list.txt, an image list file "
+def build_parser():
+    p = script_parser(__file__, __doc__)
+    p.add_argument("--data", default="", type=work_path, help="folder holding benchmark_list.txt, an image list file "
                    "('relative/path.jpg label' lines), or an empty/missing folder to generate into")
-    p.add_argument("--root", default="", help="image root of a list file given as --data (default: its folder)")
-    p.add_argument("--images", type=int, default=512, help="images generated, or first N of a given list")
-    p.add_argument("--classes", type=int, default=64, help="classes of the generated set")
-    p.add_argument("--image-px", type=int, default=0, help="side of the generated JPEGs (default 2 x --size)")
-    p.add_argument("--size", type=int, default=0, help="network input side (default 224 on CUDA, 64 on CPU)")
-    p.add_argument("--batch", type=int, default=32, help="images per training / loading / extraction batch")
-    p.add_argument("--iters", type=int, default=20, help="timed training steps per method and mode")
-    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes of loading, extraction and search")
-    p.add_argument("--arch", default="resnet18", help="torchvision architecture of old and new models")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading workers")
-    p.add_argument("--threads", type=int, default=0, help="torch (and faiss) CPU threads (default: torch's)")
+    p.add_argument("--root", default="", type=existing_dir, help="image root of a list file given as --data (default: its folder)")
+    p.add_argument("--images", type=count, default=512, help="images generated, or first N of a given list")
+    p.add_argument("--classes", type=count, default=64, help="classes of the generated set")
+    p.add_argument("--image-px", type=count, default=None, help="side of the generated JPEGs (default 2 x --size)")
+    p.add_argument("--size", type=count, default=None, help="network input side (default 224 on CUDA, 64 on CPU)")
+    p.add_argument("--batch", type=count, default=32, help="images per training / loading / extraction batch")
+    p.add_argument("--iters", type=count, default=20, help="timed training steps per method and mode")
+    p.add_argument("--warmup", type=nonneg_int, default=3, help="untimed training steps first")
+    p.add_argument("--repeats", type=count, default=3, help="timed passes of loading, extraction and search")
+    p.add_argument("--arch", default="resnet18", type=text, help="torchvision architecture of old and new models")
+    p.add_argument("--workers", type=nonneg_int, default=min(8, os.cpu_count() or 1), help="data-loading workers")
+    p.add_argument("--threads", type=count, default=None, help="torch (and faiss) CPU threads (default: torch's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--modes", nargs="+", default=None, choices=MODES,
                    help="training precisions (default: all on CUDA, fp32 on CPU; AMP is CUDA-only)")
     p.add_argument("--methods", nargs="+", default=method_names(include_oracle=False),
                    choices=method_names(include_oracle=False), help="compatible methods timed against base")
-    p.add_argument("--gallery", type=int, default=0, help="search gallery size (default 100000 CUDA, 20000 CPU)")
-    p.add_argument("--queries", type=int, default=1000, help="search queries")
-    p.add_argument("--topk", type=int, default=100, help="search depth k")
+    p.add_argument("--gallery", type=count, default=None, help="search gallery size (default 100000 CUDA, 20000 CPU)")
+    p.add_argument("--queries", type=count, default=1000, help="search queries")
+    p.add_argument("--topk", type=count, default=100, help="search depth k")
     p.add_argument("--skip", nargs="+", default=[], choices=("training", "loading", "extraction", "search"),
                    help="sections not to run")
-    p.add_argument("--out", default="", help="JSON report (default output/benchmarks/speed_<device>.json)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default="", type=output_file, help="JSON report (default output/benchmarks/speed_<device>.json)")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def resolve_data(args, work: str):
@@ -472,9 +475,6 @@ def main(argv=None) -> dict:
     skipped_modes = [m for m in modes if m != "fp32" and not on_cuda]
     modes = [m for m in modes if m not in skipped_modes]
     n_gallery = args.gallery or (100000 if on_cuda else 20000)
-    if min(args.batch, args.iters, args.repeats, args.images, args.queries, args.topk) < 1 or args.warmup < 0:
-        raise BadInputError("--batch, --iters, --repeats, --images, --queries and --topk must be >= 1, "
-                            "--warmup >= 0")
     out_path = args.out or os.path.join("output", "benchmarks", f"speed_{device.type}.json")
 
     report = {

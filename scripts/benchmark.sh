@@ -12,9 +12,10 @@
 # BCT and the oracle) and writes their compatibility matrices to output/compare/<folder>/generations/
 # (docs/generations.md); FRACTIONS=0.3,0.5,1.0 chooses other nested splits.
 set -euo pipefail
-CONFIG_DIR=${CONFIG_DIR:-configs/synthetic}    # configs/synthetic/data_split, configs/synthetic/r50
-GENERATIONS=${GENERATIONS:-}
-FRACTIONS=${FRACTIONS:-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
+bct_env CONFIG_DIR configs/synthetic    # configs/synthetic/data_split, configs/synthetic/r50
+bct_env GENERATIONS ""
+bct_env FRACTIONS ""
 source "$(dirname "$0")/launch.sh"
 if [ "${GPUS}" -gt 1 ] || [ "${NNODES}" -gt 1 ]; then
   echo "benchmark.sh runs as one process on one device; GPUS=${GPUS} NNODES=${NNODES} are not used" >&2

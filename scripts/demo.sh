@@ -14,14 +14,15 @@
 # The pretrained start is cached by its settings: FRESH=1 retrains the models, not the start (delete
 # output/synthetic/pretrained/ for that).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-METHOD=${METHOD:-advbct}
-FRESH=${FRESH:-0}
+bct_env PYTHON python3
+bct_env METHOD advbct
+bct_env FRESH 0
 CFG=configs/synthetic
 OUT=output/synthetic
 PRETRAINED=${OUT}/pretrained/resnet18_pool.pth   # OLD_MODEL/NEW_MODEL.PRETRAINED_PATH of the configs
-LONG=${LONG:-0}
+bct_env LONG 0
 if [ "${LONG}" = 1 ]; then
   RECIPE=(); SUFFIX=_e12; EPOCHS=12
 else
@@ -36,11 +37,13 @@ export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 # With PYTHONDONTWRITEBYTECODE set (and torch installed without byte-compiling, as below), every one of
 # the demo's five Python processes would compile torch's modules again (about 3.5 s each on 2 cores):
 # keep the compiled modules under output/pycache instead of beside the sources. PYCACHE=0 opts out.
-if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ] && [ "${PYCACHE:-1}" != 0 ]; then
+bct_env PYCACHE 1
+if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ] && [ "${PYCACHE}" != 0 ]; then
   unset PYTHONDONTWRITEBYTECODE
   export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-$(pwd)/output/pycache}
 fi
-export GPUS=${GPUS:-1}
+bct_env GPUS 1
+export GPUS
 start=$(date +%s)
 step() { echo; echo "==> [$1/7] $2 ($(( $(date +%s) - start ))s)"; }
 

@@ -2,15 +2,17 @@
 # through torchrun when GPUS > 1 or NNODES > 1 (env:// rendezvous; multi-node: set NNODES,
 # NODE_RANK, MASTER_ADDR and MASTER_PORT on every node).
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${REPO_ROOT}/scripts/lib/env.sh"
 export PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:$PYTHONPATH}"
-PYTHON=${PYTHON:-python3}
+bct_env PYTHON python3
 if [ -z "${GPUS:-}" ]; then
   GPUS=$($PYTHON -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
 fi
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-29500}
+bct_env GPUS 0
+bct_env NNODES 1
+bct_env NODE_RANK 0
+bct_env MASTER_ADDR 127.0.0.1
+bct_env MASTER_PORT 29500
 
 launch() {
   local module=$1; shift

@@ -17,6 +17,7 @@
 # A finished step is reused when its settings and inputs are the same; with others it is refused
 # (one line): change the name, or FRESH=1.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 usage="usage: bash scripts/own.sh <folder per class | CSV of path,label[,split]> [name] [KEY VALUE ...]"
 if [ $# -lt 1 ]; then echo "${usage}" >&2; exit 2; fi
 SRC_ARG=$1; shift
@@ -26,9 +27,8 @@ if [ ! -e "${SRC_ARG}" ]; then
 fi
 if [ -d "${SRC_ARG}" ]; then SRC=$(cd "${SRC_ARG}" && pwd)
 else SRC="$(cd "$(dirname "${SRC_ARG}")" && pwd)/$(basename "${SRC_ARG}")"; fi
-WEIGHTS=${WEIGHTS:-}
+bct_env WEIGHTS ""
 if [ -n "${WEIGHTS}" ]; then
-  if [ ! -f "${WEIGHTS}" ]; then echo "error: WEIGHTS=${WEIGHTS} is not a file" >&2; exit 2; fi
   WEIGHTS="$(cd "$(dirname "${WEIGHTS}")" && pwd)/$(basename "${WEIGHTS}")"
 fi
 # Overrides come in KEY VALUE pairs, so an odd number of remaining arguments starts with the name.
@@ -39,11 +39,12 @@ if ! [[ "${NAME}" =~ ^[A-Za-z0-9][A-Za-z0-9_+-]*$ ]]; then
   exit 2
 fi
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-METHOD=${METHOD:-advbct}
-FRESH=${FRESH:-0}
-ARCH=${ARCH:-resnet18}
-PRETRAINED=${PRETRAINED:-True}
+bct_env PYTHON python3
+bct_env METHOD advbct
+bct_env FRESH 0
+bct_env ARCH resnet18
+bct_env PRETRAINED True
+bct_env PREPARE_ARGS ""
 CFG=configs/own
 OUT=output/own/${NAME}
 LISTS=${OUT}/lists
@@ -51,7 +52,8 @@ STATS=${OUT}/old_stats
 OLD=${OUT}/${ARCH}/old/model_final.pth
 NEW=${OUT}/${ARCH}/new_${METHOD}/model_final.pth
 EVAL_DIR=${OUT}/eval/new_${METHOD}
-export GPUS=${GPUS:-0}
+bct_env GPUS 0
+export GPUS
 if [ "${GPUS}" = 0 ]; then DEVICE=cpu; else DEVICE=cuda; fi
 source scripts/launch.sh
 start=$(date +%s)
@@ -61,7 +63,7 @@ if [ "${FRESH}" = 1 ]; then echo "FRESH=1: removing ${OUT}"; rm -rf "${OUT}"; fi
 
 step 1 "prepare ${SRC} -> ${LISTS}"
 # shellcheck disable=SC2086  # PREPARE_ARGS is a list of flags
-$PYTHON -m bct.tools.prepare_images --src "${SRC}" --out "${LISTS}" ${PREPARE_ARGS:-}
+$PYTHON -m bct.tools.prepare_images --src "${SRC}" --out "${LISTS}" ${PREPARE_ARGS}
 # The image root, the class counts, and a batch size the old-model list can fill on every process
 # (configs/own's TRAIN.BATCH_SIZE, lowered for a small collection; a TRAIN.BATCH_SIZE argument wins).
 { read -r ROOT; read -r NUM_OLD; read -r NUM_NEW; read -r BATCH; } < <($PYTHON -c "import json, sys, yaml

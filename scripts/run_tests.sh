@@ -3,8 +3,9 @@
 # the 20 slowest tests. Extra arguments go to pytest: `bash scripts/run_tests.sh -m "not slow"` is the
 # inner loop (under a minute on 2 cores).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+bct_env PYTHON python3
 $PYTHON -m pip install -q -r requirements-test.txt
 # The report page's browser test opens it in headless Chromium (Debian's package); without it, and with no
 # way to install it here, that test is skipped and says why.

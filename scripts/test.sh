@@ -8,12 +8,7 @@
 # (OLD_MODEL_PATH empty: self-test only). The paths may name bct checkpoints or the reference's own
 # (e.g. the authors' released models), see docs/models.md.
 set -euo pipefail
-NEW_MODEL_PATH=${NEW_MODEL_PATH:-./output/resnet18/new_advbct/model_final.pth}
-OLD_MODEL_PATH=${OLD_MODEL_PATH-./output/resnet18/old_30class/model_final.pth}
-NEW_MODEL_ARCH=${NEW_MODEL_ARCH:-resnet18}
-OLD_MODEL_ARCH=${OLD_MODEL_ARCH:-resnet18}
-CONFIG=${CONFIG:-configs/test_model.yml}
-SAVE_DIR=${SAVE_DIR:-./output/eval}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 usage="usage: bash scripts/test.sh landmark <roxford5k|rparis6k|gldv2> <root> [KEY VALUE ...]
        bash scripts/test.sh own <name> <path> [KEY VALUE ...]"
 if [ $# -lt 3 ] || { [ "$1" != landmark ] && [ "$1" != own ]; }; then
@@ -21,6 +16,12 @@ if [ $# -lt 3 ] || { [ "$1" != landmark ] && [ "$1" != own ]; }; then
   exit 2
 fi
 NAME=$2; ROOT=$3; shift 3
+bct_env NEW_MODEL_PATH ./output/resnet18/new_advbct/model_final.pth
+bct_env OLD_MODEL_PATH ./output/resnet18/old_30class/model_final.pth keep-empty
+bct_env NEW_MODEL_ARCH resnet18
+bct_env OLD_MODEL_ARCH resnet18
+bct_env CONFIG configs/test_model.yml
+bct_env SAVE_DIR ./output/eval
 source "$(dirname "$0")/launch.sh"
 launch bct.tools.test --cfg "${CONFIG}" --model "${NEW_MODEL_PATH}" ${OLD_MODEL_PATH:+--old-model "${OLD_MODEL_PATH}"} \
   --datasets "${NAME}=${ROOT}" --out "${SAVE_DIR}" \

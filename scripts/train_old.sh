@@ -3,8 +3,9 @@
 # arguments are the tool's flags (--resume, --reuse) and then KEY VALUE config overrides, e.g.
 # `bash scripts/train_old.sh --reuse TRAIN.EPOCHS 10`. A folder holding a run of other settings is refused.
 set -euo pipefail
-CONFIG=${CONFIG:-configs/old_model.yml}   # configs/synthetic/old_model.yml for the synthetic benchmark
-TAG=${TAG:-}                              # empty: the config's TAG
+source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
+bct_env CONFIG configs/old_model.yml   # configs/synthetic/old_model.yml for the synthetic benchmark
+bct_env TAG ""                         # empty: the config's TAG
 FLAGS=(); while [ $# -gt 0 ] && [[ "$1" == --* ]]; do FLAGS+=("$1"); shift; done
 source "$(dirname "$0")/launch.sh"
 launch bct.tools.train --cfg "${CONFIG}" ${FLAGS[@]+"${FLAGS[@]}"} ${TAG:+TAG "$TAG"} "$@"

@@ -99,7 +99,7 @@ def test_tool_reproduces_the_hand_computed_matrix(toy, monkeypatch):
     monkeypatch.chdir(toy)
     for name in FEATURES:
         (toy / f"{name}.pth").write_bytes(b"")
-    out = toy / "out"
+    out = toy.with_name(toy.name + "_out")  # beside the set: an output never lies inside an input
     report = compat_matrix.main(["--models", "gen1=m1.pth,gen2=m2.pth,gen3=m3.pth", "--datasets", f"toy={toy}",
                                  "--oracles", "gen2=o2.pth,gen3=o3.pth", "--out", str(out), "DEVICE", "cpu"])
     saved = json.load(open(out / "compat_matrix.json"))
@@ -164,7 +164,7 @@ def test_models_of_two_embedding_sizes_are_named_with_their_sizes(toy, monkeypat
                          "NEW_MODEL.NUM_CLASSES", "4", "MODEL.EMB_DIM", str(dim), "NEW_MODEL.ARCH", "resnet18"])
     with pytest.raises(BadInputError) as err:
         compat_matrix.main(["--models", f"a={paths[0]},b={paths[1]}", "--datasets", f"toy={toy}",
-                            "--out", str(tmp_path / "out"), "DEVICE", "cpu"])
+                            "--out", str(toy.with_name(toy.name + "_out")), "DEVICE", "cpu"])
     line = str(err.value)
     assert f"a ({paths[0]}) embeds in 256 dimensions but b ({paths[1]}) in 128" in line and "config" not in line
 

@@ -110,5 +110,5 @@ def test_export_never_writes_over_its_input(checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as code:
         run(export.main, ["--model", checkpoint, "--format", "torchscript", "--out", checkpoint])
     err = capsys.readouterr().err.strip()
-    assert code.value.code == 2 and err.startswith(f"error: --out {checkpoint} is the checkpoint read (--model)")
+    assert code.value.code == 2 and err.startswith(f"error: --out {checkpoint} is the input of --model ({checkpoint})")
     assert open(checkpoint, "rb").read() == before

@@ -243,7 +243,7 @@ def test_summary_written_over_a_folder(earlier, tmp_path, capsys):
     (folder / "summary.md").mkdir()
     before = snapshot(folder)
     refused(invoke(capsys, "summarize", [folder, "--out", folder / "summary.md"]), 2, folder, before,
-            f"error: {folder / 'summary.md'}: is a folder, not a file (EISDIR)")
+            f"error: argument --out: {folder / 'summary.md'}: is a folder, not a file (EISDIR)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -365,7 +365,7 @@ def test_degenerate_settings(tmp_path, capsys):
     code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "holds out 0 class(es)" in err
     code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out"), "--old-fraction", "1.5"], capsys)
-    assert code == 2 and "--old-fraction must be strictly between 0 and 1" in err
+    assert code == 2 and "--old-fraction: 1.5 is not a fraction strictly between 0 and 1" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -425,7 +425,7 @@ def test_edited_output_and_foreign_folder_refused(tmp_path, capsys):
 def test_out_inside_the_collection_refused(tmp_path, capsys):
     src = make_folder(tmp_path)
     code, _, err = run_tool(["--src", src, "--out", os.path.join(src, "lists")], capsys)
-    assert code == 2 and "is inside the collection" in err
+    assert code == 2 and "lies inside the input of --src" in err
 
 
 def test_help_names_the_module(capsys):

@@ -54,9 +54,9 @@ def _source(root):
 
 
 def test_copy_keeps_order_labels_and_modes(tmp_path):
-    lst, names = _source(tmp_path)
+    lst, names = _source(tmp_path / "data")
     out = tmp_path / "copy"
-    manifest = main(["--list", lst, "--root", str(tmp_path), "--out", str(out), "--max-side", "100",
+    manifest = main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(out), "--max-side", "100",
                      "--quality", "85", "--workers", "2"])
     assert manifest["images"] == 8 and manifest["resized"] == 6 and manifest["copied"] == 2
     assert manifest["failed"] == 0 and manifest["complete"]
@@ -67,49 +67,54 @@ def test_copy_keeps_order_labels_and_modes(tmp_path):
 
     # The same list reads against the copy: same order, same labels.
     paths, labels = read_image_list(lst, str(out))
-    src_paths, src_labels = read_image_list(lst, str(tmp_path))
+    src_paths, src_labels = read_image_list(lst, str(tmp_path / "data"))
     assert paths == src_paths and labels.tolist() == src_labels.tolist()
     for rel in names:
-        src, dst = load_rgb(str(tmp_path / rel)), load_rgb(str(out / rel))
+        src, dst = load_rgb(str(tmp_path / "data" / rel)), load_rgb(str(out / rel))
         assert dst.mode == "RGB"
         expected = target_size(*src.size, "max_side", 100) or src.size
         assert dst.size == expected, rel
         small = np.asarray(src.resize(dst.size, Image.BILINEAR), dtype=np.float32)
         assert np.abs(np.asarray(dst, dtype=np.float32) - small).mean() < 8, rel  # the same picture
-    assert (out / "img/small.jpg").read_bytes() == (tmp_path / "img/small.jpg").read_bytes()
-    assert (out / "img/pal_small.png").read_bytes() == (tmp_path / "img/pal_small.png").read_bytes()
+    assert (out / "img/small.jpg").read_bytes() == (tmp_path / "data/img/small.jpg").read_bytes()
+    assert (out / "img/pal_small.png").read_bytes() == (tmp_path / "data/img/pal_small.png").read_bytes()
     ds = ImageListDataset(str(out), paths, labels, build_transform(32, fast=True))
     assert [ds[i][1] for i in range(len(ds))] == labels.tolist()
 
     # A rerun finds everything there; other settings are refused.
-    again = main(["--list", lst, "--root", str(tmp_path), "--out", str(out), "--max-side", "100",
+    again = main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(out), "--max-side", "100",
                   "--quality", "85", "--workers", "1"])
     assert again["present"] == 8 and again["resized"] == again["copied"] == 0
     with pytest.raises(BadInputError, match=r"other settings \(side 100 -> 120\)"):
-        main(["--list", lst, "--root", str(tmp_path), "--out", str(out), "--max-side", "120", "--quality", "85"])
+        main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(out), "--max-side", "120", "--quality", "85"])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x\n")
     with pytest.raises(BadInputError, match="non-empty folder without resize_manifest.json"):
-        main(["--list", lst, "--root", str(tmp_path), "--out", str(tmp_path / "img"), "--max-side", "100"])
+        main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(tmp_path / "busy"), "--max-side", "100"])
+    with pytest.raises(BadInputError, match="lies inside the input of --root"):  # a copy inside the image root
+        main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(tmp_path / "data" / "small"),
+              "--max-side", "100"])
 
 
 def test_min_side_and_target_sizes(tmp_path):
     assert target_size(1024, 768, "max_side", 256) == (256, 192)
     assert target_size(1024, 768, "min_side", 224) == (299, 224)
     assert target_size(200, 100, "max_side", 256) is None
-    lst, _ = _source(tmp_path)
-    main(["--list", lst, "--root", str(tmp_path), "--out", str(tmp_path / "c"), "--min-side", "90", "--workers", "1"])
+    lst, _ = _source(tmp_path / "data")
+    main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(tmp_path / "c"), "--min-side", "90", "--workers", "1"])
     assert Image.open(tmp_path / "c/img/wide.jpg").size == (120, 90)
     assert Image.open(tmp_path / "c/img/tall.jpg").size == (90, 216)
 
 
 def test_unreadable_images_are_reported_by_file_and_line(tmp_path):
-    lst, names = _source(tmp_path)
-    data = (tmp_path / "img/wide.jpg").read_bytes()
-    (tmp_path / "img/trunc.jpg").write_bytes(data[: len(data) // 2])
+    lst, names = _source(tmp_path / "data")
+    data = (tmp_path / "data/img/wide.jpg").read_bytes()
+    (tmp_path / "data/img/trunc.jpg").write_bytes(data[: len(data) // 2])
     with open(lst, "a") as f:
         f.write("img/trunc.jpg 1\nimg/missing.jpg 2\n")
     out = tmp_path / "copy"
     with pytest.raises(BadInputError) as e:
-        main(["--list", lst, "--root", str(tmp_path), "--out", str(out), "--max-side", "100", "--workers", "2"])
+        main(["--list", lst, "--root", str(tmp_path / "data"), "--out", str(out), "--max-side", "100", "--workers", "2"])
     msg = str(e.value)
     assert "2 of 10 images could not be read" in msg and "img/trunc.jpg (line 9 of" in msg
     assert "cannot decode the image" in msg and "TRAIN.SKIP_BAD_IMAGES" in msg
@@ -123,13 +128,13 @@ def test_unreadable_images_are_reported_by_file_and_line(tmp_path):
 @pytest.mark.slow
 def test_kill_and_rerun_completes_with_every_file_whole(tmp_path):
     n = 40
-    (tmp_path / "src").mkdir()
+    (tmp_path / "data" / "src").mkdir(parents=True)
     for i in range(n):
-        Image.fromarray(_texture(480, 360, i)).save(tmp_path / f"src/{i}.jpg", quality=90)
+        Image.fromarray(_texture(480, 360, i)).save(tmp_path / f"data/src/{i}.jpg", quality=90)
     lst = tmp_path / "list.txt"
     lst.write_text("".join(f"src/{i}.jpg {i % 3}\n" for i in range(n)))
     out = tmp_path / "copy"
-    cmd = [sys.executable, "-m", "bct.tools.resize_images", "--list", str(lst), "--root", str(tmp_path),
+    cmd = [sys.executable, "-m", "bct.tools.resize_images", "--list", str(lst), "--root", str(tmp_path / "data"),
            "--out", str(out), "--max-side", "64", "--workers", "2"]
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
 
@@ -162,4 +167,4 @@ def test_kill_and_rerun_completes_with_every_file_whole(tmp_path):
     assert sorted(os.listdir(out / "src")) == sorted(f"{i}.jpg" for i in range(n))  # no temporary left
     for i in range(n):
         assert load_rgb(str(out / f"src/{i}.jpg")).size == (64, 48)
-        assert is_whole(str(out / f"src/{i}.jpg"), str(tmp_path / f"src/{i}.jpg"))
+        assert is_whole(str(out / f"src/{i}.jpg"), str(tmp_path / f"data/src/{i}.jpg"))

@@ -22,17 +22,17 @@ log.txt (the comparison's own log; each model logs into its own folder).
 """
 from bct.pipeline.chains import generations
 from bct.pipeline.comparison import compare
-from bct.tools.common import (add_overrides, csv_list, existing_dir, fraction, nonneg_int, output_dir, overrides, parser,
-                              refuse_overwrite, run)
+from bct.tools.common import (add_overrides, csv_list, datasets, existing_dir, fraction, nonneg_int, output_dir,
+                              overrides, parser, run, seed, text)
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--config-dir", default="configs/synthetic", type=existing_dir, help="setting folder of configs")
-    p.add_argument("--methods", type=csv_list(), help="comma-separated methods (default: every method, or "
+    p.add_argument("--methods", type=csv_list(text), help="comma-separated methods (default: every method, or "
                    "advbct,bct with --generations)")
-    p.add_argument("--datasets", default="rparis6k,roxford5k,gldv2", help="comma-separated NAME or NAME=ROOT")
-    p.add_argument("--seeds", type=csv_list(nonneg_int), default=[1234], help="comma-separated seeds")
+    p.add_argument("--datasets", default="rparis6k,roxford5k,gldv2", type=datasets, help="comma-separated NAME or NAME=ROOT")
+    p.add_argument("--seeds", type=csv_list(seed), default=[1234], help="comma-separated seeds")
     p.add_argument("--out", default="", type=output_dir, help="default: output/compare/<config folder name>")
     p.add_argument("--fresh", action="store_true", help="delete --out first and train everything again")
     p.add_argument("--generations", type=nonneg_int, default=0,
@@ -40,12 +40,14 @@ def main(argv=None):
     p.add_argument("--fractions", type=csv_list(fraction), default=None,
                    help="with --generations: the nested split of each generation, e.g. 0.3,0.6,1.0")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     from bct.evaluation.sets import parse_set_specs
 
     opts, sets = overrides(args.opts), parse_set_specs(args.datasets)
-    if args.out:
-        refuse_overwrite(args.out, {"the config folder": args.config_dir})
     if args.fractions or args.generations:
         if len(args.seeds) != 1:
             from bct.utils.errors import BadInputError

@@ -16,22 +16,26 @@ per set and the summary) and compat_matrix.png.
 import os
 
 from bct.pipeline.matrix import FILES, matrix_report, write_report
-from bct.tools.common import add_overrides, named_paths, output_dir, parser, refuse_overwrite, run, setup
+from bct.tools.common import add_overrides, datasets, models, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.errors import BadInputError
 
 
-def main(argv=None) -> dict:
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
-    p.add_argument("--models", required=True, help="NAME=CHECKPOINT,... oldest first (at least two)")
-    p.add_argument("--datasets", default="rparis6k,roxford5k,gldv2", help="comma-separated NAME or NAME=ROOT")
-    p.add_argument("--oracles", default="", help="MODEL_NAME=CHECKPOINT,...: the oracle of a model's generation")
+    p.add_argument("--models", required=True, type=models, help="NAME=CHECKPOINT,... oldest first (at least two)")
+    p.add_argument("--datasets", default="rparis6k,roxford5k,gldv2", type=datasets, help="comma-separated NAME or NAME=ROOT")
+    p.add_argument("--oracles", default="", type=models, help="MODEL_NAME=CHECKPOINT,...: the oracle of a model's generation")
     p.add_argument("--out", default="output/compat_matrix", type=output_dir, help="folder receiving the report")
     add_overrides(p)
-    args = p.parse_args(argv)
-    models = named_paths(args.models, "--models")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    models = args.models
     if len(models) < 2:
         raise BadInputError(f"--models names {len(models)} model(s); a compatibility matrix needs at least two")
-    oracles = dict(named_paths(args.oracles, "--oracles"))
+    oracles = dict(args.oracles)
     unknown = sorted(set(oracles) - {n for n, _ in models})
     if unknown:
         raise BadInputError(f"--oracles: {unknown[0]!r} is not one of the --models names ({', '.join(n for n, _ in models)})")

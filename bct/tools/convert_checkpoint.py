@@ -14,17 +14,21 @@ two plain arguments is the older form of the same command).
 import argparse
 
 from bct.pipeline.checkpoints import convert
-from bct.tools.common import existing_file, output_file, parser, refuse_overwrite, run
+from bct.tools.common import existing_file, output_file, parser, refuse_overwrite, run, text
 from bct.utils.errors import BadInputError
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--model", type=existing_file, help="checkpoint to read (bct or reference)")
     p.add_argument("--out", type=output_file, help="file to write")
     p.add_argument("--to", choices=("bct", "reference"), default="bct", help="layout of OUT (default bct)")
-    p.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument("paths", nargs="*", type=text, help=argparse.SUPPRESS)  # the older IN OUT form, checked below
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.paths:
         if len(args.paths) != 2 or args.model or args.out:
             raise BadInputError("give --model IN --out OUT (or the two paths IN OUT)")

@@ -9,11 +9,11 @@ Before reporting success the tool reloads the written file, runs it on a random 
 size and compares it with PyTorch: it fails (exit 1) when the largest absolute difference exceeds
 ATOL x max(1, largest |embedding value|). ONNX needs the packages of requirements-onnx.txt.
 """
-from bct.tools.common import existing_file, output_file, parser, positive_float, positive_int, refuse_overwrite, run
+from bct.tools.common import existing_file, output_file, parser, positive_float, positive_int, run
 from bct.utils.errors import BadInputError
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--model", required=True, type=existing_file, help="bct or reference checkpoint")
     p.add_argument("--format", required=True, choices=("torchscript", "onnx"))
@@ -21,10 +21,13 @@ def main(argv=None):
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embedding inside the exported model")
     p.add_argument("--input-size", type=positive_int, default=224, help="side of the square check (and trace) images")
     p.add_argument("--atol", type=positive_float, default=1e-4, help="tolerance of the check (see above)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.input_size < 32:
         raise BadInputError(f"--input-size {args.input_size}: use at least 32 pixels")
-    refuse_overwrite(args.out, {"the checkpoint read (--model)": args.model})
     from bct.pipeline.export import export_model
     done = export_model(args.model, args.format, args.out, args.normalize, args.input_size, args.atol)
     meta = done["meta"]

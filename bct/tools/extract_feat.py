@@ -11,13 +11,17 @@ from bct.pipeline.stats import class_stats
 from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--model", type=existing_file, help="the old model's checkpoint (OLD_MODEL.MODEL_PATH)")
     p.add_argument("--out", type=output_dir, help="folder of the statistics (EXTRACT.SAVE_DIR)")
     p.add_argument("--reuse", action="store_true", help="keep statistics of the same old model, list and settings")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     args.opts = [*(["OLD_MODEL.MODEL_PATH", args.model] if args.model else []),
                  *(["EXTRACT.SAVE_DIR", args.out] if args.out else []), *args.opts]
     cfg, device, _ = setup(args)

@@ -27,22 +27,12 @@ from bct.utils.errors import BadInputError
 PROG = "python -m bct.tools.index"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
-    return value
-
-
 def _loader_args(p, workers: int = 2) -> None:
-    p.add_argument("--batch-size", type=_positive, default=64, help="images per batch (default 64)")
-    p.add_argument("--workers", type=int, default=workers, help=f"DataLoader workers (default {workers})")
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
+    p.add_argument("--batch-size", type=common.count, default=64, help="images per batch (default 64)")
+    p.add_argument("--workers", type=common.nonneg_int, default=workers, help=f"DataLoader workers (default {workers})")
+    p.add_argument("--device", default="auto", type=common.device, help="auto (a GPU if there is one), cpu or cuda")
     p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA (off on the CPU anyway)")
-    p.add_argument("--input-size", type=_positive, default=0,
+    p.add_argument("--input-size", type=common.count, default=0,
                    help="override the model's input size (default: what its checkpoint says)")
     p.add_argument("--resize", choices=("squash", "aspect"), default="",
                    help="override the model's resize mode (default: what its checkpoint says)")
@@ -51,9 +41,9 @@ def _loader_args(p, workers: int = 2) -> None:
 def _backend_args(p) -> None:
     p.add_argument("--backend", choices=("files", "milvus"), default="files",
                    help="where the index lives: a folder (files, default) or a Milvus collection (milvus)")
-    p.add_argument("--uri", default="", help="Milvus: a local .db file (Milvus Lite) or http(s)://host:port")
-    p.add_argument("--token", default="", help="Milvus: the token (user:password or an API key)")
-    p.add_argument("--collection", default="", help="Milvus: the collection (default: INDEX / --out's base name)")
+    p.add_argument("--uri", default="", type=common.text, help="Milvus: a local .db file (Milvus Lite) or http(s)://host:port")
+    p.add_argument("--token", default="", type=common.text, help="Milvus: the token (user:password or an API key)")
+    p.add_argument("--collection", default="", type=common.text, help="Milvus: the collection (default: INDEX / --out's base name)")
 
 
 def _where(args) -> dict:
@@ -65,18 +55,18 @@ def _where(args) -> dict:
     return {"backend": args.backend, "uri": args.uri, "token": args.token, "collection": args.collection}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser():
     p = common.parser(__file__, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", prog=f"{PROG} build", help="embed a gallery into a new index folder")
-    b.add_argument("--model", required=True, help="checkpoint that embeds the gallery")
-    b.add_argument("--list", default="", help="image list (`relative/path label` lines)")
-    b.add_argument("--root", default="", help="folder the list's paths are relative to (default: the list's folder)")
-    b.add_argument("--folder", default="", help="a folder of images (instead of --list)")
-    b.add_argument("--out", required=True, help="the index folder to write")
-    b.add_argument("--name", default="", help="short name of the model (default: from its file name)")
-    b.add_argument("--chunk-rows", type=_positive, default=0,
+    b.add_argument("--model", required=True, type=common.existing_file, help="checkpoint that embeds the gallery")
+    b.add_argument("--list", default="", type=common.existing_file, help="image list (`relative/path label` lines)")
+    b.add_argument("--root", default="", type=common.existing_dir, help="folder the list's paths are relative to (default: the list's folder)")
+    b.add_argument("--folder", default="", type=common.existing_dir, help="a folder of images (instead of --list)")
+    b.add_argument("--out", required=True, type=common.output_dir, help="the index folder to write")
+    b.add_argument("--name", default="", type=common.text, help="short name of the model (default: from its file name)")
+    b.add_argument("--chunk-rows", type=common.count, default=0,
                    help="rows per shard (default 64 batches): the unit a killed build resumes from")
     b.add_argument("--skip-bad", action="store_true", help="give unreadable images a zero vector instead of failing")
     b.add_argument("--ann", choices=("", "ivf", "hnsw"), default="", help="also build an approximate index")
@@ -86,66 +76,70 @@ def parse_args(argv=None) -> argparse.Namespace:
     _backend_args(b)
 
     s = sub.add_parser("search", prog=f"{PROG} search", help="top-k rows of query images or vectors")
-    s.add_argument("index", help="index folder")
-    s.add_argument("--model", default="", help="checkpoint that embeds the queries (or made --vectors)")
-    s.add_argument("--images", default="", help="comma-separated query image paths")
-    s.add_argument("--list", default="", help="query image list (`relative/path [label]` lines, one path a line)")
-    s.add_argument("--root", default="", help="folder that --images / --list paths are relative to")
-    s.add_argument("--folder", default="", help="a folder of query images")
-    s.add_argument("--vectors", default="", help="query vectors (n, D) in a .npy file")
-    s.add_argument("--k", type=_positive, default=10, help="results per query (default 10)")
-    s.add_argument("--out", default="", help="write the results to this .csv or .json file (default: print)")
+    s.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
+    s.add_argument("--model", default="", type=common.text, help="checkpoint that embeds the queries (or made --vectors)")
+    s.add_argument("--images", default="", type=common.text, help="comma-separated query image paths")
+    s.add_argument("--list", default="", type=common.existing_file, help="query image list (`relative/path [label]` lines, one path a line)")
+    s.add_argument("--root", default="", type=common.existing_dir, help="folder that --images / --list paths are relative to")
+    s.add_argument("--folder", default="", type=common.existing_dir, help="a folder of query images")
+    s.add_argument("--vectors", default="", type=common.existing_file, help="query vectors (n, D) in a .npy file")
+    s.add_argument("--k", type=common.count, default=10, help="results per query (default 10)")
+    s.add_argument("--out", default="", type=common.output_file, help="write the results to this .csv or .json file (default: print)")
     s.add_argument("--page", default="", type=common.output_dir,
                    help="also write the results as a report page (DIR/index.html: each hit's image and model tag)")
     s.add_argument("--force", action="store_true", help="search even with a model not known to be compatible")
-    s.add_argument("--ann", default="", help="search through the approximate index of this kind (ivf, hnsw)")
-    s.add_argument("--nprobe", type=_positive, default=16, help="IVF lists visited (HNSW: efSearch / 16)")
+    s.add_argument("--ann", default="", choices=("", "ivf", "hnsw"), help="search through the approximate index of this kind (ivf, hnsw)")
+    s.add_argument("--nprobe", type=common.count, default=16, help="IVF lists visited (HNSW: efSearch / 16)")
     _loader_args(s, workers=0)
     _backend_args(s)
 
     f = sub.add_parser("backfill", prog=f"{PROG} backfill", help="re-embed rows with a new model, in place")
-    f.add_argument("index", help="index folder")
-    f.add_argument("--model", required=True, help="the new model's checkpoint")
-    f.add_argument("--name", default="", help="short name of the model (default: from its file name)")
-    f.add_argument("--order", default="random", help="random (seeded) or distinct (default random)")
-    f.add_argument("--seed", type=common.nonneg_int, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
-    f.add_argument("--rows", type=int, default=None, help="re-embed at most this many more rows")
-    f.add_argument("--fraction", type=float, default=None,
+    f.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
+    f.add_argument("--model", required=True, type=common.existing_file, help="the new model's checkpoint")
+    f.add_argument("--name", default="", type=common.text, help="short name of the model (default: from its file name)")
+    f.add_argument("--order", default="random", choices=("random", "distinct"), help="random (seeded) or distinct (default random)")
+    f.add_argument("--seed", type=common.seed, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
+    f.add_argument("--rows", type=common.count, default=None, help="re-embed at most this many more rows")
+    f.add_argument("--fraction", type=common.fraction, default=None,
                    help="continue until this fraction of all rows is the new model's")
-    f.add_argument("--step-rows", type=_positive, default=0, help="rows per commit (default max(1024, batch))")
-    f.add_argument("--root", default="", help="image folder, when it moved since the build")
-    f.add_argument("--list", default="", help="the image list, checked against the index's ids")
+    f.add_argument("--step-rows", type=common.count, default=0, help="rows per commit (default max(1024, batch))")
+    f.add_argument("--root", default="", type=common.existing_dir, help="image folder, when it moved since the build")
+    f.add_argument("--list", default="", type=common.existing_file, help="the image list, checked against the index's ids")
     f.add_argument("--force", action="store_true", help="backfill even with a model not known to be compatible")
-    f.add_argument("--nice", type=int, default=10,
+    f.add_argument("--nice", type=common.integer(0, 19, "niceness 0..19"), default=10,
                    help="lower this process's CPU priority by this much so searches keep theirs (default 10)")
     _loader_args(f)
     _backend_args(f)
 
     t = sub.add_parser("status", prog=f"{PROG} status", help="fraction of rows per model")
-    t.add_argument("index", help="index folder")
+    t.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
     t.add_argument("--json", action="store_true", help="print the status as JSON")
     _backend_args(t)
 
     r = sub.add_parser("rollback", prog=f"{PROG} rollback", help="serve an earlier model's stored rows again")
-    r.add_argument("index", help="index folder")
-    r.add_argument("--to", default=None, help="model name, tag, digest prefix or checkpoint (default: the previous)")
+    r.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
+    r.add_argument("--to", default=None, type=common.text, help="model name, tag, digest prefix or checkpoint (default: the previous)")
     _backend_args(r)
 
     d = sub.add_parser("prune", prog=f"{PROG} prune", help="delete stored rows (no rollback to them afterwards)")
-    d.add_argument("index", help="index folder")
-    d.add_argument("--model", default=None, help="delete this model's stored rows (default: every unused store)")
+    d.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
+    d.add_argument("--model", default=None, type=common.text, help="delete this model's stored rows (default: every unused store)")
     _backend_args(d)
 
     a = sub.add_parser("ann", prog=f"{PROG} ann", help="(re)build an approximate index over the current rows")
-    a.add_argument("index", help="index folder")
+    a.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
     a.add_argument("--kind", choices=("ivf", "hnsw"), default="ivf")
-    a.add_argument("--nlist", type=int, default=0, help="IVF lists (default 4 sqrt(N))")
-    a.add_argument("--m", type=_positive, default=32, help="HNSW links per node (default 32)")
+    a.add_argument("--nlist", type=common.nonneg_int, default=0, help="IVF lists (default 4 sqrt(N))")
+    a.add_argument("--m", type=common.count, default=32, help="HNSW links per node (default 32)")
 
     c = sub.add_parser("copy", prog=f"{PROG} copy", help="copy an index folder into a Milvus collection")
     c.add_argument("index", type=common.existing_dir, help="the index folder to copy")
     _backend_args(c)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _device(name: str):

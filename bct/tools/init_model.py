@@ -5,18 +5,21 @@ Useful as the "at initialisation" baseline and for a first end-to-end check of t
     python -m bct.tools.init_model --cfg CFG --role old --out output/init_old.pth [--seed 0] KEY VALUE ...
 """
 from bct.pipeline.checkpoints import write_untrained
-from bct.tools.common import add_overrides, config, nonneg_int, output_file, parser, refuse_overwrite, run
+from bct.tools.common import add_overrides, config, output_file, parser, run, seed
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--role", choices=("old", "new"), required=True)
     p.add_argument("--out", required=True, type=output_file, help="checkpoint file to write")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the initialisation")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initialisation")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     cfg = config(args)
-    refuse_overwrite(args.out, {"the config": args.cfg})
     meta = write_untrained(cfg, args.role, args.out, args.seed)
     print(f"wrote untrained {meta['arch']} ({args.role}, {meta['num_classes']} classes) to {args.out}")
 

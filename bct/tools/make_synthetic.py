@@ -8,13 +8,13 @@ see data/README.md.
 import os
 
 from bct.data.synthetic import SIZES, generate_synthetic
-from bct.tools.common import csv_list, fraction, nonneg_int, output_dir, parser, positive_int, run
+from bct.tools.common import csv_list, fraction, output_dir, parser, positive_int, run, seed
 
 
-def main(argv=None) -> dict:
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--out", default="data/synthetic", type=output_dir, help="output folder (default: data/synthetic)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="generator seed; the same seed gives identical files")
+    p.add_argument("--seed", type=seed, default=0, help="generator seed; the same seed gives identical files")
     p.add_argument("--size", default="small", choices=sorted(SIZES),
                    help="small: the demo benchmark (default); tiny: a few landmarks, for tests")
     p.add_argument("--no-prepare", action="store_true",
@@ -25,7 +25,11 @@ def main(argv=None) -> dict:
     p.add_argument("--fractions", type=csv_list(fraction), default=None,
                    help="also write the nested splits of a chain of model generations (e.g. 0.3,0.6,1.0; "
                         "see docs/generations.md); added to an existing folder that lacks them")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
     return generate_synthetic(args.out, seed=args.seed, size=args.size, prepare=not args.no_prepare,
                               force=args.force, workers=args.workers,
                               fractions=tuple(args.fractions) if args.fractions else None)

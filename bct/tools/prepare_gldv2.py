@@ -9,19 +9,18 @@ from --root; writes the lists (gldv2_*.txt) and manifest.json there. See Dataset
 import os
 
 from bct.data.prepare import prepare_gldv2
-from bct.tools.common import csv_list, existing_dir, existing_file, fraction, nonneg_int, parser, run
-from bct.utils.errors import BadInputError
+from bct.tools.common import csv_list, existing_dir, existing_file, fraction, open_fraction, parser, refuse_overlap, run, seed
 
 
-def _main(argv=None) -> dict:
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--root", required=True, type=existing_dir,
                    help="GLDv2 folder holding train_clean.csv (and index.csv, retrieval_solution_v2.1.csv); the "
                         "lists are written there")
-    p.add_argument("--ratio", type=fraction, default=None,
+    p.add_argument("--ratio", type=open_fraction, default=None,
                    help="fraction of the classes (class split) and of each class's images (data split) "
                         "given to the old model (default 0.3, or the first of --fractions)")
-    p.add_argument("--seed", type=nonneg_int, default=666,
+    p.add_argument("--seed", type=seed, default=666,
                    help="seed of the class shuffle; class i of the data split uses seed + i")
     p.add_argument("--label-file", default=None, type=existing_file,
                    help="existing `train/a/b/c/<id>.jpg label` list (e.g. the community label_81313.txt) "
@@ -29,12 +28,16 @@ def _main(argv=None) -> dict:
     p.add_argument("--fractions", type=csv_list(fraction), default=None,
                    help="growing fractions of a chain of model generations, e.g. 0.3,0.6,1.0: also write "
                         "the nested class and data splits gldv2_train_nested_<P>percent_{class,data}.txt")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
     label = args.label_file
-    if label and os.path.realpath(os.path.dirname(label)) == os.path.realpath(args.root) and \
-            (os.path.basename(label).startswith("gldv2_") or os.path.basename(label) == "manifest.json"):
-        raise BadInputError(f"--label-file {label} is one of the files this tool writes into --root; copy it "
-                            "elsewhere first (a tool never writes over its input)")
+    if label and (os.path.basename(label).startswith("gldv2_") or os.path.basename(label) == "manifest.json"):
+        # The lists this tool writes into --root are named so: one of them may not be the input.
+        refuse_overlap([("the list written into --root", os.path.join(args.root, os.path.basename(label)))],
+                       [("the input of --label-file", label)])
     manifest = prepare_gldv2(args.root, ratio=args.ratio, seed=args.seed, label_file=label,
                              fractions=tuple(args.fractions) if args.fractions else None)
     counts = manifest["counts"]

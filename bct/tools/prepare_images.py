@@ -15,33 +15,37 @@ from bct.tools import common
 from bct.tools.common import run
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser():
     d = Settings()
     p = common.parser(__file__, __doc__)
-    p.add_argument("--src", required=True,
+    p.add_argument("--src", required=True, type=common.existing_path,
                    help="a folder per class (<src>/<class>/<image>) or a CSV with a header path,label[,split]")
-    p.add_argument("--out", required=True, help="folder to write (must be new, empty, or this very preparation)")
+    p.add_argument("--out", required=True, type=common.output_dir, help="folder to write (must be new, empty, or this very preparation)")
     p.add_argument("--split", choices=("class", "data"), default=d.split,
                    help="old-model split: class (a seeded fraction of the training classes, as GLDv2's class split) "
                         "or data (a seeded fraction of each class's images, as GLDv2's data split)")
-    p.add_argument("--old-fraction", type=float, default=d.old_fraction,
+    p.add_argument("--old-fraction", type=common.open_fraction, default=d.old_fraction,
                    help=f"fraction given to the old model (default {d.old_fraction})")
     p.add_argument("--query", dest="held", choices=("classes", "images"), default=d.held,
                    help="what the retrieval set holds out of training: whole classes (default) or images of every "
                         "class; a CSV split column overrides both")
-    p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
+    p.add_argument("--eval-fraction", type=common.open_fraction, default=d.eval_fraction,
                    help=f"fraction of the classes (or of each class's images) held out (default {d.eval_fraction})")
-    p.add_argument("--query-fraction", type=float, default=d.query_fraction,
+    p.add_argument("--query-fraction", type=common.open_fraction, default=d.query_fraction,
                    help="fraction of each held-out class's images used as queries, at least one, the others "
                         f"are the gallery (default {d.query_fraction})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of every shuffle (default {d.seed})")
+    p.add_argument("--seed", type=common.seed, default=d.seed, help=f"seed of every shuffle (default {d.seed})")
     p.add_argument("--check-decode", action="store_true",
                    help="decode every image and refuse undecodable files and identical copies (reads every file)")
     p.add_argument("--skip-singletons", action="store_true",
                    help="leave out classes of one image (counted) instead of refusing them")
-    p.add_argument("--image-root", default=None,
+    p.add_argument("--image-root", default=None, type=common.existing_dir,
                    help="folder the CSV paths are relative to (default: the CSV's folder)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def report_lines(m: dict, out: str) -> list:

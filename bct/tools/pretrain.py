@@ -14,11 +14,15 @@ from bct.pipeline.records import training_inputs
 from bct.tools.common import add_overrides, config, output_file, parser, refuse_overwrite, run
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--out", required=True, type=output_file, help="weight file to publish (what *.PRETRAINED_PATH names)")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     from bct.utils.logger import setup_logger
     logger = setup_logger()
     cfg = config(args, logger.info)

@@ -13,11 +13,10 @@ records the settings, the list's sha256 and the counts. See docs/data_loading.md
 import os
 
 from bct.data.resize_copy import resize_list
-from bct.tools.common import existing_dir, existing_file, output_dir, parser, positive_int, refuse_overwrite, run
-from bct.utils.errors import BadInputError
+from bct.tools.common import existing_dir, existing_file, integer, output_dir, parser, positive_int, run
 
 
-def main(argv=None) -> dict:
+def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--list", required=True, type=existing_file, help="image list ('relative/path label' lines)")
     p.add_argument("--root", required=True, type=existing_dir, help="folder the list paths are relative to")
@@ -27,12 +26,13 @@ def main(argv=None) -> dict:
     side.add_argument("--max-side", type=positive_int, help="longer side of the copies, in pixels (e.g. 256)")
     side.add_argument("--min-side", type=positive_int, help="shorter side of the copies, in pixels (e.g. 224: a "
                       "224 px squash never upsamples)")
-    p.add_argument("--quality", type=positive_int, default=90, help="JPEG quality of the resized files (1-100)")
+    p.add_argument("--quality", type=integer(1, 100, "JPEG quality 1..100"), default=90, help="JPEG quality of the resized files (1-100)")
     p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: one per core)")
-    args = p.parse_args(argv)
-    if args.quality > 100:
-        raise BadInputError(f"--quality {args.quality}: the JPEG quality is 1..100")
-    refuse_overwrite(args.out, {"the image root (--root)": args.root, "the list (--list)": args.list})
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
     mode, size = ("max_side", args.max_side) if args.max_side is not None else ("min_side", args.min_side)
     manifest = resize_list(args.list, args.root, args.out, size, mode, args.quality, args.workers)
     mb = manifest["bytes"] / 2**20

@@ -19,18 +19,22 @@ models are refused with one line.
 import os
 
 from bct.pipeline.results import SUMMARY_TITLE, load_results, paper_table, summary_table
-from bct.tools.common import output_file, parser, refuse_overwrite, run
+from bct.tools.common import output_file, parser, refuse_overwrite, result_folder, run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import write_text_atomic
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__)
-    p.add_argument("folders", nargs="+", help="EVAL.SAVE_DIR of bct.tools.test (NAME=FOLDER names a row)")
-    p.add_argument("--oracle", default="", help="test results of the oracle: print the paper's table of the folders")
+    p.add_argument("folders", nargs="+", type=result_folder, help="EVAL.SAVE_DIR of bct.tools.test (NAME=FOLDER names a row)")
+    p.add_argument("--oracle", default="", type=result_folder, help="test results of the oracle: print the paper's table of the folders")
     p.add_argument("--out", default="", type=output_file, help="also write the table to this markdown file")
     p.add_argument("--mixed", action="store_true", help="accept a folder whose results are of different models")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.oracle:
         text = paper_table(args.oracle, args.folders, args.mixed)
         print(f"{SUMMARY_TITLE} self / cross; P-scores and Gain % as in docs/evaluation.md\n")

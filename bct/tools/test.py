@@ -15,21 +15,25 @@ import os
 
 from bct.pipeline.evaluation import evaluate
 from bct.pipeline.results import SUMMARY_TITLE, refuse_other_models_result, summary_table, write_result
-from bct.tools.common import add_overrides, existing_file, output_dir, parser, refuse_overwrite, run, setup
+from bct.tools.common import add_overrides, datasets, existing_file, output_dir, parser, refuse_overwrite, run, setup
 from bct.utils.comm import is_main_process
 from bct.utils.fileio import write_text_atomic
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--model", type=existing_file, help="the new model's checkpoint (NEW_MODEL.MODEL_PATH)")
     p.add_argument("--old-model", type=existing_file, help="the old model's checkpoint (OLD_MODEL.MODEL_PATH)")
-    p.add_argument("--datasets", default="", help="comma-separated NAME or NAME=ROOT")
+    p.add_argument("--datasets", default="", type=datasets, help="comma-separated NAME or NAME=ROOT")
     p.add_argument("--out", type=output_dir, help="folder of the results (EVAL.SAVE_DIR)")
     p.add_argument("--summary", action="store_true",
                    help="print the old/new/cross summary table of this run and write EVAL.SAVE_DIR/summary.md")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     args.opts = [*(["NEW_MODEL.MODEL_PATH", args.model] if args.model else []),
                  *(["OLD_MODEL.MODEL_PATH", args.old_model] if args.old_model else []),
                  *(["EVAL.SAVE_DIR", args.out] if args.out else []), *args.opts]

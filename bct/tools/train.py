@@ -14,13 +14,17 @@ from bct.pipeline.train import train_run
 from bct.tools.common import add_overrides, overrides, parser, positive_float, run, setup
 
 
-def main(argv=None):
+def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the output folder")
     p.add_argument("--new-lr", type=positive_float, help="continue from the last checkpoint at this learning rate")
     p.add_argument("--reuse", action="store_true", help="keep a finished model of the same settings and inputs")
     add_overrides(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.new_lr is not None:
         args.opts = [*overrides(args.opts), "TRAIN.RESUME_WITH_NEW_LR", "True", "TRAIN.OPTIMIZER.BASE_LR", str(args.new_lr)]
     cfg, device, _ = setup(args)
