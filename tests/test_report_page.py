@@ -273,9 +273,9 @@ def test_bad_input_is_one_line_and_writes_nothing(results, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "holds files that no report page wrote" in err
     assert os.listdir(foreign) == ["notes.txt"]
     code, _, _, err = _tool([folder, "--out", folder], capsys)
-    assert code == 2 and "is the folder the page is made from" in err
+    assert code == 2 and "is the input of FOLDER" in err and "never writes over its input" in err
     code, _, _, err = _tool([folder, "--top", 101, "--out", tmp_path / "p0"], capsys)
-    assert code == 2 and "keep the top" in err and not (tmp_path / "p0" / "index.html").exists()
+    assert code == 2 and "--top" in err and "at most 100" in err and not (tmp_path / "p0" / "index.html").exists()
     # A rankings file that is not the one its result names, and a result without rankings.
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)

@@ -12,18 +12,22 @@ index.html, thumbs/, plots/ and page.json; writing the page again into DIR reuse
 Prints the page's path.
 """
 from bct.pipeline.report_page import write_report_page
-from bct.tools.common import existing_dir, nonneg_int, output_dir, parser, positive_int, run
+from bct.tools.common import count, existing_dir, integer, output_dir, parser, run, seed
+
+
+def build_parser():
+    p = parser(__file__, __doc__)
+    p.add_argument("folder", type=existing_dir, help="results folder (bct.tools.test) or comparison folder")
+    p.add_argument("--queries", type=count, default=9, help="queries shown per set (default 9)")
+    p.add_argument("--top", type=integer(1, 100, "count 1..100"), default=None,
+                   help="results shown per ranking (default 10, or fewer for a smaller gallery; at most 100)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random queries (default 0)")
+    p.add_argument("--out", required=True, type=output_dir, help="folder of the page")
+    return p
 
 
 def main(argv=None):
-    p = parser(__file__, __doc__)
-    p.add_argument("folder", type=existing_dir, help="results folder (bct.tools.test) or comparison folder")
-    p.add_argument("--queries", type=positive_int, default=9, help="queries shown per set (default 9)")
-    p.add_argument("--top", type=positive_int, default=None,
-                   help="results shown per ranking (default 10, or fewer for a smaller gallery; at most 100)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the random queries (default 0)")
-    p.add_argument("--out", required=True, type=output_dir, help="folder of the page")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     page = write_report_page(args.folder, args.out, args.queries, args.top, args.seed)
     print(page)
     return page
