@@ -15,7 +15,7 @@ from bct.config.methods import method_names
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYN = os.path.join(REPO, "configs", "synthetic")
 # The method scripts/train_new.sh trains when METHOD is not set.
-_SCRIPT_METHOD = re.search(r"^METHOD=\$\{METHOD:-(\w+)\}", open(os.path.join(REPO, "scripts", "train_new.sh")).read(),
+_SCRIPT_METHOD = re.search(r"^bct_env METHOD (\w+)", open(os.path.join(REPO, "scripts", "train_new.sh")).read(),
                            flags=re.M).group(1)
 
 
