@@ -12,7 +12,7 @@ import os
 from bct.evaluation.metrics import meets_bct_criterion
 from bct.evaluation.report import markdown_table
 from bct.pipeline import catalog
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, rerun_hint
 from bct.utils.fileio import read_text
 
 ORDER = ("rparis6k", "roxford5k", "gldv2")
@@ -32,6 +32,23 @@ def summary_table(results: dict) -> str:
         lines.append(f"| {r.get('title') or catalog.set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
                      f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def criterion_advice(old: float, new: float, cross: float) -> list:
+    """What to try when the BCT criterion fails on a user's collection (scripts/own.sh; the measured
+    effect of each knob is in docs/own_images.md, "When the criterion fails"): at most two lines, none
+    when it holds."""
+    if meets_bct_criterion(old, new, cross):
+        return []
+    lines = []
+    if new <= old:
+        lines.append("the new model does not beat the old one: train longer (e.g. TRAIN.EPOCHS 16), or start both from "
+                     "local ImageNet weights (WEIGHTS=<file>)")
+    if cross <= old:
+        lines.append("its queries lose against the old gallery: without ImageNet weights keep START=old (the new model "
+                     "starts from the old one) and train longer; with few classes PREPARE_ARGS=\"--split data --query "
+                     "images\"; see docs/own_images.md, \"When the criterion fails\"")
+    return lines
 
 
 def _rerun(path: str) -> str:
@@ -166,4 +183,4 @@ def refuse_other_models_result(path: str, models: dict) -> None:
         before = _model_id(data, role)
         if before is not None and before.startswith("sha256 ") and now is not None and before != now:
             raise BadInputError(f"{path} holds the result of another {role} model ({before}, now {now}); a run never "
-                                "writes over another's result: give another --out (EVAL.SAVE_DIR) or move it away")
+                                "writes over another's result: " + rerun_hint("give another --out (EVAL.SAVE_DIR) or move it away"))
