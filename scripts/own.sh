@@ -182,9 +182,10 @@ step 6 "self-test and cross-test on ${NAME} (${LISTS}/eval)"
 launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
   --datasets "${NAME}=${LISTS}/eval" --out "${EVAL_DIR}" --summary "${COMMON[@]}" "$@"
 # When the criterion fails: what to try, in one or two lines.
-$PYTHON -c "import sys
+$PYTHON -c "import json, sys
 from bct.pipeline.results import criterion_advice, read_result
 h = read_result(sys.argv[1])['headline']
-for line in criterion_advice(h['old_self'], h['self'], h['cross']):
-    print('BCT criterion not met:', line)" "${EVAL_DIR}/${NAME}.json"
+s = json.load(open(sys.argv[2]))['settings']
+for line in criterion_advice(h['old_self'], h['self'], h['cross'], s['split'], s['held'], sys.argv[3]):
+    print('BCT criterion not met:', line)" "${EVAL_DIR}/${NAME}.json" "${LISTS}/manifest.json" "${START}"
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"

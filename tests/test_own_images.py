@@ -535,3 +535,24 @@ def test_own_sh_on_real_digits(tmp_path):
     finally:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_schedule_in_fractions_scales_with_epochs():
+    """configs/own's rate drop sits at three quarters of TRAIN.EPOCHS; the synthetic configs keep their
+    milestones in epochs, unchanged."""
+    from bct.config import load_cfg
+    from bct.engine.optim import milestones
+    own = "configs/own/old_model.yml"
+    assert milestones(load_cfg(os.path.join(REPO, own))) == [6]
+    assert milestones(load_cfg(os.path.join(REPO, own), ["TRAIN.EPOCHS", "20"])) == [15]
+    assert milestones(load_cfg(os.path.join(REPO, "configs/synthetic/Base-synthetic.yml"))) == [8, 11]
+    assert milestones(load_cfg(os.path.join(REPO, "configs/synthetic/pretrain.yml"))) == [4, 5]
+
+
+def test_criterion_advice_names_the_measured_knobs():
+    from bct.pipeline.results import criterion_advice
+    assert criterion_advice(80.0, 90.0, 85.0, "data", "images", "old") == []
+    lines = criterion_advice(60.7, 57.9, 56.1, "class", "classes", "random")
+    assert len(lines) == 2 and "--split data --query images" in lines[0] and "START=old" in lines[0]
+    assert lines[1].startswith("the new model does not beat the old one") and "TRAIN.EPOCHS" in lines[1]
+    assert len(criterion_advice(88.0, 97.0, 80.0, "data", "images", "old")) == 1

@@ -34,21 +34,24 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def criterion_advice(old: float, new: float, cross: float) -> list:
-    """What to try when the BCT criterion fails on a user's collection (scripts/own.sh; the measured
-    effect of each knob is in docs/own_images.md, "When the criterion fails"): at most two lines, none
-    when it holds."""
+def criterion_advice(old: float, new: float, cross: float, split: str = "", held: str = "", start: str = "") -> list:
+    """What to try when the BCT criterion fails on a user's collection (scripts/own.sh): at most two
+    lines, none when it holds. ``split``/``held``: the preparation's --split/--query; ``start``: own.sh's
+    START without ImageNet weights (empty with them). The knobs are those whose effect on a real set
+    docs/own_images.md measured ("When the criterion fails")."""
     if meets_bct_criterion(old, new, cross):
         return []
-    lines = []
+    first = []
+    if split == "class" or held == "classes":
+        first.append('hold out images and give the old model part of every class (PREPARE_ARGS="--split data --query '
+                     'images"), the choice for few classes')
+    if start == "random" or start == "pretext":
+        first.append("start the new model from the old one (START=old, the default without ImageNet weights)")
+    second = ("train both longer (TRAIN.EPOCHS 16) or from local ImageNet weights (WEIGHTS=<file>); "
+              "docs/own_images.md, \"When the criterion fails\", has the measured effect of each knob")
     if new <= old:
-        lines.append("the new model does not beat the old one: train longer (e.g. TRAIN.EPOCHS 16), or start both from "
-                     "local ImageNet weights (WEIGHTS=<file>)")
-    if cross <= old:
-        lines.append("its queries lose against the old gallery: without ImageNet weights keep START=old (the new model "
-                     "starts from the old one) and train longer; with few classes PREPARE_ARGS=\"--split data --query "
-                     "images\"; see docs/own_images.md, \"When the criterion fails\"")
-    return lines
+        second = "the new model does not beat the old one: " + second
+    return (["try: " + "; ".join(first)] if first else []) + [second]
 
 
 def _rerun(path: str) -> str:
