@@ -556,3 +556,33 @@ def test_criterion_advice_names_the_measured_knobs():
     assert len(lines) == 2 and "--split data --query images" in lines[0] and "START=old" in lines[0]
     assert lines[1].startswith("the new model does not beat the old one") and "TRAIN.EPOCHS" in lines[1]
     assert len(criterion_advice(88.0, 97.0, 80.0, "data", "images", "old")) == 1
+
+
+def test_start_from_a_trained_model_is_keyed(tmp_path, capsys):
+    """pretrain --from-model (own.sh START=old) publishes the model's backbone as a start that
+    *.PRETRAINED_PATH loads; the same model again reuses it, another model's start there is refused."""
+    import torch
+
+    from bct.config import load_cfg
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models import build_model
+    from bct.tools import pretrain
+    from bct.tools.common import run
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(load_cfg("", ["OLD_MODEL.PRETRAINED", "False", "OLD_MODEL.NUM_CLASSES", "3"]), "old")
+        paths.append(str(tmp_path / f"model{seed}.pth"))
+        save_checkpoint(paths[-1], {"model": model.state_dict(), "meta": model.meta})
+    out = str(tmp_path / "start" / "old_backbone.pth")
+    assert pretrain.main(["--from-model", paths[0], "--out", out]) == out
+    backbone = torch.load(out)
+    assert backbone and all(torch.equal(v, model_v) for k, v in backbone.items()
+                            for model_v in [torch.load(paths[0])["model"]["backbone." + k]])
+    stamp = os.stat(out).st_mtime_ns
+    assert pretrain.main(["--from-model", paths[0], "--out", out]) == out and os.stat(out).st_mtime_ns == stamp
+    with pytest.raises(SystemExit) as e:
+        run(pretrain.main, ["--from-model", paths[1], "--out", out])
+    assert e.value.code == 2 and "holds a start made with other settings or inputs" in capsys.readouterr().err
+    assert os.stat(out).st_mtime_ns == stamp
