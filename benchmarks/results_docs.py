@@ -8,7 +8,8 @@ Results files (paths relative to the repository):
 - docs/results/results.json: the synthetic benchmark, three seeds (per_seed and aggregate);
 - docs/results/generations/results.json and docs/results/generations/<chain>/compat_matrix.json:
   the chains of model generations;
-- docs/results/demo.json: the demo (scripts/demo.sh, seed 1234) as two machines ran it.
+- docs/results/demo.json: the demo (scripts/demo.sh, seed 1234) as two machines ran it;
+- docs/results/own_images.json: scripts/own.sh on scikit-learn's digits (benchmarks/own_digits.py).
 
 A generated block of a doc is the text between a line ``<!-- generated: NAME ... -->`` and the next
 ``<!-- /generated -->``; BLOCKS lists the blocks of each doc. Everything else in the docs is
@@ -33,6 +34,7 @@ from bct.utils.fileio import write_text_atomic  # noqa: E402
 BENCH = "docs/results/results.json"
 GENERATIONS = "docs/results/generations/results.json"
 DEMO = "docs/results/demo.json"
+OWN = "docs/results/own_images.json"
 
 SETS = ["rparis6k", "roxford5k", "gldv2"]
 SET_TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
@@ -47,6 +49,7 @@ BLOCKS = {
     "README.md": ["readme-results"],
     "docs/results/README.md": ["results-table", "criterion-table", "demo-table"],
     "docs/generations.md": ["generations-table"],
+    "docs/own_images.md": ["own-images-runs"],
 }
 _BLOCK = re.compile(r"^<!-- generated: (?P<name>[\w-]+)[^\n]*-->\n(?P<body>.*?)^<!-- /generated -->$", re.S | re.M)
 
@@ -61,7 +64,7 @@ def load(repo: str = REPO) -> dict:
 
     gens = read(GENERATIONS)
     chains = {c: read(f"docs/results/generations/{c}/compat_matrix.json") for c in gens["chains"]}
-    return {"bench": read(BENCH), "generations": gens, "chains": chains, "demo": read(DEMO)}
+    return {"bench": read(BENCH), "generations": gens, "chains": chains, "demo": read(DEMO), "own": read(OWN)}
 
 
 def mean_sd(values) -> tuple:
@@ -207,9 +210,23 @@ def block_generations_table(res: dict) -> str:
     return _table(head, rows)
 
 
+def block_own_images_runs(res: dict) -> str:
+    """docs/own_images.md: every recorded run of scripts/own.sh on the digits, in file order."""
+    rows = []
+    for r in res["own"]["runs"]:
+        env = " ".join(f"{k}={v}" for k, v in r["env"].items())
+        load = "/".join(str(x) for x in r["load"] if x is not None)
+        rows.append([r["note"], " ".join(x for x in (env, " ".join(r["opts"])) if x) or "(defaults)",
+                     f"--query {r['query']} --split {r['split']}", f2(r["old_self"]), f2(r["self"]), f2(r["cross"]),
+                     "met" if meets_bct_criterion(r["old_self"], r["self"], r["cross"]) else "not met",
+                     signed(r["cross"] - r["old_self"]), f"{r['seconds']} s (load {load}, {r['cores']} cores)"])
+    return _table(["Run", "settings (PRETRAINED=False)", "preparation", "old self", "new self", "cross",
+                   "BCT criterion", "cross \u2212 old self", "wall time"], rows)
+
+
 RENDER = {"results-table": block_results_table, "criterion-table": block_criterion_table,
           "demo-table": block_demo_table, "readme-results": block_readme_results,
-          "generations-table": block_generations_table}
+          "generations-table": block_generations_table, "own-images-runs": block_own_images_runs}
 
 
 def render_blocks(res: dict) -> dict:

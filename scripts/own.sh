@@ -11,9 +11,13 @@
 #   FRESH=1              remove output/own/<name> first and start over
 #   PREPARE_ARGS="..."   flags of python -m bct.tools.prepare_images, e.g. "--split data --check-decode"
 #   WEIGHTS=<file>       local backbone weights instead of ImageNet (OLD_MODEL/NEW_MODEL.PRETRAINED_PATH)
-#   PRETRAINED=False     start from random weights (no ImageNet weights needed)
+#   PRETRAINED=False     no ImageNet weights: the models start from START (below)
+#   START=old            with PRETRAINED=False: old (default: the old model from random weights, the new
+#                        model from the old model's backbone), pretext (both from a start trained on the
+#                        collection's images without their labels) or random (both from random weights)
 #   ARCH=resnet18        backbone of both models (any torchvision classification model)
-# KEY VALUE arguments override the small CPU settings of configs/own in every step, e.g. TRAIN.EPOCHS 20.
+# KEY VALUE arguments override the small CPU settings of configs/own in every step, e.g. TRAIN.EPOCHS 20;
+# the keys this script sets itself (OUTPUT, the lists, the models, ...) are refused with the knob to use.
 # A finished step is reused when its settings and inputs are the same; with others it is refused
 # (one line): change the name, or FRESH=1.
 set -euo pipefail
@@ -38,6 +42,22 @@ if ! [[ "${NAME}" =~ ^[A-Za-z0-9][A-Za-z0-9_+-]*$ ]]; then
   echo "error: name '${NAME}' must be letters, digits, '_', '+' or '-' (it names the set in the table); ${usage}" >&2
   exit 2
 fi
+# Keys this script sets in every step: an override would send one step to another folder, list or model
+# than the next reads (one run, one folder), so it is refused with the knob that does it.
+for (( i = 1; i < $#; i += 2 )); do
+  key=${!i}
+  case "${key}" in
+    OUTPUT|EVAL.CACHE_DIR|EVAL.SAVE_DIR|EXTRACT.SAVE_DIR|TAG) knob="the name argument (output/own/<name>)";;
+    TRAIN.ROOT|TRAIN.LIST_FILE|OLD_MODEL.NUM_CLASSES|NEW_MODEL.NUM_CLASSES) knob="the collection and PREPARE_ARGS";;
+    OLD_MODEL.MODEL_PATH|COMP_LOSS.RADIUS_FILE|COMP_LOSS.ANGLE_FILE) knob="the name argument (each run trains its own old model)";;
+    OLD_MODEL.ARCH|NEW_MODEL.ARCH) knob="ARCH=";;
+    OLD_MODEL.PRETRAINED|NEW_MODEL.PRETRAINED|OLD_MODEL.PRETRAINED_PATH|NEW_MODEL.PRETRAINED_PATH) knob="PRETRAINED=, START= or WEIGHTS=";;
+    DEVICE) knob="GPUS=";;
+    *) continue;;
+  esac
+  echo "error: ${key} is set by scripts/own.sh in every step; use ${knob} instead (${usage#usage: })" >&2
+  exit 2
+done
 cd "$(dirname "$0")/.."
 bct_env PYTHON python3
 bct_env METHOD advbct
@@ -45,6 +65,9 @@ bct_env FRESH 0
 bct_env ARCH resnet18
 bct_env PRETRAINED True
 bct_env PREPARE_ARGS ""
+bct_env START ""
+# A refused step's advice names this command's knobs, not the inner tool's flags.
+export BCT_RERUN_HINT="give another name (bash scripts/own.sh ${SRC_ARG} <other name> ...) or start over with FRESH=1 (removes output/own/${NAME})"
 CFG=configs/own
 OUT=output/own/${NAME}
 LISTS=${OUT}/lists
@@ -78,12 +101,43 @@ print(t['root']); print(t['old_num_classes']); print(t['new_num_classes']); prin
 " "${LISTS}/manifest.json" "${CFG}/Base-own.yml" "${GPUS}")
 
 step 2 "starting weights of ${ARCH}"
+# OLD_START / NEW_START: each model's start; NEW_FROM_OLD=1: the new model starts from the old model.
+NEW_FROM_OLD=0
 if [ "${PRETRAINED}" = False ] || [ "${PRETRAINED}" = 0 ]; then
-  START=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED False); echo "random weights (PRETRAINED=False)"
+  START=${START:-old}
+  OLD_START=(OLD_MODEL.PRETRAINED False)
+  case "${START}" in
+    random) NEW_START=(NEW_MODEL.PRETRAINED False); echo "random weights (PRETRAINED=False START=random)";;
+    old) NEW_FROM_OLD=1; NEW_START=(NEW_MODEL.PRETRAINED True NEW_MODEL.PRETRAINED_PATH "${OUT}/${ARCH}/start/old_backbone.pth")
+         echo "old model from random weights, new model from the old model's backbone (PRETRAINED=False START=old)";;
+    pretext)
+      PRETEXT=${OUT}/${ARCH}/start/pretext.pth
+      PRETEXT_LIST=${OUT}/${ARCH}/start/pretext_list.txt
+      mkdir -p "${OUT}/${ARCH}/start"
+      # Every training image its own class (labels dropped), made from train_full.txt.
+      $PYTHON -c "import os, sys
+rows = open(sys.argv[1], encoding='utf-8').read().splitlines()
+text = ''.join(f\"{r.split(' ', 1)[0]} {i}\\n\" for i, r in enumerate(rows))
+if not os.path.isfile(sys.argv[2]) or open(sys.argv[2], encoding='utf-8').read() != text:
+    open(sys.argv[2] + '.tmp', 'w', encoding='utf-8').write(text)
+    os.replace(sys.argv[2] + '.tmp', sys.argv[2])" "${LISTS}/train_full.txt" "${PRETEXT_LIST}"
+      NUM_PRETEXT=$(wc -l < "${PRETEXT_LIST}")
+      echo "both models from a start trained on the ${NUM_PRETEXT} training images without labels (PRETRAINED=False START=pretext)"
+      launch bct.tools.pretrain --cfg ${CFG}/pretext.yml --out "${PRETEXT}" OUTPUT "${OUT}" DEVICE "${DEVICE}" \
+        TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE "${BATCH}" OLD_MODEL.ARCH "${ARCH}" NEW_MODEL.ARCH "${ARCH}" \
+        TRAIN.LIST_FILE "${PRETEXT_LIST}" OLD_MODEL.NUM_CLASSES "${NUM_PRETEXT}" "$@"
+      OLD_START=(OLD_MODEL.PRETRAINED True OLD_MODEL.PRETRAINED_PATH "${PRETEXT}")
+      NEW_START=(NEW_MODEL.PRETRAINED True NEW_MODEL.PRETRAINED_PATH "${PRETEXT}");;
+    *) echo "error: START=${START}: expected old, pretext or random (with PRETRAINED=False)" >&2; exit 2;;
+  esac
+elif [ -n "${START}" ]; then
+  echo "error: START=${START} is for PRETRAINED=False (without ImageNet weights); drop it or set PRETRAINED=False" >&2
+  exit 2
 elif [ -n "${WEIGHTS}" ]; then
-  START=(OLD_MODEL.PRETRAINED_PATH "${WEIGHTS}" NEW_MODEL.PRETRAINED_PATH "${WEIGHTS}"); echo "local weights ${WEIGHTS}"
+  OLD_START=(OLD_MODEL.PRETRAINED_PATH "${WEIGHTS}"); NEW_START=(NEW_MODEL.PRETRAINED_PATH "${WEIGHTS}")
+  echo "local weights ${WEIGHTS}"
 else
-  START=()
+  OLD_START=(); NEW_START=()
   $PYTHON - "${ARCH}" <<'EOF'
 import os, sys
 import torch, torchvision
@@ -113,7 +167,7 @@ COMMON=(OUTPUT "${OUT}" DEVICE "${DEVICE}" TRAIN.ROOT "${ROOT}" TRAIN.BATCH_SIZE
 # --reuse: a finished step of the same settings and input digests is kept; one of other settings in the
 # same folder is refused (bct.pipeline records), never written over.
 step 3 "old model: ${ARCH} on ${LISTS}/train_old.txt (${NUM_OLD} classes)"
-launch bct.tools.train --cfg ${CFG}/old_model.yml --reuse "${COMMON[@]}" "${START[@]}" \
+launch bct.tools.train --cfg ${CFG}/old_model.yml --reuse "${COMMON[@]}" "${OLD_START[@]}" \
   TRAIN.LIST_FILE "${LISTS}/train_old.txt" "$@"
 
 step 4 "old-class centres and radii -> ${STATS}"
@@ -121,13 +175,21 @@ launch bct.tools.extract_feat --cfg ${CFG}/extract_feat.yml --model "${OLD}" --o
   "${COMMON[@]}" TRAIN.LIST_FILE "${LISTS}/train_old.txt" "$@"
 
 step 5 "new model: ${METHOD}, ${ARCH} on ${LISTS}/train_full.txt (${NUM_NEW} classes)"
-launch bct.tools.train --cfg ${CFG}/new_${METHOD}.yml --reuse "${COMMON[@]}" "${START[@]}" \
+if [ "${NEW_FROM_OLD}" = 1 ]; then launch bct.tools.pretrain --from-model "${OLD}" --out "${NEW_START[3]}"; fi
+launch bct.tools.train --cfg ${CFG}/new_${METHOD}.yml --reuse "${COMMON[@]}" "${OLD_START[@]}" "${NEW_START[@]}" \
   TRAIN.LIST_FILE "${LISTS}/train_full.txt" NEW_MODEL.NUM_CLASSES "${NUM_NEW}" OLD_MODEL.MODEL_PATH "${OLD}" \
   COMP_LOSS.RADIUS_FILE "${STATS}/radius.json" COMP_LOSS.ANGLE_FILE "${STATS}/angle.json" "$@"
 
 step 6 "self-test and cross-test on ${NAME} (${LISTS}/eval)"
 launch bct.tools.test --cfg ${CFG}/test_model.yml --model "${NEW}" --old-model "${OLD}" \
   --datasets "${NAME}=${LISTS}/eval" --out "${EVAL_DIR}" --summary "${COMMON[@]}" "$@"
+# When the criterion fails: what to try, in one or two lines.
+$PYTHON -c "import json, sys
+from bct.pipeline.results import criterion_advice, read_result
+h = read_result(sys.argv[1])['headline']
+s = json.load(open(sys.argv[2]))['settings']
+for line in criterion_advice(h['old_self'], h['self'], h['cross'], s['split'], s['held'], sys.argv[3]):
+    print('BCT criterion not met:', line)" "${EVAL_DIR}/${NAME}.json" "${LISTS}/manifest.json" "${START}"
 echo "done in $(( $(date +%s) - start ))s; results in ${EVAL_DIR}/"
 PAGE=$($PYTHON -m bct.tools.report "${EVAL_DIR}" --out "${OUT}/report/new_${METHOD}")
 echo "report page (query by query; open it in a browser): ${PAGE}"

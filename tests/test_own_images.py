@@ -109,7 +109,7 @@ def check_partition(out: str, n_images: int) -> tuple:
 
 def test_folder_class_split(tmp_path, capsys):
     src, out = make_folder(tmp_path), str(tmp_path / "out")
-    code, printed, err = run_tool(["--src", src, "--out", out], capsys)
+    code, printed, err = run_tool(["--src", src, "--out", out, "--split", "class", "--query", "classes"], capsys)
     assert code == 0, err
     full, query, gallery = check_partition(out, sum(SIZES.values()))
     classes = read_classes(out)
@@ -362,11 +362,37 @@ def test_non_image_files_are_counted(tmp_path, capsys):
 
 def test_degenerate_settings(tmp_path, capsys):
     src = make_folder(tmp_path, {"a": 3, "b": 3, "c": 3})
-    code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out")], capsys)
+    code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out"), "--query", "classes"], capsys)
     assert code == 2 and "holds out 0 class(es)" in err
     code, _, err = run_tool(["--src", src, "--out", str(tmp_path / "out"), "--old-fraction", "1.5"], capsys)
     assert code == 2 and "--old-fraction: 1.5 is not a fraction strictly between 0 and 1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_splits_fit_the_number_of_classes(tmp_path, capsys):
+    """Ten classes: whole held-out classes would test on two and train the old model on two, so the
+    defaults hold out images of every class and give the old model part of every class, and say so;
+    sixty classes: whole classes for both."""
+    src, out = make_folder(tmp_path), str(tmp_path / "out")
+    code, printed, err = run_tool(["--src", src, "--out", out], capsys)
+    assert code == 0, err
+    line = next(x for x in printed.splitlines() if "splits:" in x)
+    assert "--query images, --split data chosen for 10 classes" in line and "2 to test" in line
+    assert {c[2] for c in read_classes(out)} == {"both"}
+    big = make_folder(tmp_path / "big", {f"c{i:02d}": 4 for i in range(60)})
+    code, printed, err = run_tool(["--src", big, "--out", str(tmp_path / "big_out")], capsys)
+    assert code == 0 and "--query classes, --split class chosen for 60 classes" in printed, err
+    roles = [c[2] for c in read_classes(str(tmp_path / "big_out"))]
+    assert roles.count("eval") == 12 and roles.count("old") == int(48 * 0.3)
+
+
+def test_one_old_class_refused(tmp_path, capsys):
+    """A class split that leaves the old model one class is refused in one line, nothing written."""
+    src, out = make_folder(tmp_path), str(tmp_path / "out")
+    code, _, err = run_tool(["--src", src, "--out", out, "--split", "class", "--query", "classes",
+                             "--old-fraction", "0.2"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "gives the old model 1 class" in err and "--split data" in err
+    assert not os.path.exists(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +410,7 @@ def test_same_settings_reuse(tmp_path, capsys):
 
 @pytest.mark.parametrize("change, expected", [
     (["--seed", "7"], "was prepared with --seed 666 (this run: 7)"),
-    (["--split", "data"], "was prepared with --split class (this run: data)"),
+    (["--split", "class"], "was prepared with --split data (this run: class)"),
     (["--check-decode"], "was prepared with --check-decode off (this run: on)"),
 ])
 def test_other_settings_refused(tmp_path, capsys, change, expected):
@@ -458,3 +484,107 @@ def test_own_sh_end_to_end(tmp_path):
     finally:
         import shutil
         shutil.rmtree(os.path.join(REPO, "output", "own", name), ignore_errors=True)
+
+
+def test_own_sh_refuses_keys_it_sets(tmp_path):
+    """One run, one folder: an override of a key own.sh sets in every step (OUTPUT, the lists, the
+    models) is refused in one line naming own.sh's knob, before anything is written."""
+    src = make_folder(tmp_path)
+    env = {**os.environ, "PRETRAINED": "False", "PYTHON": sys.executable, "GPUS": "0"}
+    name = f"pytest_keys_{os.getpid()}"
+    for key, knob in (("OUTPUT", "the name argument"), ("TRAIN.LIST_FILE", "PREPARE_ARGS"),
+                      ("NEW_MODEL.PRETRAINED_PATH", "START=")):
+        res = subprocess.run(["bash", "scripts/own.sh", src, name, key, str(tmp_path / "elsewhere")], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert f"{key} is set by scripts/own.sh" in res.stderr and knob in res.stderr
+    assert not os.path.exists(os.path.join(REPO, "output", "own", name)) and not (tmp_path / "elsewhere").exists()
+
+
+# The settings the digits check runs with (measured: docs/own_images.md, "When the criterion fails").
+DIGITS_OPTS = ["TRAIN.INPUT_SIZE", "16", "EVAL.INPUT_SIZE", "16", "TRAIN.EPOCHS", "4", "NUM_THREADS", "1"]
+
+
+@pytest.mark.slow
+def test_own_sh_on_real_digits(tmp_path):
+    """A real labelled set no one here made (scikit-learn's 1,797 UCI digits, inside its wheel), as a
+    folder per class, without ImageNet weights: the new model beats the old one and meets the BCT
+    criterion with own.sh's defaults (small inputs and 4 epochs to keep the test short). A second run
+    with other settings is refused with own.sh's own knobs as the advice."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    src = tmp_path / "digits"
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        (src / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * 255 / 16).astype(np.uint8)).save(src / str(label) / f"{i:04d}.png")
+    env = {**os.environ, "PRETRAINED": "False", "PYTHON": sys.executable, "GPUS": "0"}
+    env.pop("START", None)
+    name = f"pytest_digits_{os.getpid()}"
+    out = os.path.join(REPO, "output", "own", name)
+    try:
+        res = subprocess.run(["bash", "scripts/own.sh", str(src), name, *DIGITS_OPTS], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert "--query images, --split data chosen for 10 classes" in res.stdout
+        with open(os.path.join(out, "eval", "new_advbct", f"{name}.json")) as f:
+            h = json.load(f)["headline"]
+        assert h["self"] > h["old_self"] and h["cross"] > h["old_self"], h
+        assert "BCT criterion not met" not in res.stdout
+        other = [*DIGITS_OPTS, "TRAIN.OPTIMIZER.WEIGHT_DECAY", "0.001"]
+        again = subprocess.run(["bash", "scripts/own.sh", str(src), name, *other], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=600)
+        assert again.returncode == 2 and "FRESH=1" in again.stderr and "another OUTPUT or TAG" not in again.stderr
+    finally:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_schedule_in_fractions_scales_with_epochs():
+    """configs/own's rate drop sits at three quarters of TRAIN.EPOCHS; the synthetic configs keep their
+    milestones in epochs, unchanged."""
+    from bct.config import load_cfg
+    from bct.engine.optim import milestones
+    own = "configs/own/old_model.yml"
+    assert milestones(load_cfg(os.path.join(REPO, own))) == [6]
+    assert milestones(load_cfg(os.path.join(REPO, own), ["TRAIN.EPOCHS", "20"])) == [15]
+    assert milestones(load_cfg(os.path.join(REPO, "configs/synthetic/Base-synthetic.yml"))) == [8, 11]
+    assert milestones(load_cfg(os.path.join(REPO, "configs/synthetic/pretrain.yml"))) == [4, 5]
+
+
+def test_criterion_advice_names_the_measured_knobs():
+    from bct.pipeline.results import criterion_advice
+    assert criterion_advice(80.0, 90.0, 85.0, "data", "images", "old") == []
+    lines = criterion_advice(60.7, 57.9, 56.1, "class", "classes", "random")
+    assert len(lines) == 2 and "--split data --query images" in lines[0] and "START=old" in lines[0]
+    assert lines[1].startswith("the new model does not beat the old one") and "TRAIN.EPOCHS" in lines[1]
+    assert len(criterion_advice(88.0, 97.0, 80.0, "data", "images", "old")) == 1
+
+
+def test_start_from_a_trained_model_is_keyed(tmp_path, capsys):
+    """pretrain --from-model (own.sh START=old) publishes the model's backbone as a start that
+    *.PRETRAINED_PATH loads; the same model again reuses it, another model's start there is refused."""
+    import torch
+
+    from bct.config import load_cfg
+    from bct.engine.checkpoint import save_checkpoint
+    from bct.models import build_model
+    from bct.tools import pretrain
+    from bct.tools.common import run
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(load_cfg("", ["OLD_MODEL.PRETRAINED", "False", "OLD_MODEL.NUM_CLASSES", "3"]), "old")
+        paths.append(str(tmp_path / f"model{seed}.pth"))
+        save_checkpoint(paths[-1], {"model": model.state_dict(), "meta": model.meta})
+    out = str(tmp_path / "start" / "old_backbone.pth")
+    assert pretrain.main(["--from-model", paths[0], "--out", out]) == out
+    backbone = torch.load(out)
+    assert backbone and all(torch.equal(v, model_v) for k, v in backbone.items()
+                            for model_v in [torch.load(paths[0])["model"]["backbone." + k]])
+    stamp = os.stat(out).st_mtime_ns
+    assert pretrain.main(["--from-model", paths[0], "--out", out]) == out and os.stat(out).st_mtime_ns == stamp
+    with pytest.raises(SystemExit) as e:
+        run(pretrain.main, ["--from-model", paths[1], "--out", out])
+    assert e.value.code == 2 and "holds a start made with other settings or inputs" in capsys.readouterr().err
+    assert os.stat(out).st_mtime_ns == stamp

@@ -7,7 +7,7 @@ Roles are "old" (OLD_MODEL) and "new" (NEW_MODEL); see docs/method.md and docs/e
 """
 from yacs.config import CfgNode as CN
 
-from bct.config.rules import FLAG, FREE, NONEMPTY, above, at_least, between, each, one_of
+from bct.config.rules import FLAG, FREE, NONEMPTY, above, at_least, between, each, either, one_of
 
 _C = CN()
 # What each key may be beyond its type, declared on the line after its default (bct/config/rules.py).
@@ -257,9 +257,12 @@ _C.TRAIN.LR_SCHEDULER = CN()
 # "multistep" or "cosine".
 _C.TRAIN.LR_SCHEDULER.NAME = "multistep"
 RULES["TRAIN.LR_SCHEDULER.NAME"] = one_of("multistep", "cosine")
-# multistep: epochs at which the rate is multiplied by DECAY_RATE.
+# multistep: epochs at which the rate is multiplied by DECAY_RATE; or fractions of TRAIN.EPOCHS in (0, 1)
+# (epoch round(f * EPOCHS), at least 1), so that the schedule scales with EPOCHS.
 _C.TRAIN.LR_SCHEDULER.MILESTONES = [5, 10, 20]
-RULES["TRAIN.LR_SCHEDULER.MILESTONES"] = each(at_least(1), increasing=True)
+RULES["TRAIN.LR_SCHEDULER.MILESTONES"] = either(each(at_least(1), increasing=True),
+                                                each(between(0.0, 1.0, lo_open=True, hi_open=True), increasing=True),
+                                                "or each a fraction of TRAIN.EPOCHS in (0, 1), increasing")
 # multistep: multiplicative decay.
 _C.TRAIN.LR_SCHEDULER.DECAY_RATE = 0.1
 RULES["TRAIN.LR_SCHEDULER.DECAY_RATE"] = between(0.0, 1.0, lo_open=True)

@@ -6,7 +6,7 @@ overrides are merged. A rule is a predicate plus the words that tell the user wh
 """
 import math
 
-__all__ = ["Rule", "at_least", "above", "between", "one_of", "each", "FLAG", "FREE", "NONEMPTY"]
+__all__ = ["Rule", "at_least", "above", "between", "one_of", "each", "either", "FLAG", "FREE", "NONEMPTY"]
 
 
 class Rule:
@@ -68,6 +68,11 @@ def each(item: Rule, increasing: bool = False) -> Rule:
         return not increasing or all(a < b for a, b in zip(values, values[1:]))
     order = ", strictly increasing" if increasing else ""
     return Rule(test, f"a list, each item {item.expected}{order}")
+
+
+def either(first: Rule, second: Rule, second_words: str) -> Rule:
+    """A value that satisfies ``first`` or ``second`` (``second_words`` says the latter)."""
+    return Rule(lambda v: first.ok(v) or second.ok(v), f"{first.expected} ({second_words})")
 
 
 # True or False; the type check already guarantees it.

@@ -51,8 +51,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from bct.data.prepare import class_split, class_split_labels, data_split
-from bct.utils.errors import BadInputError
-from bct.utils.fileio import _UMASK, file_digest, read_text, text_lines
+from bct.utils.errors import BadInputError, rerun_hint
+from bct.data.userfiles import csv_rows, list_safe, user_file_reader
+from bct.utils.fileio import _UMASK, file_digest, read_text
 
 FORMAT, VERSION = "bct-collection", 1
 SET_FORMAT, SET_VERSION = "bct-retrieval-set", 1
@@ -71,9 +72,10 @@ FLAGS = {"split": "--split", "old_fraction": "--old-fraction", "held": "--query"
 @dataclass(frozen=True)
 class Settings:
     """What shapes a preparation besides its input (docs/own_images.md)."""
-    split: str = "class"            # old-model split: class | data
+    split: str = "auto"             # old-model split: class | data | auto (chosen_splits)
     old_fraction: float = 0.3       # fraction of the training classes (class) or of each class's images (data)
-    held: str = "classes"           # what the retrieval set holds out: classes | images (unused with a split column)
+    held: str = "auto"              # what the retrieval set holds out: classes | images | auto (unused with a
+    #                                 split column)
     eval_fraction: float = 0.2      # fraction of the classes (or of each class's images) held out
     query_fraction: float = 0.5     # fraction of each held-out class's images used as queries
     seed: int = 666
@@ -81,17 +83,56 @@ class Settings:
     skip_singletons: bool = False
 
     def check(self) -> None:
-        if self.split not in ("class", "data"):
-            raise BadInputError(f"--split {self.split!r}: expected class or data")
-        if self.held not in ("classes", "images"):
-            raise BadInputError(f"--query {self.held!r}: expected classes (held-out classes) or images "
-                                "(held-out images of every class)")
+        if self.split not in ("class", "data", "auto"):
+            raise BadInputError(f"--split {self.split!r}: expected class, data or auto")
+        if self.held not in ("classes", "images", "auto"):
+            raise BadInputError(f"--query {self.held!r}: expected classes (held-out classes), images "
+                                "(held-out images of every class) or auto")
         for name in ("old_fraction", "eval_fraction", "query_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise BadInputError(f"{FLAGS[name]} must be strictly between 0 and 1, got {value}")
         if not 0 <= self.seed < 2 ** 32:
             raise BadInputError(f"--seed must be an integer in 0..{2 ** 32 - 1}, got {self.seed}")
+
+
+# The fewest classes that make a test or an old model mean something: with whole classes held out, the
+# retrieval set and the old model each get at least this many classes, or auto picks held-out images
+# and the data split (every class in both models) instead.
+MIN_CLASSES = 5
+
+
+def chosen_splits(num_classes: int, s: Settings, split_column: bool = False):
+    """(Settings with ``auto`` replaced, one line saying what was chosen and why). ``auto`` holds out
+    whole classes (--query classes) when that leaves MIN_CLASSES classes to test and MIN_CLASSES to the
+    old model's class split, and gives the old model whole classes (--split class) when it gets at least
+    MIN_CLASSES of the training classes; otherwise held-out images of every class and the data split."""
+    held, split = s.held, s.split
+    why = []
+    if held == "auto":
+        n_eval = int(num_classes * s.eval_fraction)
+        n_old = int((num_classes - n_eval) * s.old_fraction)
+        held = "classes" if split_column or (n_eval >= MIN_CLASSES and n_old >= MIN_CLASSES) else "images"
+        if held == "images":
+            why.append(f"held-out classes would leave {n_eval} to test and {n_old} to the old model")
+    c_train = num_classes - (int(num_classes * s.eval_fraction) if held == "classes" and not split_column else 0)
+    if split == "auto":
+        n_old = int(c_train * s.old_fraction)
+        split = "class" if n_old >= MIN_CLASSES else "data"
+        if split == "data":
+            why.append(f"a class split would give the old model {n_old} of {c_train} classes")
+    done = Settings(**{**asdict(s), "held": held, "split": split})
+    given = [f"{FLAGS[k]} {getattr(done, k)}" for k in ("held", "split") if getattr(s, k) != "auto"]
+    chose = [f"{FLAGS[k]} {getattr(done, k)}" for k in ("held", "split") if getattr(s, k) == "auto"]
+    if split_column and s.held == "auto":
+        chose = [c for c in chose if not c.startswith("--query")]
+    line = "splits: " + ", ".join(
+        ([f"{', '.join(chose)} chosen for {num_classes} classes"] if chose else [])
+        + ([f"{', '.join(given)} as given"] if given else [])
+        + (["the CSV's split column"] if split_column else []))
+    if why:
+        line += f" ({'; '.join(why)}, under {MIN_CLASSES} each)"
+    return done, line
 
 
 @dataclass
@@ -219,6 +260,7 @@ def scan_folder(root: str) -> Collection:
                       np.asarray(sizes, dtype=np.int64), ignored=ignored)
 
 
+@user_file_reader
 def read_csv(csv_path: str, image_root: str = None) -> Collection:
     """A CSV of ``path,label[,split]`` (header required); paths relative to ``image_root``
     (default: the CSV's folder)."""
@@ -227,33 +269,25 @@ def read_csv(csv_path: str, image_root: str = None) -> Collection:
     if not os.path.isdir(root):
         raise BadInputError(f"--image-root {root} is not a folder")
     csv.field_size_limit(2 ** 31 - 1)
-    reader = csv.reader(text_lines(csv_path))
-    header = next(reader, None)
-    if header is None:
-        raise BadInputError(f"{csv_path}: the file is empty (expected a header path,label[,split])")
-    header = [h.strip().lower() for h in header]
-    missing = [c for c in ("path", "label") if c not in header]
-    if missing:
-        raise BadInputError(f"{csv_path}:1: column {missing[0]!r} is missing from the header {header} "
-                            "(expected path,label and optionally split)")
-    col_path, col_label = header.index("path"), header.index("label")
-    col_split = header.index("split") if "split" in header else None
-    width = max(col_path, col_label, col_split or 0) + 1
+    cols, header, reader = csv_rows(csv_path, ("path", "label"), ("split",), lower=True)
+    col_path, col_label, col_split = cols["path"], cols["label"], cols.get("split")
+    width = max(cols.values()) + 1
     paths, names, splits, lines, sizes = [], [], [], [], []
     first_line, inodes = {}, {}
     root_prefix = root.rstrip(os.sep) + os.sep
-    for row in reader:
-        line = reader.line_num
+    for line, row in reader:
         if not row or not any(x.strip() for x in row):
             continue
         where = f"{csv_path}:{line}"
         if len(row) < width:
             raise BadInputError(f"{where}: the row has {len(row)} fields, fewer than the header's {len(header)}")
-        rel, label = row[col_path].strip(), row[col_label].strip()
-        if not rel:
+        rel, label = row[col_path], row[col_label]
+        if not rel.strip():
             raise BadInputError(f"{where}: the path is blank")
-        if not label:
-            raise BadInputError(f"{where}: the label of {rel} is blank; every image needs its class")
+        if not label.strip():
+            raise BadInputError(f"{where}: the label of {rel.strip()} is blank; every image needs its class")
+        list_safe(label, "label", where)
+        list_safe(rel, "path", where)
         if col_split is not None:
             split = row[col_split].strip().lower()
             if split not in SPLITS:
@@ -474,23 +508,23 @@ def _existing(out: str, settings: dict, inputs: dict):
         was, now = old.get("settings", {}).get(key), settings[key]
         if was != now:
             raise BadInputError(f"--out {out} was prepared with {FLAGS[key]} {_shown(was)} (this run: {_shown(now)}); "
-                                "give another --out, or remove that folder to replace it")
+                                + rerun_hint("give another --out, or remove that folder to replace it"))
     was = old.get("input", {})
     for key, what in (("source", "source"), ("image_root", "image root")):
         if was.get(key) != inputs[key]:
             raise BadInputError(f"--out {out} was prepared from the {what} {was.get(key)} (this run: {inputs[key]}); "
-                                "give another --out, or remove that folder to replace it")
+                                + rerun_hint("give another --out, or remove that folder to replace it"))
     if was.get("digest") != inputs["digest"]:
         raise BadInputError(f"--out {out} was prepared from another content of {inputs['source']} "
                             f"({was.get('images')} images in {was.get('classes')} classes, now {inputs['images']} in "
-                            f"{inputs['classes']}; names, labels or sizes changed); give another --out, or remove "
-                            "that folder to replace it")
+                            f"{inputs['classes']}; names, labels or sizes changed); "
+                            + rerun_hint("give another --out, or remove that folder to replace it"))
     for name, record in old.get("files", {}).items():
         path = os.path.join(out, name)
         if not os.path.isfile(path) or file_digest(path) != record.get("sha256"):
             raise BadInputError(f"{path} was changed or removed since the preparation (its sha256 is in "
                                 f"{manifest_path}); "
-                                f"remove {out} and prepare again")
+                                + rerun_hint(f"remove {out} and prepare again"))
     return old
 
 
@@ -517,10 +551,12 @@ def prepare_collection(src: str, out: str, settings: Settings = Settings(), imag
     inputs = {"kind": coll.kind, "source": coll.source, "image_root": coll.image_root, "images": len(found.paths),
               "classes": len(found.class_names), "split_column": coll.splits is not None, "digest": digest,
               "ignored_files": len(coll.ignored), "skipped_singleton_classes": len(coll.skipped_classes)}
+    settings, choice = chosen_splits(num_classes, settings, coll.splits is not None)
     settings_dict = asdict(settings)
     old = _existing(out, settings_dict, inputs)
     if old is not None:
         old["reused"] = True
+        old["choice"] = choice
         return old
     if num_classes + settings.seed - 1 >= 2 ** 32:
         raise BadInputError(f"--seed {settings.seed} is too large: class i is seeded with seed + i, which must stay "
@@ -543,9 +579,10 @@ def prepare_collection(src: str, out: str, settings: Settings = Settings(), imag
     counts = np.bincount(train_labels, minlength=c_train)
     if settings.split == "class":
         is_old = class_split(c_train, settings.old_fraction, settings.seed)
-        if not is_old.any():
-            raise BadInputError(f"--old-fraction {settings.old_fraction} of {c_train} training classes gives no old "
-                                f"class (int({c_train} * {settings.old_fraction}) = 0); raise it or add classes")
+        if is_old.sum() < 2:
+            raise BadInputError(f"--old-fraction {settings.old_fraction} of {c_train} training classes gives the old "
+                                f"model {int(is_old.sum())} class (int({c_train} * {settings.old_fraction})), and it "
+                                "needs two to learn anything: raise --old-fraction, add classes, or use --split data")
         relabel = class_split_labels(is_old)
         full_labels = relabel[train_labels]
         old_mask = is_old[train_labels]
@@ -624,5 +661,6 @@ def prepare_collection(src: str, out: str, settings: Settings = Settings(), imag
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     manifest["reused"] = False
+    manifest["choice"] = choice
     return manifest
 

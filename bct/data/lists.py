@@ -10,7 +10,8 @@ Item i of a list is always line i+1 of its file, so errors raised later (a bad i
 of range) can name the line. Empty lines are therefore refused, except trailing ones at the end of
 the file. Every error is a one-line ``BadInputError`` naming the file and the 1-based line.
 
-Files are read as UTF-8; a byte-order mark at the start is skipped. Paths are normalised
+Files are read as UTF-8 with LF, CRLF or CR line ends (bct.data.userfiles); a byte-order mark at the
+start is skipped. Paths are normalised
 (``./x/a.jpg`` and ``x//a.jpg`` are ``x/a.jpg``) before duplicates are looked for, and the lists
 hand out the normalised form.
 """
@@ -19,8 +20,8 @@ import posixpath
 
 import numpy as np
 
+from bct.data.userfiles import read_lines, user_file_reader
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import read_text
 
 _MAKE_HINT = ("the GLDv2 lists are written by `python -m bct.tools.prepare_gldv2 --root {root}`, the synthetic "
               "ones by `python -m bct.tools.make_synthetic`")
@@ -31,7 +32,7 @@ def _read_lines(list_path: str) -> list:
     if not os.path.isfile(list_path):
         root = os.path.dirname(os.path.abspath(list_path))
         raise BadInputError(f"list file {list_path} does not exist ({_MAKE_HINT.format(root=root)})")
-    lines = read_text(list_path).splitlines()
+    lines = read_lines(list_path)
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -94,6 +95,7 @@ def _parse_path_int_lines(list_path: str, n_fields: int, what: str, expected: st
     return paths, ints, extra
 
 
+@user_file_reader
 def read_image_list(list_path: str, root: str):
     """Read ``relative/path.jpg label`` lines.
 
@@ -124,6 +126,7 @@ def check_labels(labels: np.ndarray, num_classes: int, list_path: str,
             f"set {key} to {needed} (the list's largest label + 1) or use the list made for this model")
 
 
+@user_file_reader
 def read_index_list(list_path: str):
     """Read ``relative/path.jpg row`` lines whose rows count 0, 1, 2, ... in line order.
 
@@ -134,6 +137,7 @@ def read_index_list(list_path: str):
     return paths
 
 
+@user_file_reader
 def read_gt_list(list_path: str):
     """Read ``relative/path.jpg row g1,g2,...`` lines (rows 0, 1, 2, ... in line order).
 

@@ -47,7 +47,8 @@ import numpy as np
 
 from bct.data.lists import read_image_list
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import AtomicGroup, text_lines
+from bct.data.userfiles import csv_rows, user_file_reader
+from bct.utils.fileio import AtomicGroup
 
 TRAIN_CSV = "train_clean.csv"
 INDEX_CSV = "index.csv"
@@ -113,19 +114,8 @@ def _lines(paths, labels) -> str:
 def _open_csv(path: str, columns: tuple):
     """Open a CSV file; return (closable lines, reader, {column: index}) after checking the header.
     The lines are decoded as UTF-8 one by one, so a byte in another encoding names its line."""
-    lines = text_lines(path)
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if header is None:
-        lines.close()
-        raise BadInputError(f"{path}: the file is empty (expected a header with columns {', '.join(columns)})")
-    header = [h.strip().lstrip("\ufeff") for h in header]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        lines.close()
-        raise BadInputError(f"{path}:1: column {missing[0]!r} is missing from the header {header} "
-                            f"(expected {', '.join(columns)})")
-    return closing(lines), reader, {c: header.index(c) for c in columns}
+    cols, _, rows = csv_rows(path, columns)
+    return closing(rows), rows, cols
 
 
 def _field(row: list, col: int, path: str, line: int) -> str:
@@ -144,14 +134,14 @@ def _split_ids(text: str, path: str, line: int) -> list:
     return ids
 
 
+@user_file_reader
 def _read_train_csv(path: str):
     """Classes from train_clean.csv: returns (paths grouped class by class, counts (C,))."""
     f, reader, cols = _open_csv(path, ("landmark_id", "images"))
     rows = []
     first_line = {}
     with f:
-        for row in reader:
-            line = reader.line_num
+        for line, row in reader:
             if not row:
                 continue
             text = _field(row, cols["landmark_id"], path, line)
@@ -188,6 +178,7 @@ def _report_duplicate_id(rows: list, path: str) -> None:
             seen[i] = line
 
 
+@user_file_reader
 def _read_label_file(label_file: str):
     """Classes from an existing ``path label`` list: returns (paths in file order, labels (N,),
     paths grouped class by class with file order inside a class, counts (C,))."""
@@ -309,15 +300,15 @@ def nested_list_name(fraction: float, split: str) -> str:
 # Retrieval lists
 # ---------------------------------------------------------------------------------------------
 
+@user_file_reader
 def _read_index(index_csv: str) -> dict:
     """{index image id: gallery row} in index.csv order."""
     f, reader, cols = _open_csv(index_csv, ("id",))
     rows = {}
     with f:
-        for row in reader:
+        for line, row in reader:
             if not row:
                 continue
-            line = reader.line_num
             ids = _split_ids(_field(row, cols["id"], index_csv, line), index_csv, line)
             if len(ids) != 1:
                 raise BadInputError(f"{index_csv}:{line}: expected one image id, got {len(ids)}")
@@ -330,15 +321,15 @@ def _read_index(index_csv: str) -> dict:
     return rows
 
 
+@user_file_reader
 def _read_solution(solution_csv: str, gallery_rows: dict) -> dict:
     """{usage: [(query image path, [gallery rows])]} in file order; Ignored rows dropped."""
     f, reader, cols = _open_csv(solution_csv, ("id", "images", "Usage"))
     queries = {u: [] for u in USAGES}
     with f:
-        for row in reader:
+        for line, row in reader:
             if not row:
                 continue
-            line = reader.line_num
             usage = _field(row, cols["Usage"], solution_csv, line).lower()
             if usage == "ignored":
                 continue

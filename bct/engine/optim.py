@@ -17,6 +17,15 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=o.BASE_LR, weight_decay=o.WEIGHT_DECAY)
 
 
+def milestones(cfg) -> list:
+    """The multistep schedule's epochs: TRAIN.LR_SCHEDULER.MILESTONES, fractions of TRAIN.EPOCHS (all
+    items in (0, 1)) turned into epochs round(f * EPOCHS), at least 1."""
+    m = list(cfg.TRAIN.LR_SCHEDULER.MILESTONES)
+    if m and all(isinstance(v, float) and 0.0 < v < 1.0 for v in m):
+        return [max(1, int(round(v * cfg.TRAIN.EPOCHS))) for v in m]
+    return m
+
+
 def lr_factor(cfg, iteration: int, iters_per_epoch: int) -> float:
     """Multiplier of BASE_LR at a global iteration (0-based)."""
     s = cfg.TRAIN.LR_SCHEDULER
@@ -25,7 +34,7 @@ def lr_factor(cfg, iteration: int, iters_per_epoch: int) -> float:
     if s.WARMUP_EPOCHS > 0 and epoch_float < s.WARMUP_EPOCHS:
         warm = (iteration + 1) / (s.WARMUP_EPOCHS * iters_per_epoch)
     if s.NAME == "multistep":
-        return warm * s.DECAY_RATE ** bisect.bisect_right(list(s.MILESTONES), int(epoch_float))
+        return warm * s.DECAY_RATE ** bisect.bisect_right(milestones(cfg), int(epoch_float))
     total = cfg.TRAIN.EPOCHS * iters_per_epoch
     progress = min(1.0, iteration / max(1, total))
     return warm * 0.5 * (1.0 + math.cos(math.pi * progress))

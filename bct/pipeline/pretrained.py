@@ -12,7 +12,7 @@ import time
 from bct.config.loader import cfg_to_yaml
 from bct.pipeline import records
 from bct.pipeline.configs import derive
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, rerun_hint
 from bct.utils.fileio import write_json_atomic
 from bct.utils.logger import get_logger
 
@@ -37,10 +37,6 @@ def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
     backbone at ``out`` (with ``keyed``: at keyed_path(out, key), the start's own file); returns the
     path published. A file that holds a start of another key is refused with one line.
     """
-    import torch
-
-    from bct.models.loading import load_checkpoint
-    from bct.utils.fileio import atomic_path
     from bct.pipeline.train import train_run
 
     if cfg.TRAIN.TYPE != "base":
@@ -61,16 +57,46 @@ def pretrained_start(cfg, out: str, keyed: bool = False) -> str:
             get_logger().info(f"[pretrain] reusing {out} (key {key})")
             return out
         records.check_same(out, "a pretrained start", held, record,
-                           f"publish this one elsewhere with --out, or delete {out} (every config naming it "
-                           "would then load the new start)")
+                           rerun_hint(f"publish this one elsewhere with --out, or delete {out} (every config naming it "
+                                      "would then load the new start)"))
     run = train_run(derive(cfg, {"TAG": f"pretrain_{key}"}), resume=True, reuse=True, name="pretrain")
     start = time.time()
-    state = load_checkpoint(run.path, "pretraining checkpoint")["model"]
-    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with atomic_path(out) as tmp:
-        torch.save(backbone, tmp)
+    _publish_backbone(run.path, out, "pretraining checkpoint")
     write_json_atomic(out + ".json", dict(record, source=run.path, config=cfg_to_yaml(cfg),
                                           seconds=round(run.seconds + time.time() - start, 1)), indent=1)
     get_logger().info(f"[pretrain] published the backbone of {run.path} at {out} (key {key})")
+    return out
+
+
+def _publish_backbone(checkpoint: str, out: str, what: str) -> None:
+    """Write the backbone weights of a trained checkpoint at ``out`` (whole or not at all)."""
+    import torch
+
+    from bct.models.loading import load_checkpoint
+    from bct.utils.fileio import atomic_path
+
+    state = load_checkpoint(checkpoint, what)["model"]
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise BadInputError(f"{checkpoint} holds no backbone weights ({what})")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(backbone, tmp)
+
+
+def model_start(model: str, out: str) -> str:
+    """Publish the backbone of the trained model ``model`` at ``out`` as a start that
+    ``*.PRETRAINED_PATH`` loads (scripts/own.sh's new model starting from its old model). Keyed by the
+    model's digest: the same model again reuses ``out``; ``out`` holding another's start is refused."""
+    record = records.make_record({"start": "backbone of a trained model"}, {"MODEL": model})
+    records.refuse_missing(record)
+    if os.path.isfile(out):
+        held = published_record(out)
+        if held is not None and held.get("key") == record["key"]:
+            get_logger().info(f"[start] reusing {out} (the backbone of {model})")
+            return out
+        records.check_same(out, "a start", held, record, rerun_hint(f"give another --out, or delete {out}"))
+    _publish_backbone(model, out, "trained model")
+    write_json_atomic(out + ".json", dict(record, source=model), indent=1)
+    get_logger().info(f"[start] published the backbone of {model} at {out}")
     return out

@@ -18,7 +18,7 @@ import numpy as np
 
 from bct.evaluation.metrics import meets_bct_criterion
 from bct.evaluation.report import markdown_table, set_title
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, rerun_hint
 from bct.utils.fileio import atomic_path, file_digest, jsonable, read_text, write_json_atomic
 
 ORDER = ("rparis6k", "roxford5k", "gldv2")
@@ -39,6 +39,26 @@ def summary_table(results: dict) -> str:
         lines.append(f"| {r.get('title') or set_title(name)} | {old:.2f} | {new:.2f} | {cross:.2f} | "
                      f"{'met' if ok else 'not met'} | {new - old:+.2f} | {cross - old:+.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def criterion_advice(old: float, new: float, cross: float, split: str = "", held: str = "", start: str = "") -> list:
+    """What to try when the BCT criterion fails on a user's collection (scripts/own.sh): at most two
+    lines, none when it holds. ``split``/``held``: the preparation's --split/--query; ``start``: own.sh's
+    START without ImageNet weights (empty with them). The knobs are those whose effect on a real set
+    docs/own_images.md measured ("When the criterion fails")."""
+    if meets_bct_criterion(old, new, cross):
+        return []
+    first = []
+    if split == "class" or held == "classes":
+        first.append('hold out images and give the old model part of every class (PREPARE_ARGS="--split data --query '
+                     'images"), the choice for few classes')
+    if start == "random" or start == "pretext":
+        first.append("start the new model from the old one (START=old, the default without ImageNet weights)")
+    second = ("train both longer (TRAIN.EPOCHS 16) or from local ImageNet weights (WEIGHTS=<file>); "
+              "docs/own_images.md, \"When the criterion fails\", has the measured effect of each knob")
+    if new <= old:
+        second = "the new model does not beat the old one: " + second
+    return (["try: " + "; ".join(first)] if first else []) + [second]
 
 
 def _rerun(path: str) -> str:
@@ -171,7 +191,7 @@ def refuse_other_models_result(path: str, models: dict) -> None:
         before = _model_id(data, role)
         if before is not None and before.startswith("sha256 ") and now is not None and before != now:
             raise BadInputError(f"{path} holds the result of another {role} model ({before}, now {now}); a run never "
-                                "writes over another's result: give another --out (EVAL.SAVE_DIR) or move it away")
+                                "writes over another's result: " + rerun_hint("give another --out (EVAL.SAVE_DIR) or move it away"))
 
 
 def _blob(strings) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from bct.pipeline import records
 from bct.utils import keys
 from bct.utils.comm import is_main_process
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, rerun_hint
 from bct.utils.fileio import AtomicGroup
 from bct.utils.logger import get_logger, log_file
 
@@ -39,7 +39,7 @@ def class_stats(cfg, reuse: bool = False, device=None) -> dict:
     if record["key"] is not None and os.path.isfile(os.path.join(out, RADIUS_FILE)):
         try:
             records.check_same(out, "statistics", records.read_record(out), record,
-                               "give another EXTRACT.SAVE_DIR or delete that folder")
+                               rerun_hint("give another EXTRACT.SAVE_DIR or delete that folder"))
         except BadInputError as e:
             refusal = e  # reported once the inputs are checked: a bad input is the first thing to fix
         if refusal is None and reuse:

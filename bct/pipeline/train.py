@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bct.pipeline import records
 from bct.utils.comm import is_main_process
-from bct.utils.errors import BadInputError
+from bct.utils.errors import BadInputError, rerun_hint
 from bct.utils.logger import get_logger, log_file
 
 FINAL = "model_final.pth"
@@ -38,7 +38,7 @@ def apply_threads(cfg) -> None:
 
 
 def _hint(folder: str) -> str:
-    return f"train into another OUTPUT or TAG, or delete {folder} to train it again"
+    return rerun_hint(f"train into another OUTPUT or TAG, or delete {folder} to train it again")
 
 
 def train_run(cfg, resume: bool = False, reuse: bool = False, name: str = "", device=None) -> RunResult:

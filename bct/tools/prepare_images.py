@@ -1,7 +1,7 @@
 """Turn a labelled image collection into training lists, an old-model split and a retrieval set.
 
     python -m bct.tools.prepare_images --src <folder per class | CSV of path,label[,split]> --out <dir>
-        [--split class|data] [--old-fraction 0.3] [--query classes|images] [--eval-fraction 0.2]
+        [--split auto|class|data] [--old-fraction 0.3] [--query auto|classes|images] [--eval-fraction 0.2]
         [--query-fraction 0.5] [--seed 666] [--check-decode] [--skip-singletons] [--image-root DIR]
 
 Writes <out>/classes.txt, train_old.txt (old model), train_full.txt (new model), eval/ (the retrieval
@@ -10,7 +10,7 @@ docs/own_images.md. The same input and settings again reuse <out>; anything else
 """
 import argparse
 
-from bct.data.collection import Settings, prepare_collection
+from bct.data.collection import MIN_CLASSES, Settings, prepare_collection
 from bct.tools import common
 from bct.tools.common import run
 
@@ -21,14 +21,16 @@ def build_parser():
     p.add_argument("--src", required=True, type=common.existing_path,
                    help="a folder per class (<src>/<class>/<image>) or a CSV with a header path,label[,split]")
     p.add_argument("--out", required=True, type=common.output_dir, help="folder to write (must be new, empty, or this very preparation)")
-    p.add_argument("--split", choices=("class", "data"), default=d.split,
-                   help="old-model split: class (a seeded fraction of the training classes, as GLDv2's class split) "
-                        "or data (a seeded fraction of each class's images, as GLDv2's data split)")
+    p.add_argument("--split", choices=("auto", "class", "data"), default=d.split,
+                   help="old-model split: class (a seeded fraction of the training classes, as GLDv2's class split), "
+                        "data (a seeded fraction of each class's images, as GLDv2's data split) or auto (class when "
+                        f"it gives the old model at least {MIN_CLASSES} classes, else data; the default)")
     p.add_argument("--old-fraction", type=common.open_fraction, default=d.old_fraction,
                    help=f"fraction given to the old model (default {d.old_fraction})")
-    p.add_argument("--query", dest="held", choices=("classes", "images"), default=d.held,
-                   help="what the retrieval set holds out of training: whole classes (default) or images of every "
-                        "class; a CSV split column overrides both")
+    p.add_argument("--query", dest="held", choices=("auto", "classes", "images"), default=d.held,
+                   help="what the retrieval set holds out of training: whole classes, images of every class, or auto "
+                        f"(classes when that leaves {MIN_CLASSES} classes to test and {MIN_CLASSES} to the old model, "
+                        "else images; the default); a CSV split column overrides them")
     p.add_argument("--eval-fraction", type=common.open_fraction, default=d.eval_fraction,
                    help=f"fraction of the classes (or of each class's images) held out (default {d.eval_fraction})")
     p.add_argument("--query-fraction", type=common.open_fraction, default=d.query_fraction,
@@ -63,6 +65,7 @@ def report_lines(m: dict, out: str) -> list:
         f"  settings: --split {s['split']} --old-fraction {s['old_fraction']:g} --query {s['held']} "
         f"--eval-fraction {s['eval_fraction']:g} --query-fraction {s['query_fraction']:g} --seed {s['seed']}"
         f"{' --check-decode' if s['check_decode'] else ''}{' --skip-singletons' if s['skip_singletons'] else ''}",
+        f"  {m['choice']}",
         f"  old model  train_old.txt : {c['old_images']:>8d} images, {c['old_classes']} classes",
         f"  new model  train_full.txt: {c['train_images']:>8d} images, {c['train_classes']} classes",
         f"  retrieval  eval/         : {c['queries']:>8d} queries, {c['gallery']} gallery images, "

@@ -2,21 +2,28 @@
 backbone as a weight file that `*.PRETRAINED_PATH` loads exactly like ImageNet weights.
 
     python -m bct.tools.pretrain --cfg configs/synthetic/pretrain.yml --out FILE [KEY VALUE ...]
+    python -m bct.tools.pretrain --from-model CHECKPOINT --out FILE
+
 
 The synthetic benchmark's counterpart of ImageNet pretraining: the old model, the oracle and every new
 model start from the same backbone. The start is keyed by its training settings and the pretraining
 list's digest: when FILE holds the start of the same key nothing is trained; an interrupted run resumes
 from its folder OUTPUT/<arch>/pretrain_<key>/; FILE holding a start of another key is refused (give
 another --out). FILE gets a JSON sidecar (FILE.json) with the key and the settings.
+With --from-model nothing is trained: the backbone of a trained model is published (scripts/own.sh's
+new model starting from its old model), keyed by the model's digest.
 """
 from bct.pipeline.pretrained import pretrained_start
 from bct.pipeline.records import training_inputs
-from bct.tools.common import add_overrides, config, output_file, parser, refuse_overwrite, run
+from bct.tools.common import add_overrides, config, existing_file, output_file, parser, refuse_overwrite, run
+from bct.utils.errors import BadInputError
 
 
 def build_parser():
     p = parser(__file__, __doc__, cfg=True)
     p.add_argument("--out", required=True, type=output_file, help="weight file to publish (what *.PRETRAINED_PATH names)")
+    p.add_argument("--from-model", default=None, type=existing_file,
+                   help="publish the backbone of this trained model instead of training one (no --cfg)")
     add_overrides(p)
     return p
 
@@ -25,6 +32,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from bct.utils.logger import setup_logger
     logger = setup_logger()
+    if args.from_model:
+        if args.cfg or args.opts:
+            raise BadInputError("--from-model publishes a trained model's backbone; it takes no --cfg or KEY VALUE")
+        from bct.pipeline.pretrained import model_start
+        refuse_overwrite(args.out, {"the model read (--from-model)": args.from_model})
+        return model_start(args.from_model, args.out)
     cfg = config(args, logger.info)
     refuse_overwrite(args.out, {"the config": args.cfg, **training_inputs(cfg)})
     return pretrained_start(cfg, args.out)

@@ -1,4 +1,15 @@
 """The user-facing exception types: their messages are shown as a single line, without a traceback."""
+import os
+
+# Set by a script that runs the tools (scripts/own.sh): its own advice after a refusal to reuse or
+# write over a result, which then replaces the inner tool's (whose flags the user did not give).
+RERUN_HINT_ENV = "BCT_RERUN_HINT"
+
+
+def rerun_hint(default: str) -> str:
+    """The advice after a refusal to reuse or write over a result: the calling script's (its
+    ``BCT_RERUN_HINT``) when it sets one, else ``default`` (the tool's own flags)."""
+    return os.environ.get(RERUN_HINT_ENV, "").strip() or default
 
 
 class BadInputError(Exception):

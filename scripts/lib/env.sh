@@ -6,7 +6,7 @@
 #
 # Kinds: count (whole number >= 1), nonneg (whole number >= 0), bool (0 or 1), truth (True, False, 1
 # or 0), port (1..65535), method (a method of the catalogue), fractions (comma list of fractions in
-# (0, 1]), file (an existing file), folder (an existing folder), outdir (a folder to write: not a
+# (0, 1]), start (old, pretext or random: own.sh's start without ImageNet weights), file (an existing file), folder (an existing folder), outdir (a folder to write: not a
 # file), config (a yaml file, or <setting>/new_<method>.yml of a catalogue method), name (letters,
 # digits, '_', '.', '+', '-'), host (a host name or address), command (a program on PATH), text
 # (handed as is to a tool, whose parser checks it).
@@ -17,7 +17,7 @@ declare -A BCT_ENV_KINDS=(
   [CONFIG]=config [CONFIG_DIR]=folder [OLD_MODEL_PATH]=file [NEW_MODEL_PATH]=file [WEIGHTS]=file
   [SAVE_DIR]=outdir [OUT]=outdir [DATA_DIR]=outdir
   [ARCH]=name [NEW_MODEL_ARCH]=name [OLD_MODEL_ARCH]=name [TAG]=name
-  [PYTHON]=command [PREPARE_ARGS]=text
+  [PYTHON]=command [PREPARE_ARGS]=text [START]=start
   # Python's own variables, passed through.
   [PYTHONPATH]=text [PYTHONDONTWRITEBYTECODE]=text [PYTHONPYCACHEPREFIX]=text
 )
@@ -58,6 +58,7 @@ bct_env_check() {
     name) [[ "$v" =~ ^[A-Za-z0-9][A-Za-z0-9_.+-]*$ ]] || why="expected letters, digits, '_', '.', '+' or '-'" ;;
     host) [[ "$v" =~ ^[A-Za-z0-9][A-Za-z0-9.:_-]*$ ]] || why="not a host name or address" ;;
     command) command -v "${v%% *}" > /dev/null 2>&1 || why="no such command" ;;
+    start) [[ "$v" =~ ^(old|pretext|random)$ ]] || why="expected old, pretext or random" ;;
     text) ;;
     *) why="unknown kind $kind in scripts/lib/env.sh" ;;
   esac
