@@ -9,7 +9,6 @@ and records the run in docs/results/own_images.json: the settings, the old self 
 mAP, the wall time and the load average at the start and the end (the machine may be shared).
 benchmarks/results_docs.py renders docs/own_images.md's tables from that file.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -17,6 +16,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from bct.tools.common import add_overrides, overrides, run, script_parser, text  # noqa: E402
+from bct.utils.errors import BadInputError, CheckFailedError  # noqa: E402
 RESULTS = os.path.join(REPO, "docs", "results", "own_images.json")
 
 
@@ -49,13 +51,21 @@ def record(entry: dict, path: str = RESULTS) -> None:
     os.replace(path + ".tmp", path)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python benchmarks/own_digits.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--name", required=True, help="the run's name (output/own/<name>, the row of the table)")
-    ap.add_argument("--env", action="append", default=[], help="VAR=VALUE for scripts/own.sh (e.g. START=random)")
-    ap.add_argument("--note", default="", help="what the run changes, for the table")
-    ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for scripts/own.sh")
-    args = ap.parse_args(argv)
+def build_parser():
+    ap = script_parser(__file__, __doc__)
+    ap.add_argument("--name", required=True, type=text, help="the run's name (output/own/<name>, the row of the table)")
+    ap.add_argument("--env", action="append", default=[], type=text, help="VAR=VALUE for scripts/own.sh (e.g. START=random)")
+    ap.add_argument("--note", default="", type=text, help="what the run changes, for the table")
+    add_overrides(ap)
+    return ap
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.opts = overrides(args.opts)
+    for e in args.env:
+        if "=" not in e:
+            raise BadInputError(f"--env {e!r} is not VAR=VALUE (e.g. START=random)")
     src = write_digits(os.path.join(REPO, "output", "own_digits_src", "digits"))
     env = {**os.environ, "PRETRAINED": "False", **dict(e.split("=", 1) for e in args.env)}
     load0 = os.getloadavg()
@@ -63,8 +73,7 @@ def main(argv=None) -> int:
     res = subprocess.run(["bash", "scripts/own.sh", src, args.name, *args.opts], cwd=REPO, env=env)
     seconds = time.time() - start
     if res.returncode:
-        print(f"error: scripts/own.sh ended with exit code {res.returncode}", file=sys.stderr)
-        return res.returncode
+        raise CheckFailedError(f"scripts/own.sh ended with exit code {res.returncode}")
     out = os.path.join(REPO, "output", "own", args.name)
     method = env.get("METHOD", "advbct")
     with open(os.path.join(out, "eval", f"new_{method}", f"{args.name}.json"), encoding="utf-8") as f:
@@ -76,8 +85,7 @@ def main(argv=None) -> int:
             "cross": head["cross"], "seconds": round(seconds), "load": [round(load0[0], 1), round(os.getloadavg()[0], 1)],
             "cores": os.cpu_count()})
     print(f"recorded {args.name} in {os.path.relpath(RESULTS, REPO)}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
