@@ -111,26 +111,63 @@ class Setting:
         self.starts = {k: v for k, v in published.items() if v != k}
 
 
+def old_model_values(method_cfg) -> dict:
+    """{key: value} that a method's own old model takes from the method's config (METHOD.OLD_MODEL_KEYS,
+    e.g. the fixed d-Simplex classifier); empty when the method uses the setting's shared old model."""
+    return {k: catalog.get(method_cfg, k) for k in method_cfg.METHOD.OLD_MODEL_KEYS}
+
+
+def old_model_run(setting: Setting, seed: int, run_dir: str, method: str = "", need_stats: bool = True):
+    """Train (or reuse) an old model and its class statistics: the setting's shared one, or with
+    ``method`` that method's own (old_model.yml with the method's METHOD.OLD_MODEL_KEYS, in its own
+    folder). Returns (run, statistics folder or "")."""
+    values = old_model_values(setting.method(method)) if method else {}
+    base = setting.file("old_model.yml")
+    if values:
+        values["TAG"] = f"{base.TAG}_{method}"
+    stats = os.path.join(run_dir, "old_stats" if not values else f"old_stats_{method}")
+    old = train_run(setting.for_run(base, seed, run_dir, **values), resume=True, reuse=True,
+                    name=f"old ({method})" if values else "old")
+    if not need_stats:
+        return old, ""
+    extract = {k: v for k, v in values.items() if k != "TAG"}
+    class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir, **extract,
+                                **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
+    return old, stats
+
+
 def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> tuple:
     """Old model, its statistics, the oracle and every method of one seed: (old path, {method: path},
-    {name: seconds}, statistics folder)."""
-    stats = os.path.join(run_dir, "old_stats")
-    old = train_run(setting.for_run(setting.file("old_model.yml"), seed, run_dir), resume=True, reuse=True,
-                    name="old")
-    class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir,
-                                **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
-    inputs = {"OLD_MODEL.MODEL_PATH": old.path, catalog.RADIUS_KEY: os.path.join(stats, "radius.json"),
-              catalog.ANGLE_KEY: os.path.join(stats, "angle.json")}
-    paths, times = {}, {"old": old.seconds}
+    {name: seconds}, statistics folder, {method: its own old model's path} for the methods with
+    METHOD.OLD_MODEL_KEYS)."""
+    old, stats = old_model_run(setting, seed, run_dir)
+    paths, times, own_old = {}, {"old": old.seconds}, {}
     for m in ["oracle", *methods]:
+        m_old, m_stats = old, stats
+        if old_model_values(setting.method(m)):
+            m_old, m_stats = old_model_run(setting, seed, run_dir, m,
+                                           need_stats=bool(catalog.statistics_read(setting.method(m))))
+            own_old[m], times[f"old ({m})"] = m_old.path, m_old.seconds
+        inputs = {"OLD_MODEL.MODEL_PATH": m_old.path}
+        if m_stats:
+            inputs.update({catalog.RADIUS_KEY: os.path.join(m_stats, "radius.json"),
+                           catalog.ANGLE_KEY: os.path.join(m_stats, "angle.json")})
         run = train_run(setting.for_run(setting.method(m), seed, run_dir, **inputs), resume=True, reuse=True, name=m)
         paths[m], times[m] = run.path, run.seconds
-    return old.path, paths, times, stats
+    return old.path, paths, times, stats, own_old
+
+
+def method_test_cfg(cfg, method_cfg):
+    """The evaluation config ``cfg`` with the embedding sizes of a method's models (a wider BT2
+    embedding, the d-Simplex's own size), which the checkpoints are checked against."""
+    values = {k: catalog.get(method_cfg, k) for k in ("MODEL.EMB_DIM", "NEW_MODEL.EXTRA_DIMS")
+              if catalog.get(method_cfg, k) != catalog.get(cfg, k)}
+    return derive(cfg, values) if values else cfg
 
 
 def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, logger, device) -> dict:
     """Train and evaluate everything of one seed (everything it writes stays under ``run_dir``)."""
-    old_path, paths, times, _ = train_models(setting, methods, seed, run_dir, logger)
+    old_path, paths, times, _, own_old = train_models(setting, methods, seed, run_dir, logger)
     cfg = setting.for_run(setting.file("test_model.yml"), seed, run_dir)
     names = [n for n, _ in sets]
     res = {"seed": seed, "train_seconds": times, "backfill_seed": cfg.EVAL.BACKFILL_SEED, "old_self": {},
@@ -143,7 +180,14 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
         res["oracle_self"][ds], res["oracle_cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
     for m in methods:
         entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
-        for ds, r in evaluate(cfg, sets, paths[m], old_path, device, backfill=True).items():
+        m_cfg = method_test_cfg(cfg, setting.method(m))
+        if m in own_old:
+            # The method trains its own old model (METHOD.OLD_MODEL_KEYS): its cross-test and scores are
+            # measured against that model's gallery and self-test.
+            entry["own_old"] = {"path": own_old[m], "self": {}}
+            for ds, r in evaluate(m_cfg, sets, own_old[m], "", device, check=()).items():
+                entry["own_old"]["self"][ds] = r["headline"]["self"]
+        for ds, r in evaluate(m_cfg, sets, paths[m], own_old.get(m, old_path), device, backfill=True).items():
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
             res["curves"].setdefault(m, {})[ds] = r["backfill"]
     for ds in names:
@@ -152,9 +196,9 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
                               for m in methods))
     for m in methods:
         e = res["methods"][m]
-        e["scores"] = compatibility_scores(res["old_self"], res["oracle_self"], e["self"], e["cross"])
-        e["bct_criterion"] = {ds: meets_bct_criterion(res["old_self"][ds], e["self"][ds], e["cross"][ds])
-                              for ds in names}
+        old_self = e["own_old"]["self"] if "own_old" in e else res["old_self"]
+        e["scores"] = compatibility_scores(old_self, res["oracle_self"], e["self"], e["cross"])
+        e["bct_criterion"] = {ds: meets_bct_criterion(old_self[ds], e["self"][ds], e["cross"][ds]) for ds in names}
     return res
 
 
@@ -229,6 +273,12 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
     def value(values):  # one seed: the number; several: mean ± std
         return f"{values[0]:.2f}" if one else _pm(_mean_std(values))
 
+    own = [m for m in methods if "own_old" in per_seed[0]["methods"][m]]
+    if own:
+        md += ["", "Methods that train their own old model (METHOD.OLD_MODEL_KEYS); their cross-test, scores and "
+               "criterion are measured against it. Its self-test: " + "; ".join(
+                   f"{title(m)} " + ", ".join(f"{set_title(d)} {value([r['methods'][m]['own_old']['self'][d] for r in per_seed])}"
+                                             for d in datasets) for m in own)]
     md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
            ", ".join(f"{set_title(d)} {value([r['oracle_cross'][d] for r in per_seed])}" for d in datasets)]
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset" +
