@@ -320,9 +320,18 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
     return {"markdown": text, "aggregate": agg, "pngs": pngs}
 
 
+def default_methods() -> list:
+    """The methods of a comparison when none are named: the paper's (bct.config.methods.PAPER_ORDER)."""
+    from bct.config.methods import PAPER_ORDER
+    return [m for m in catalog.method_names(include_oracle=False) if m in PAPER_ORDER]
+
+
 def check_methods(methods) -> list:
-    """The compatible methods asked for, checked against the catalogue (the oracle always runs)."""
+    """The compatible methods asked for, checked against the catalogue (the oracle always runs); "all"
+    names every method of the catalogue."""
     known = catalog.method_names(include_oracle=False)
+    if list(methods) == ["all"]:
+        return known
     for m in methods:
         if m not in known:
             raise BadInputError(f"--methods: unknown method {m!r}; the methods are {', '.join(known)} "
@@ -337,7 +346,7 @@ def compare(config_dir: str, methods=None, sets=None, seeds=(1234,), out: str = 
     {"markdown", "aggregate", "pngs"}. ``sets``: [(name, root or None)]."""
     from bct.engine.distributed import init_distributed
 
-    methods = check_methods(methods or catalog.method_names(include_oracle=False))
+    methods = check_methods(methods or default_methods())
     sets = sets or catalog.parse_sets(DEFAULT_SETS)
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds):
