@@ -63,6 +63,11 @@ RULES["METHOD.TITLE"] = FREE
 # old model. A comparison or a chain then trains that old model for the method (docs/method.md).
 _C.METHOD.OLD_MODEL_KEYS = []
 RULES["METHOD.OLD_MODEL_KEYS"] = each(NONEMPTY)
+# FastFill: after the new model, train a transformation old embedding -> new embedding with an uncertainty
+# (FASTFILL.*); the method's cross-test then searches the transformed old gallery, and its backfill
+# curves compare the orders random, distinct and uncertainty (docs/method.md).
+_C.METHOD.TRANSFORMATION = False
+RULES["METHOD.TRANSFORMATION"] = FLAG
 
 # -----------------------------------------------------------------------------
 # Settings shared by every model

@@ -141,7 +141,7 @@ def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> 
     {name: seconds}, statistics folder, {method: its own old model's path} for the methods with
     METHOD.OLD_MODEL_KEYS)."""
     old, stats = old_model_run(setting, seed, run_dir)
-    paths, times, own_old = {}, {"old": old.seconds}, {}
+    paths, times, own_old, trained = {}, {"old": old.seconds}, {}, {}
     for m in ["oracle", *methods]:
         m_old, m_stats = old, stats
         if old_model_values(setting.method(m)):
@@ -152,8 +152,16 @@ def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> 
         if m_stats:
             inputs.update({catalog.RADIUS_KEY: os.path.join(m_stats, "radius.json"),
                            catalog.ANGLE_KEY: os.path.join(m_stats, "angle.json")})
-        run = train_run(setting.for_run(setting.method(m), seed, run_dir, **inputs), resume=True, reuse=True, name=m)
+        cfg = setting.for_run(setting.method(m), seed, run_dir, **inputs)
+        same = trained.get(training_settings(cfg, drop_tag=True))
+        if same:
+            # A method whose new model trains exactly as an earlier one (FastFill's is the oracle's): that model.
+            paths[m], times[m] = paths[same], 0.0
+            logger.info(f"[{m}] its new model trains as {same}'s: {paths[same]}")
+            continue
+        run = train_run(cfg, resume=True, reuse=True, name=m)
         paths[m], times[m] = run.path, run.seconds
+        trained[training_settings(cfg, drop_tag=True)] = m
     return old.path, paths, times, stats, own_old
 
 
@@ -190,6 +198,13 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
         for ds, r in evaluate(m_cfg, sets, paths[m], own_old.get(m, old_path), device, backfill=True).items():
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
             res["curves"].setdefault(m, {})[ds] = r["backfill"]
+        if setting.method(m).METHOD.TRANSFORMATION:
+            entry["fastfill"] = fastfill_entry(setting, m_cfg, seed, run_dir, own_old.get(m, old_path), paths[m], sets,
+                                               device, logger)
+            # Its cross-test searches the transformed old gallery; its curve is the uncertainty order's.
+            for ds, f in entry["fastfill"].items():
+                entry["cross"][ds] = f["curves"]["uncertainty"][0][1]
+                res["curves"][m][ds] = f["curves"]["uncertainty"]
     for ds in names:
         logger.info(f"[seed {seed}] {ds}: old {res['old_self'][ds]:.2f}, oracle {res['oracle_self'][ds]:.2f}, " +
                     ", ".join(f"{m} {res['methods'][m]['self'][ds]:.2f}/{res['methods'][m]['cross'][ds]:.2f}"
@@ -200,6 +215,28 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
         e["scores"] = compatibility_scores(old_self, res["oracle_self"], e["self"], e["cross"])
         e["bct_criterion"] = {ds: meets_bct_criterion(old_self[ds], e["self"][ds], e["cross"][ds]) for ds in names}
     return res
+
+
+def fastfill_entry(setting: Setting, cfg, seed: int, run_dir: str, old_path: str, new_path: str, sets, device,
+                   logger) -> dict:
+    """FastFill's transformation of (old, new) trained on the method's training list, and its backfill
+    curves per order on every set: {set: {"curves": {order: curve}, "auc": {order: area}}}."""
+    from bct.pipeline.evaluation import load_for_eval
+    from bct.pipeline.fastfill import backfill_orders, train_transformation
+
+    method = cfg.METHOD.NAME
+    train_cfg = setting.for_run(setting.method(method), seed, run_dir)
+    h = train_transformation(train_cfg, old_path, new_path, os.path.join(run_dir, f"fastfill_{method}"), device, logger)
+    new_model, _, new_digest = load_for_eval(cfg, "new", new_path, device)
+    old_model, _, old_digest = load_for_eval(cfg, "old", old_path, device)
+    out = {}
+    for name, root in sets:
+        bset = catalog.build_set(name, root, cfg)
+        out[bset.name] = backfill_orders(cfg, bset, old_model, new_model, h, device,
+                                         digests={"old": old_digest, "new": new_digest})
+        logger.info(f"[{method}] {bset.name}: backfill AUC " +
+                    ", ".join(f"{o} {a:.2f}" for o, a in out[bset.name]["auc"].items()))
+    return out
 
 
 def _mean_std(values):
@@ -306,6 +343,14 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
                f"per-image refresh, seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
         md.append(backfill_curve_table({title(m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
                                         for m in methods}))
+    for m in [m for m in methods if "fastfill" in per_seed[0]["methods"][m]]:
+        orders = list(next(iter(per_seed[0]["methods"][m]["fastfill"].values()))["auc"])
+        md += ["", f"{title(m)}: partial backfill of the transformed gallery, area under the curve (mean "
+               f"{'' if one else 'over seeds '}of the curve's headline x100 over the ratios) per backfill order:", "",
+               "| Set | " + " | ".join(orders) + " |", "|" + " --- |" * (len(orders) + 1)]
+        for ds in datasets:
+            md.append(f"| {set_title(ds)} | " + " | ".join(
+                value([r["methods"][m]["fastfill"][ds]["auc"][o] for r in per_seed]) for o in orders) + " |")
     times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}
     md += ["", "Training time (s): " + ", ".join(f"{title(k)} {v[0]:.0f}" for k, v in times.items())]
     pngs = [os.path.join(out, "backfill.png"), os.path.join(out, "self_cross.png")]
