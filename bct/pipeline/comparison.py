@@ -199,8 +199,8 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
             res["curves"].setdefault(m, {})[ds] = r["backfill"]
         if setting.method(m).METHOD.TRANSFORMATION:
-            entry["fastfill"] = fastfill_entry(setting, m_cfg, seed, run_dir, own_old.get(m, old_path), paths[m], sets,
-                                               device, logger)
+            entry["fastfill"] = fastfill_entry(setting, m, m_cfg, seed, run_dir, own_old.get(m, old_path), paths[m],
+                                               sets, device, logger)
             # Its cross-test searches the transformed old gallery; its curve is the uncertainty order's.
             for ds, f in entry["fastfill"].items():
                 entry["cross"][ds] = f["curves"]["uncertainty"][0][1]
@@ -217,14 +217,14 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
     return res
 
 
-def fastfill_entry(setting: Setting, cfg, seed: int, run_dir: str, old_path: str, new_path: str, sets, device,
-                   logger) -> dict:
-    """FastFill's transformation of (old, new) trained on the method's training list, and its backfill
-    curves per order on every set: {set: {"curves": {order: curve}, "auc": {order: area}}}."""
+def fastfill_entry(setting: Setting, method: str, cfg, seed: int, run_dir: str, old_path: str, new_path: str, sets,
+                   device, logger) -> dict:
+    """FastFill's transformation of (old, new) trained on ``method``'s training list, and its backfill
+    curves per order on every set (``cfg``: the evaluation's config): {set: {"curves": {order: curve},
+    "auc": {order: area}}}."""
     from bct.pipeline.evaluation import load_for_eval
     from bct.pipeline.fastfill import backfill_orders, train_transformation
 
-    method = cfg.METHOD.NAME
     train_cfg = setting.for_run(setting.method(method), seed, run_dir)
     h = train_transformation(train_cfg, old_path, new_path, os.path.join(run_dir, f"fastfill_{method}"), device, logger)
     new_model, _, new_digest = load_for_eval(cfg, "new", new_path, device)
