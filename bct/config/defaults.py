@@ -299,8 +299,8 @@ RULES["FASTFILL.HIDDEN"] = at_least(1)
 _C.FASTFILL.EPOCHS = 40
 RULES["FASTFILL.EPOCHS"] = at_least(1)
 # Adam learning rate.
-_C.FASTFILL.LR = 0.001
-RULES["FASTFILL.LR"] = above(0.0)
+_C.FASTFILL.BASE_LR = 0.001
+RULES["FASTFILL.BASE_LR"] = above(0.0)
 # Weight of the discriminative term (the new model's frozen classifier on the transformed embedding).
 _C.FASTFILL.DISC_WEIGHT = 1.0
 RULES["FASTFILL.DISC_WEIGHT"] = at_least(0.0)

@@ -3,7 +3,7 @@
 transformed gallery in three orders (random, distinct, uncertainty) by the area under its curve.
 
 The transformation trains on the embeddings that both models give the new training list (TRAIN.LIST_FILE,
-at the evaluation's preprocessing), with bct.losses.fastfill.fastfill_loss, Adam at FASTFILL.LR for
+at the evaluation's preprocessing), with bct.losses.fastfill.fastfill_loss, Adam at FASTFILL.BASE_LR for
 FASTFILL.EPOCHS passes of batches of 256. A trained one is kept as <folder>/transformation.pth with a
 record keyed by the FASTFILL settings, the seed and the digests of both checkpoints and of the list,
 and reused when that key matches.
@@ -54,7 +54,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
     gen = torch.Generator().manual_seed(int(cfg.SEED))
     torch.manual_seed(int(cfg.SEED))
     h = FastFillTransform(old.shape[1], new.shape[1], cfg.FASTFILL.HIDDEN)
-    opt = torch.optim.Adam(h.parameters(), lr=cfg.FASTFILL.LR)
+    opt = torch.optim.Adam(h.parameters(), lr=cfg.FASTFILL.BASE_LR)
     n = old.shape[0]
     for epoch in range(cfg.FASTFILL.EPOCHS):
         h.train()
