@@ -70,7 +70,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
             out["loss_fastfill"].backward()
             opt.step()
             for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / len(starts)
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / len(starts)
         if logger is not None and (epoch + 1) % 10 == 0:
             logger.info(f"[fastfill] epoch {epoch + 1}/{cfg.FASTFILL.EPOCHS}: " +
                         ", ".join(f"{k} {v:.4f}" for k, v in totals.items()))
