@@ -257,6 +257,9 @@ def aggregate(per_seed: list, methods, datasets) -> dict:
                 e[part][ds] = _mean_std([r["methods"][m][part][ds] for r in per_seed])
         for s in ("P_up", "P_comp", "P_1", "gain"):
             e["scores"][s] = _mean_std([r["methods"][m]["scores"][s] for r in per_seed])
+        if "own_old" in per_seed[0]["methods"][m]:  # the method's own old model (METHOD.OLD_MODEL_KEYS)
+            e["own_old_self"] = {ds: _mean_std([r["methods"][m]["own_old"]["self"][ds] for r in per_seed])
+                                 for ds in datasets}
         for ds in datasets:
             ratios = [p[0] for p in per_seed[0]["curves"][m][ds]]
             e["curves"][ds] = [(ratio,) + _mean_std([r["curves"][m][ds][i][1] for r in per_seed])
