@@ -8,6 +8,8 @@
 # It runs as ONE process (one GPU, or the CPU) and trains its own models under output/compare/.
 # With several GPUs, train with train_old.sh / extract_feat.sh / train_new.sh (torchrun), test each
 # model with test.sh and make the table with `python -m bct.tools.summarize --oracle ...` (README).
+# METHODS=all adds the catalogue's newer methods (BT2, d-Simplex, ...) to the paper's (the default); METHODS=a,b
+# names a list (the same as --methods a,b).
 # GENERATIONS=3 trains chains of model generations instead (30% -> 60% -> 100% of the classes; AdvBCT,
 # BCT and the oracle) and writes their compatibility matrices to output/compare/<folder>/generations/
 # (docs/generations.md); FRACTIONS=0.3,0.5,1.0 chooses other nested splits.
@@ -16,6 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 bct_env CONFIG_DIR configs/synthetic    # configs/synthetic/data_split, configs/synthetic/r50
 bct_env GENERATIONS ""
 bct_env FRACTIONS ""
+bct_env METHODS ""
 source "$(dirname "$0")/launch.sh"
 if [ "${GPUS}" -gt 1 ] || [ "${NNODES}" -gt 1 ]; then
   echo "benchmark.sh runs as one process on one device; GPUS=${GPUS} NNODES=${NNODES} are not used" >&2
@@ -45,4 +48,4 @@ if [[ "${CONFIG_DIR}" == *synthetic* ]]; then
     $PYTHON -m bct.tools.prepare_gldv2 --root data/synthetic/GLDv2 --fractions "${FRACTIONS}"
   fi
 fi
-$PYTHON -m bct.tools.compare --config-dir "${CONFIG_DIR}" "${CHAIN[@]}" "$@"
+$PYTHON -m bct.tools.compare --config-dir "${CONFIG_DIR}" ${METHODS:+--methods "${METHODS}"} "${CHAIN[@]}" "$@"

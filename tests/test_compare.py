@@ -73,6 +73,34 @@ def test_compare_end_to_end(tmp_path, monkeypatch):
     assert os.path.getmtime(final) == mtime
 
 
+@pytest.mark.slow
+def test_compare_the_newer_methods_end_to_end(tmp_path, monkeypatch):
+    """The methods beyond the paper's (every catalogue method outside PAPER_ORDER) train and enter the table:
+    a method with its own old model is scored against it, a wider (BT2) embedding meets the old gallery with
+    its compatible part, a transformation (FastFill) gives one backfill curve per order."""
+    from bct.config.methods import PAPER_ORDER, method_names, method_title
+    from bct.tools import compare, make_synthetic
+    make_synthetic.main(["--out", str(tmp_path / "data" / "synthetic"), "--size", "tiny"])
+    monkeypatch.chdir(tmp_path)
+    newer = [m for m in method_names(include_oracle=False) if m not in PAPER_ORDER]
+    compare.main(["--config-dir", SYN, "--methods", ",".join(newer), "--datasets", "gldv2", "--out", "cmp", *TINY,
+                  "FASTFILL.EPOCHS", "2"])
+    res = json.load(open(tmp_path / "cmp" / "results.json"))["per_seed"][0]
+    md = (tmp_path / "cmp" / "results.md").read_text()
+    for m in newer:
+        e = res["methods"][m]
+        old_self = e["own_old"]["self"] if "own_old" in e else res["old_self"]
+        again = compatibility_scores(old_self, res["oracle_self"], e["self"], e["cross"])
+        assert again["P_1"] == pytest.approx(e["scores"]["P_1"])
+        assert f"| {method_title(m)} |" in md
+        curve = res["curves"][m]["gldv2"]
+        assert curve[0][1] == pytest.approx(e["cross"]["gldv2"]) and curve[-1][1] == pytest.approx(e["self"]["gldv2"])
+        if "fastfill" in e:
+            assert set(e["fastfill"]["gldv2"]["auc"]) >= {"random", "distinct", "uncertainty"}
+            assert "area under the curve" in md
+    assert any("own_old" in res["methods"][m] for m in newer) and "their own old model" in md
+
+
 def test_multi_seed_aggregate():
     from bct.pipeline.comparison import aggregate, seeds_table
 
@@ -128,15 +156,18 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, argv, words):
 
 @pytest.mark.catalogue
 def test_the_method_list_and_titles_come_from_the_catalogue(tmp_path, monkeypatch):
-    from bct.config.methods import method_names
+    from bct.config.methods import PAPER_ORDER, method_names
     from bct.pipeline import comparison as compare
+    paper = [m for m in PAPER_ORDER if m != "oracle"]
+    assert method_names(include_oracle=False)[:len(paper)] == paper  # the paper's order first
+    assert compare.check_methods(["all"]) == method_names(include_oracle=False)
     got = {}
     monkeypatch.setattr(compare, "run_seed", lambda setting, methods, sets, seed, out, logger, device:
                         got.setdefault("methods", methods) and (_ for _ in ()).throw(SystemExit(0)))
     monkeypatch.setattr(compare.Setting, "make_starts", lambda self: None)
     with pytest.raises(SystemExit):
         compare.compare(SYN, out=str(tmp_path / "c"), opts=["NUM_THREADS", "1"])
-    assert got["methods"] == method_names(include_oracle=False)
+    assert got["methods"] == paper  # the default keeps the paper's methods; --methods all adds the others
 
 
 def test_multi_seed_report_gives_the_criterion_in_the_mean_and_per_seed(tmp_path):

@@ -520,3 +520,9 @@ def test_paper_tables_are_the_papers():
     for key, title in (("bct", "BCT"), ("lce", "LCE"), ("unibct", "UniBCT"), ("hot_refresh", "Hot-refresh"), ("advbct", "AdvBCT")):
         assert got[title] == PAPER[key][:6], title
     assert got["oracle (no compatibility)"] == PAPER["oracle"]
+
+
+def test_the_newer_methods_results_readme_is_current():
+    """docs/results/new_methods/README.md (table and claims) is what its results file renders."""
+    from benchmarks import new_methods_docs
+    assert new_methods_docs.main(["--check"]) == 0

@@ -117,3 +117,30 @@ def test_three_generations_end_to_end(tiny, monkeypatch):
     assert os.path.getmtime(final) == mtime
     log = (tiny / "cmp" / "log.txt").read_text()
     assert "[advbct gen3] reusing" in log and "generations written to" in log and "epoch 1 iter" not in log
+
+
+@pytest.mark.slow
+def test_a_method_with_its_own_old_model_chains_from_it(tiny, monkeypatch):
+    """A method with METHOD.OLD_MODEL_KEYS (the fixed d-Simplex classifier) starts its chain from its own old
+    model, trained with those keys; every generation of its chain keeps the same fixed prototypes."""
+    import torch
+
+    from bct.config.methods import load_method_cfg, method_names
+    from bct.engine.checkpoint import load_model
+    from bct.tools import compare
+    from bct.tools import prepare_gldv2
+    own = [m for m in method_names(include_oracle=False) if load_method_cfg(SYN, m).METHOD.OLD_MODEL_KEYS]
+    monkeypatch.chdir(tiny)
+    if not (tiny / "data" / "synthetic" / "GLDv2" / "gldv2_train_nested_30percent_class.txt").exists():
+        prepare_gldv2.main(["--root", "data/synthetic/GLDv2", "--fractions", "0.3,0.6,1.0"])
+    compare.main(["--config-dir", SYN, "--generations", "3", "--fractions", "0.3,0.6,1.0", "--methods", ",".join(own),
+                  "--datasets", "gldv2", "--out", "cmp", *TINY])
+    res = json.load(open(tiny / "cmp" / "generations" / "results.json"))
+    for m in own:
+        m1 = res["chains"][m]["datasets"]["gldv2"]["matrix"]
+        o1 = res["chains"]["oracle"]["datasets"]["gldv2"]["matrix"]
+        assert m1[0][0] != o1[0][0] or m1 != o1  # not the shared generation 1
+        run = tiny / "cmp" / "seed1234" / "resnet18"
+        first = load_model(str(run / f"old_30class_{m}" / "model_final.pth"))
+        last = load_model(str(next(run.glob(f"new_{m}_chain*_gen3")) / "model_final.pth"))
+        assert first.meta["loss_type"] == "simplex" and torch.equal(first.classifier.weight, last.classifier.weight)

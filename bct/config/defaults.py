@@ -58,6 +58,16 @@ RULES["METHOD.NAME"] = FREE
 # Title of the method in tables and plots (bct/methods/<NAME>.yml sets it).
 _C.METHOD.TITLE = ""
 RULES["METHOD.TITLE"] = FREE
+# Keys whose values the method's own old model takes from the method's config (e.g. the fixed d-Simplex
+# classifier of 'simplex', which changes how the old model is trained too); empty: the setting's shared
+# old model. A comparison or a chain then trains that old model for the method (docs/method.md).
+_C.METHOD.OLD_MODEL_KEYS = []
+RULES["METHOD.OLD_MODEL_KEYS"] = each(NONEMPTY)
+# FastFill: after the new model, train a transformation old embedding -> new embedding with an uncertainty
+# (FASTFILL.*); the method's cross-test then searches the transformed old gallery, and its backfill
+# curves compare the orders random, distinct and uncertainty (docs/method.md).
+_C.METHOD.TRANSFORMATION = False
+RULES["METHOD.TRANSFORMATION"] = FLAG
 
 # -----------------------------------------------------------------------------
 # Settings shared by every model
@@ -105,14 +115,23 @@ RULES["NEW_MODEL.NUM_CLASSES"] = at_least(1)
 # Trained new-model checkpoint (read by test).
 _C.NEW_MODEL.MODEL_PATH = ""
 RULES["NEW_MODEL.MODEL_PATH"] = FREE
+# BT2: dimensions the new embedding gains beyond MODEL.EMB_DIM, through a learnable orthonormal basis
+# transformation; its first MODEL.EMB_DIM dimensions are the old-compatible part (0: none).
+_C.NEW_MODEL.EXTRA_DIMS = 0
+RULES["NEW_MODEL.EXTRA_DIMS"] = at_least(0)
 
 # -----------------------------------------------------------------------------
 # Classification loss of the trained model
 # -----------------------------------------------------------------------------
 _C.LOSS = CN()
-# Classifier head: "softmax" (linear, no bias), "arcface" or "cosface".
+# Classifier head: "softmax" (linear, no bias), "arcface", "cosface" or "simplex" (fixed d-Simplex
+# prototypes, not learned: stationary representations).
 _C.LOSS.TYPE = "softmax"
-RULES["LOSS.TYPE"] = one_of("softmax", "arcface", "cosface")
+RULES["LOSS.TYPE"] = one_of("softmax", "arcface", "cosface", "simplex")
+# simplex: number of fixed prototypes, the classes of every generation to come (0: NEW_MODEL.NUM_CLASSES);
+# a regular simplex of K vertices needs MODEL.EMB_DIM >= K - 1.
+_C.LOSS.SIMPLEX_CLASSES = 0
+RULES["LOSS.SIMPLEX_CLASSES"] = at_least(0)
 # Scale of the cosine classifiers.
 _C.LOSS.SCALE = 30.0
 RULES["LOSS.SCALE"] = above(0.0)
@@ -269,6 +288,25 @@ RULES["TRAIN.LR_SCHEDULER.DECAY_RATE"] = between(0.0, 1.0, lo_open=True)
 # Linear warm-up epochs (both schedules; 0 = none).
 _C.TRAIN.LR_SCHEDULER.WARMUP_EPOCHS = 0
 RULES["TRAIN.LR_SCHEDULER.WARMUP_EPOCHS"] = at_least(0)
+
+# -----------------------------------------------------------------------------
+# FastFill's transformation (docs/method.md)
+# -----------------------------------------------------------------------------
+# FastFill: the transformation old embedding -> (new embedding, uncertainty), trained after the new model
+# on the embeddings of the new training list (bct.pipeline.fastfill, docs/method.md).
+_C.FASTFILL = CN()
+# Hidden width of the transformation's two-layer MLP.
+_C.FASTFILL.HIDDEN = 512
+RULES["FASTFILL.HIDDEN"] = at_least(1)
+# Passes over the training embeddings.
+_C.FASTFILL.EPOCHS = 40
+RULES["FASTFILL.EPOCHS"] = at_least(1)
+# Adam learning rate.
+_C.FASTFILL.BASE_LR = 0.001
+RULES["FASTFILL.BASE_LR"] = above(0.0)
+# Weight of the discriminative term (the new model's frozen classifier on the transformed embedding).
+_C.FASTFILL.DISC_WEIGHT = 1.0
+RULES["FASTFILL.DISC_WEIGHT"] = at_least(0.0)
 
 # -----------------------------------------------------------------------------
 # Image decoding (docs/data_loading.md)

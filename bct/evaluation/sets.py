@@ -30,6 +30,7 @@ from bct.data.gldv2 import USAGES, load_gldv2_retrieval
 from bct.data.retrieval_set import is_retrieval_set, load_retrieval_set, manifest_path
 from bct.data.revisited import PROTOCOLS, gnd_path, load_revisited
 from bct.evaluation.extract import embed_images
+from bct.models.build import compatible_part
 from bct.evaluation.metrics import (compute_map_revisited, format_revisited, gldv2_ap_at_k, mean_retrieval_scores,
                                     retrieval_scores)
 from bct.evaluation.report import partial_backfill_gallery, set_title
@@ -473,9 +474,13 @@ def evaluate_models(cfg, bset: BenchmarkSet, new_model, old_model=None, device="
             kept[test] = ranking
 
     run("self", query_new, gallery_new)
+    # BT2: a wider new embedding meets an old gallery with its old-compatible part (its first
+    # compatible_dims, normalised again); other models' embeddings are used as they are.
+    meta = getattr(new_model, "meta", None) or {}
+    query_compat = {k: compatible_part(v, meta) for k, v in query_new.items()} if meta else query_new
     if old_model is not None:
         gallery_old, _ = _embed_gallery(cfg, bset, old_model, device, digests.get("old", ""))
-        run("cross", query_new, gallery_old)
+        run("cross", query_compat, gallery_old)
         if with_old_self:
             query_old, _ = _embed_queries(cfg, groups, old_model, device)
             run("old_self", query_old, gallery_old)
@@ -488,9 +493,15 @@ def evaluate_models(cfg, bset: BenchmarkSet, new_model, old_model=None, device="
                            "gallery_paths": bset.gallery.paths}
     if old_model is not None and backfill:
         points = []
+        # A partly backfilled gallery keeps the old row size: a BT2 model's refreshed rows hold their
+        # compatible part until every row is refreshed (ratio 1: the full new embedding).
+        gallery_compat = compatible_part(gallery_new, meta) if meta else gallery_new
         for ratio in cfg.EVAL.BACKFILL_RATIOS:
-            mixed, _ = partial_backfill_gallery(gallery_old, gallery_new, float(ratio), cfg.EVAL.BACKFILL_SEED)
-            points.append((float(ratio), bset.score(query_new, mixed, backend)))
+            if float(ratio) >= 1.0:
+                points.append((float(ratio), out["self"]))
+                continue
+            mixed, _ = partial_backfill_gallery(gallery_old, gallery_compat, float(ratio), cfg.EVAL.BACKFILL_SEED)
+            points.append((float(ratio), bset.score(query_compat, mixed, backend)))
         out["backfill"] = [(ratio, bset.headline_of(part)) for ratio, part in points]
         out["backfill_detail"] = bset.backfill_detail(points)
         out["backfill_seed"] = cfg.EVAL.BACKFILL_SEED

@@ -9,18 +9,27 @@
   Rows far from the mean are relevant to few queries and are re-embedded first. On the synthetic
   sets this order gives a larger area under the backfill curve than random
   (docs/benchmarks.md); it costs one pass over the vectors (O(N x D)).
+- ``uncertainty``: FastFill's order (docs/method.md): the rows whose transformed embedding is least
+  certain (largest predicted sigma^2 of bct.models.transformation) first, ties by row. It needs the
+  uncertainties (``uncertainty=``), which the transformation gives with the transformed rows.
 """
 import numpy as np
 
 from bct.utils.errors import BadInputError
 
-ORDERS = ("random", "distinct")
+ORDERS = ("random", "distinct", "uncertainty")
 _BLOCK = 1 << 16
 
 
-def plan_order(name: str, vectors, seed: int = 0) -> np.ndarray:
-    """A permutation (N,) int64 of the rows of `vectors` (N, D), in the order `name`."""
+def plan_order(name: str, vectors, seed: int = 0, uncertainty=None) -> np.ndarray:
+    """A permutation (N,) int64 of the rows of `vectors` (N, D), in the order `name`; `uncertainty` (N,)
+    is what the 'uncertainty' order reads."""
     n = vectors.shape[0]
+    if name == "uncertainty":
+        if uncertainty is None or len(uncertainty) != n:
+            raise BadInputError(f"--order uncertainty needs one uncertainty per row ({n} rows); only a gallery "
+                                "transformed by a FastFill transformation has them")
+        return np.argsort(-np.asarray(uncertainty, dtype=np.float64), kind="stable").astype(np.int64)
     if name == "random":
         return np.random.default_rng(seed).permutation(n).astype(np.int64)
     if name == "distinct":

@@ -20,6 +20,7 @@ from bct.losses.registry import (
 )
 from bct.losses.compat import BCTLoss, BoundaryLoss, HotRefreshLoss, LCELoss, NoCompLoss, UniBCTLoss
 from bct.losses.adversarial import AdversarialLoss
+from bct.losses.bt2 import BT2Loss
 from bct.losses.stats import OldClassStats, load_old_stats
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "NoCompLoss",
     "UniBCTLoss",
     "AdversarialLoss",
+    "BT2Loss",
     "OldClassStats",
     "load_old_stats",
 ]

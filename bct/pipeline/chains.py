@@ -3,7 +3,8 @@ with a method against generation t as its old model, on a growing nested split, 
 compatibility matrix of every chain.
 
 Generation 1 is the setting folder's old model (old_model.yml, its statistics from extract_feat.yml),
-shared by every chain. Generation t >= 2 of the chain of method m is the method's new-model config;
+shared by every chain, except for a method with METHOD.OLD_MODEL_KEYS (the fixed d-Simplex classifier),
+whose chain starts from its own old model. Generation t >= 2 of the chain of method m is the method's new-model config;
 per generation only the training list (the nested split ``gldv2_train_nested_<P>percent_<class|data>.txt``
 next to the old model's list), the class counts, the old model (generation t-1: checkpoint,
 architecture) and its statistics (extracted from generation t-1 on generation t-1's list) change;
@@ -21,7 +22,7 @@ from bct.data.prepare import check_fractions, nested_list_name, percent_tag
 from bct.config.methods import method_title
 from bct.evaluation.report import matrix_table
 from bct.pipeline import records
-from bct.pipeline.comparison import Setting, check_methods, default_out
+from bct.pipeline.comparison import Setting, check_methods, default_out, old_model_run, old_model_values
 from bct.pipeline.matrix import FILES, HEADLINE, evaluate_models, summarize, write_report
 from bct.pipeline.plots import matrix_heatmaps
 from bct.pipeline.stats import class_stats
@@ -176,7 +177,15 @@ def generations(config_dir: str, generations: int = 0, fractions=None, methods=N
         first = Generation(old.path, old_cfg.OLD_MODEL.ARCH, old_cfg.OLD_MODEL.NUM_CLASSES, stats)
         chains, times = {}, {"old gen1": old.seconds}
         for method in ["oracle", *methods]:
-            chains[method], t = train_chain(setting, method, first, lists, chain_tag, seed, run_dir)
+            gen1 = first
+            if old_model_values(setting.method(method)):
+                # A method that changes how the old model trains (METHOD.OLD_MODEL_KEYS, e.g. the fixed
+                # d-Simplex classifier) starts its chain from its own generation 1.
+                own, own_stats = old_model_run(setting, seed, run_dir, method,
+                                               need_stats=bool(records.statistics_read(setting.method(method))))
+                gen1 = Generation(own.path, first.arch, first.num_classes, own_stats)
+                times[f"old gen1 ({method})"] = own.seconds
+            chains[method], t = train_chain(setting, method, gen1, lists, chain_tag, seed, run_dir)
             times.update(t)
 
         cfg = setting.for_run(setting.file("test_model.yml"), seed, run_dir)

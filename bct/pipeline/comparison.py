@@ -22,10 +22,12 @@ from bct.pipeline.configs import derive
 from bct.pipeline.evaluation import evaluate
 from bct.pipeline.plots import backfill_plot, self_cross_plot
 from bct.pipeline.pretrained import pretrained_start
+from bct.pipeline.records import STATISTICS_KEYS, statistics_read
 from bct.pipeline.results import write_result
 from bct.pipeline.stats import class_stats
 from bct.pipeline.train import train_run
 from bct.utils.errors import BadInputError
+from bct.utils import keys
 from bct.utils.fileio import jsonable, write_json_atomic, write_text_atomic
 from bct.utils.logger import log_file
 
@@ -113,30 +115,75 @@ class Setting:
         self.starts = {k: v for k, v in published.items() if v != k}
 
 
+def old_model_values(method_cfg) -> dict:
+    """{key: value} that a method's own old model takes from the method's config (METHOD.OLD_MODEL_KEYS,
+    e.g. the fixed d-Simplex classifier); empty when the method uses the setting's shared old model."""
+    return {k: keys.get(method_cfg, k) for k in method_cfg.METHOD.OLD_MODEL_KEYS}
+
+
+def old_model_run(setting: Setting, seed: int, run_dir: str, method: str = "", need_stats: bool = True):
+    """Train (or reuse) an old model and its class statistics: the setting's shared one, or with
+    ``method`` that method's own (old_model.yml with the method's METHOD.OLD_MODEL_KEYS, in its own
+    folder). Returns (run, statistics folder or "")."""
+    values = old_model_values(setting.method(method)) if method else {}
+    base = setting.file("old_model.yml")
+    if values:
+        values["TAG"] = f"{base.TAG}_{method}"
+    stats = os.path.join(run_dir, "old_stats" if not values else f"old_stats_{method}")
+    old = train_run(setting.for_run(base, seed, run_dir, **values), resume=True, reuse=True,
+                    name=f"old ({method})" if values else "old")
+    if not need_stats:
+        return old, ""
+    extract = {k: v for k, v in values.items() if k != "TAG"}
+    class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir, **extract,
+                                **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
+    return old, stats
+
+
 def train_models(setting: Setting, methods, seed: int, run_dir: str, logger) -> tuple:
     """Old model, its statistics, the oracle and every method of one seed: (old path, {method: path},
-    {name: seconds}, statistics folder)."""
-    stats = os.path.join(run_dir, "old_stats")
-    old = train_run(setting.for_run(setting.file("old_model.yml"), seed, run_dir), resume=True, reuse=True,
-                    name="old")
-    class_stats(setting.for_run(setting.file("extract_feat.yml"), seed, run_dir,
-                                **{"OLD_MODEL.MODEL_PATH": old.path, "EXTRACT.SAVE_DIR": stats}), reuse=True)
-    inputs = {"OLD_MODEL.MODEL_PATH": old.path, "COMP_LOSS.RADIUS_FILE": os.path.join(stats, "radius.json"),
-              "COMP_LOSS.ANGLE_FILE": os.path.join(stats, "angle.json")}
-    paths, times = {}, {"old": old.seconds}
+    {name: seconds}, statistics folder, {method: its own old model's path} for the methods with
+    METHOD.OLD_MODEL_KEYS)."""
+    old, stats = old_model_run(setting, seed, run_dir)
+    paths, times, own_old, trained = {}, {"old": old.seconds}, {}, {}
     for m in ["oracle", *methods]:
-        run = train_run(setting.for_run(setting.method(m), seed, run_dir, **inputs), resume=True, reuse=True, name=m)
+        m_old, m_stats = old, stats
+        if old_model_values(setting.method(m)):
+            m_old, m_stats = old_model_run(setting, seed, run_dir, m,
+                                           need_stats=bool(statistics_read(setting.method(m))))
+            own_old[m], times[f"old ({m})"] = m_old.path, m_old.seconds
+        inputs = {"OLD_MODEL.MODEL_PATH": m_old.path}
+        if m_stats:
+            inputs.update({STATISTICS_KEYS[0]: os.path.join(m_stats, "radius.json"),
+                           STATISTICS_KEYS[1]: os.path.join(m_stats, "angle.json")})
+        cfg = setting.for_run(setting.method(m), seed, run_dir, **inputs)
+        same = trained.get(training_settings(cfg, drop_tag=True))
+        if same:
+            # A method whose new model trains exactly as an earlier one (FastFill's is the oracle's): that model.
+            paths[m], times[m] = paths[same], 0.0
+            logger.info(f"[{m}] its new model trains as {same}'s: {paths[same]}")
+            continue
+        run = train_run(cfg, resume=True, reuse=True, name=m)
         paths[m], times[m] = run.path, run.seconds
-    return old.path, paths, times, stats
+        trained[training_settings(cfg, drop_tag=True)] = m
+    return old.path, paths, times, stats, own_old
+
+
+def method_test_cfg(cfg, method_cfg):
+    """The evaluation config ``cfg`` with the embedding sizes of a method's models (a wider BT2
+    embedding, the d-Simplex's own size), which the checkpoints are checked against."""
+    values = {k: keys.get(method_cfg, k) for k in ("MODEL.EMB_DIM", "NEW_MODEL.EXTRA_DIMS")
+              if keys.get(method_cfg, k) != keys.get(cfg, k)}
+    return derive(cfg, values) if values else cfg
 
 
 def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, logger, device) -> dict:
     """Train and evaluate everything of one seed (everything it writes stays under ``run_dir``; each
     model's results and rankings in ``run_dir/eval/<old|oracle|method>/``, for the report page)."""
-    old_path, paths, times, _ = train_models(setting, methods, seed, run_dir, logger)
+    old_path, paths, times, _, own_old = train_models(setting, methods, seed, run_dir, logger)
 
-    def evaluate_saved(name, new, old, **kwargs):
-        results = evaluate(cfg, sets, new, old, device, rankings=True, **kwargs)
+    def evaluate_saved(name, new, old, eval_cfg=None, **kwargs):
+        results = evaluate(eval_cfg or cfg, sets, new, old, device, rankings=True, **kwargs)
         for r in results.values():
             write_result(os.path.join(run_dir, "eval", name), r)
         return results
@@ -153,19 +200,56 @@ def run_seed(setting: Setting, methods, sets: list, seed: int, run_dir: str, log
         res["oracle_self"][ds], res["oracle_cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
     for m in methods:
         entry = res["methods"].setdefault(m, {"self": {}, "cross": {}})
-        for ds, r in evaluate_saved(m, paths[m], old_path, backfill=True).items():
+        m_cfg = method_test_cfg(cfg, setting.method(m))
+        if m in own_old:
+            # The method trains its own old model (METHOD.OLD_MODEL_KEYS): its cross-test and scores are
+            # measured against that model's gallery and self-test.
+            entry["own_old"] = {"path": own_old[m], "self": {}}
+            for ds, r in evaluate(m_cfg, sets, own_old[m], "", device, check=()).items():
+                entry["own_old"]["self"][ds] = r["headline"]["self"]
+        for ds, r in evaluate_saved(m, paths[m], own_old.get(m, old_path), eval_cfg=m_cfg, backfill=True).items():
             entry["self"][ds], entry["cross"][ds] = r["headline"]["self"], r["headline"]["cross"]
             res["curves"].setdefault(m, {})[ds] = r["backfill"]
+        if setting.method(m).METHOD.TRANSFORMATION:
+            entry["fastfill"] = fastfill_entry(setting, m, m_cfg, seed, run_dir, own_old.get(m, old_path), paths[m],
+                                               sets, device, logger)
+            # Its cross-test searches the transformed old gallery; its curve is the uncertainty order's.
+            for ds, f in entry["fastfill"].items():
+                entry["cross"][ds] = f["curves"]["uncertainty"][0][1]
+                res["curves"][m][ds] = f["curves"]["uncertainty"]
     for ds in names:
         logger.info(f"[seed {seed}] {ds}: old {res['old_self'][ds]:.2f}, oracle {res['oracle_self'][ds]:.2f}, " +
                     ", ".join(f"{m} {res['methods'][m]['self'][ds]:.2f}/{res['methods'][m]['cross'][ds]:.2f}"
                               for m in methods))
     for m in methods:
         e = res["methods"][m]
-        e["scores"] = compatibility_scores(res["old_self"], res["oracle_self"], e["self"], e["cross"])
-        e["bct_criterion"] = {ds: meets_bct_criterion(res["old_self"][ds], e["self"][ds], e["cross"][ds])
-                              for ds in names}
+        old_self = e["own_old"]["self"] if "own_old" in e else res["old_self"]
+        e["scores"] = compatibility_scores(old_self, res["oracle_self"], e["self"], e["cross"])
+        e["bct_criterion"] = {ds: meets_bct_criterion(old_self[ds], e["self"][ds], e["cross"][ds]) for ds in names}
     return res
+
+
+def fastfill_entry(setting: Setting, method: str, cfg, seed: int, run_dir: str, old_path: str, new_path: str, sets,
+                   device, logger) -> dict:
+    """FastFill's transformation of (old, new) trained on ``method``'s training list, and its backfill
+    curves per order on every set (``cfg``: the evaluation's config): {set: {"curves": {order: curve},
+    "auc": {order: area}}}."""
+    from bct.evaluation.sets import build_set
+    from bct.pipeline.evaluation import load_for_eval
+    from bct.pipeline.fastfill import backfill_orders, train_transformation
+
+    train_cfg = setting.for_run(setting.method(method), seed, run_dir)
+    h = train_transformation(train_cfg, old_path, new_path, os.path.join(run_dir, f"fastfill_{method}"), device, logger)
+    new_model, _, new_digest = load_for_eval(cfg, "new", new_path, device)
+    old_model, _, old_digest = load_for_eval(cfg, "old", old_path, device)
+    out = {}
+    for name, root in sets:
+        bset = build_set(name, root, cfg)
+        out[bset.name] = backfill_orders(cfg, bset, old_model, new_model, h, device,
+                                         digests={"old": old_digest, "new": new_digest})
+        logger.info(f"[{method}] {bset.name}: backfill AUC " +
+                    ", ".join(f"{o} {a:.2f}" for o, a in out[bset.name]["auc"].items()))
+    return out
 
 
 def _mean_std(values):
@@ -186,6 +270,9 @@ def aggregate(per_seed: list, methods, datasets) -> dict:
                 e[part][ds] = _mean_std([r["methods"][m][part][ds] for r in per_seed])
         for s in ("P_up", "P_comp", "P_1", "gain"):
             e["scores"][s] = _mean_std([r["methods"][m]["scores"][s] for r in per_seed])
+        if "own_old" in per_seed[0]["methods"][m]:  # the method's own old model (METHOD.OLD_MODEL_KEYS)
+            e["own_old_self"] = {ds: _mean_std([r["methods"][m]["own_old"]["self"][ds] for r in per_seed])
+                                 for ds in datasets}
         for ds in datasets:
             ratios = [p[0] for p in per_seed[0]["curves"][m][ds]]
             e["curves"][ds] = [(ratio,) + _mean_std([r["curves"][m][ds][i][1] for r in per_seed])
@@ -239,6 +326,12 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
     def value(values):  # one seed: the number; several: mean ± std
         return f"{values[0]:.2f}" if one else _pm(_mean_std(values))
 
+    own = [m for m in methods if "own_old" in per_seed[0]["methods"][m]]
+    if own:
+        md += ["", "Methods that train their own old model (METHOD.OLD_MODEL_KEYS); their cross-test, scores and "
+               "criterion are measured against it. Its self-test: " + "; ".join(
+                   f"{title(m)} " + ", ".join(f"{set_title(d)} {value([r['methods'][m]['own_old']['self'][d] for r in per_seed])}"
+                                             for d in datasets) for m in own)]
     md += ["", "Oracle cross-test M(oracle, old), the no-compatibility reference: " +
            ", ".join(f"{set_title(d)} {value([r['oracle_cross'][d] for r in per_seed])}" for d in datasets)]
     md += ["", "BCT criterion (cross > old self and new self > old self), per dataset" +
@@ -266,6 +359,14 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
                f"per-image refresh, seed {per_seed[0]['backfill_seed']}{'' if one else '; mean over seeds'}):", ""]
         md.append(backfill_curve_table({title(m): [(c[0], c[1]) for c in agg["methods"][m]["curves"][ds]]
                                         for m in methods}))
+    for m in [m for m in methods if "fastfill" in per_seed[0]["methods"][m]]:
+        orders = list(next(iter(per_seed[0]["methods"][m]["fastfill"].values()))["auc"])
+        md += ["", f"{title(m)}: partial backfill of the transformed gallery, area under the curve (mean "
+               f"{'' if one else 'over seeds '}of the curve's headline x100 over the ratios) per backfill order:", "",
+               "| Set | " + " | ".join(orders) + " |", "|" + " --- |" * (len(orders) + 1)]
+        for ds in datasets:
+            md.append(f"| {set_title(ds)} | " + " | ".join(
+                value([r["methods"][m]["fastfill"][ds]["auc"][o] for r in per_seed]) for o in orders) + " |")
     times = {k: _mean_std([r["train_seconds"][k] for r in per_seed]) for k in per_seed[0]["train_seconds"]}
     md += ["", "Training time (s): " + ", ".join(f"{title(k)} {v[0]:.0f}" for k, v in times.items())]
     pngs = [os.path.join(out, "backfill.png"), os.path.join(out, "self_cross.png")]
@@ -280,9 +381,18 @@ def write_report(per_seed: list, config_dir: str, methods, datasets, out: str) -
     return {"markdown": text, "aggregate": agg, "pngs": pngs}
 
 
+def default_methods() -> list:
+    """The methods of a comparison when none are named: the paper's (bct.config.methods.PAPER_ORDER)."""
+    from bct.config.methods import PAPER_ORDER
+    return [m for m in method_names(include_oracle=False) if m in PAPER_ORDER]
+
+
 def check_methods(methods) -> list:
-    """The compatible methods asked for, checked against the catalogue (the oracle always runs)."""
+    """The compatible methods asked for, checked against the catalogue (the oracle always runs); "all"
+    names every method of the catalogue."""
     known = method_names(include_oracle=False)
+    if list(methods) == ["all"]:
+        return known
     for m in methods:
         if m not in known:
             raise BadInputError(f"--methods: unknown method {m!r}; the methods are {', '.join(known)} "
@@ -298,7 +408,7 @@ def compare(config_dir: str, methods=None, sets=None, seeds=(1234,), out: str = 
     from bct.engine.distributed import init_distributed
     from bct.evaluation.sets import parse_set_specs
 
-    methods = check_methods(methods or method_names(include_oracle=False))
+    methods = check_methods(methods or default_methods())
     sets = sets or parse_set_specs(DEFAULT_SETS)
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds):

@@ -68,15 +68,18 @@ def self_cross_plot(agg: dict, methods, datasets, path: str, seeds: int, labels:
         old = agg["old_self"][ds][0]
         ax.axhline(old, color="grey", ls="--", lw=1, label="old self-test M(old, old)")
         ax.axhline(agg["oracle_self"][ds][0], color="black", ls=":", lw=1, label="oracle self-test")
-        # The criterion's margin: the cross-test over the old self-test, written above each cross bar.
+        # The criterion's margin: the cross-test over the old self-test (a method's own old model's,
+        # marked *, when it trains one), written above each cross bar.
         for i, m in enumerate(methods):
             cross = agg["methods"][m]["cross"][ds]
-            ax.annotate(f"{cross[0] - old:+.1f}", (i + 0.2, cross[0] + (cross[1] if seeds > 1 else 0)),
+            own = agg["methods"][m].get("own_old_self", {}).get(ds)
+            ax.annotate(f"{cross[0] - (own[0] if own else old):+.1f}{'*' if own else ''}", (i + 0.2, cross[0] + (cross[1] if seeds > 1 else 0)),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x, [method_title(m) for m in methods], rotation=30, fontsize=8)
         ax.set_title(_label(labels, ds, "title"))
         ax.set_ylabel(f"{_label(labels, ds, 'headline_name')} x100")
-    fig.suptitle("Self-test and cross-test; above the cross bars: cross-test minus old self-test" +
+    fig.suptitle("Self-test and cross-test; above the cross bars: cross-test minus old self-test "
+                 "(* its own old model's)" +
                  (f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""), fontsize=10)
     _legend_below(fig, axes, 4)
     _save(fig, path)

@@ -11,7 +11,8 @@ instance with torchrun through the scripts), test each of them and use
 `python -m bct.tools.summarize --oracle ...` instead.
 
 The folder must hold old_model.yml, extract_feat.yml, test_model.yml and new_<method>.yml for the oracle
-and every method (the methods are those of bct/methods). Finished steps of the same settings and
+and every method (the methods are those of bct/methods; without --methods the paper's: BCT, LCE,
+UniBCT, Hot-refresh, AdvBCT; --methods all adds the newer ones, docs/method.md). Finished steps of the same settings and
 inputs are reused; an interrupted training resumes; a step of other settings in --out is refused;
 --fresh deletes --out first. Outputs in --out: results.md, results.json, backfill.png, self_cross.png,
 log.txt (the comparison's own log; each model logs into its own folder).
@@ -29,8 +30,8 @@ from bct.tools.common import (add_overrides, csv_list, datasets, existing_dir, f
 def build_parser():
     p = parser(__file__, __doc__)
     p.add_argument("--config-dir", default="configs/synthetic", type=existing_dir, help="setting folder of configs")
-    p.add_argument("--methods", type=csv_list(text), help="comma-separated methods (default: every method, or "
-                   "advbct,bct with --generations)")
+    p.add_argument("--methods", type=csv_list(text), help="comma-separated methods, or all for the whole catalogue "
+                   "(default: the paper's methods, or advbct,bct with --generations)")
     p.add_argument("--datasets", default="rparis6k,roxford5k,gldv2", type=datasets, help="comma-separated NAME or NAME=ROOT")
     p.add_argument("--seeds", type=csv_list(seed), default=[1234], help="comma-separated seeds")
     p.add_argument("--out", default="", type=output_dir, help="default: output/compare/<config folder name>")

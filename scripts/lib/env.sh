@@ -17,7 +17,7 @@ declare -A BCT_ENV_KINDS=(
   [CONFIG]=config [CONFIG_DIR]=folder [OLD_MODEL_PATH]=file [NEW_MODEL_PATH]=file [WEIGHTS]=file
   [SAVE_DIR]=outdir [OUT]=outdir [DATA_DIR]=outdir
   [ARCH]=name [NEW_MODEL_ARCH]=name [OLD_MODEL_ARCH]=name [TAG]=name
-  [PYTHON]=command [PREPARE_ARGS]=text [START]=start
+  [PYTHON]=command [PREPARE_ARGS]=text [START]=start [METHODS]=text
   # Python's own variables, passed through.
   [PYTHONPATH]=text [PYTHONDONTWRITEBYTECODE]=text [PYTHONPYCACHEPREFIX]=text
 )

@@ -1,0 +1,43 @@
+"""FastFill's transformation (Jaeckle et al., ICLR 2023): a small network h that maps an old
+embedding to an estimate of the new embedding of the same image, with a predicted uncertainty, so that
+a gallery is first transformed without its images and then backfilled, most uncertain rows first.
+
+    old embedding (L2-normalised, old_dim) -> MLP -> (new-embedding estimate (new_dim), log sigma^2 (scalar))
+
+Two hidden layers of ``hidden`` units with BatchNorm and ReLU feed two linear heads: the estimate and
+the log-variance. The loss is bct.losses.fastfill.fastfill_loss; training is bct.pipeline.fastfill.
+"""
+import torch
+import torch.nn as nn
+
+
+class FastFillTransform(nn.Module):
+    def __init__(self, old_dim: int, new_dim: int, hidden: int = 512):
+        super().__init__()
+        self.dims = {"old_dim": int(old_dim), "new_dim": int(new_dim), "hidden": int(hidden)}
+        self.body = nn.Sequential(nn.Linear(old_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True))
+        self.mean = nn.Linear(hidden, new_dim)
+        self.log_var = nn.Linear(hidden, 1)
+
+    def forward(self, old: torch.Tensor):
+        """(B, old_dim) -> (estimate (B, new_dim), log sigma^2 (B,))."""
+        h = self.body(old)
+        return self.mean(h), self.log_var(h).squeeze(1)
+
+    @torch.no_grad()
+    def transform(self, old, batch: int = 4096):
+        """numpy/torch (N, old_dim) -> (L2-normalised estimates (N, new_dim) float32 numpy, uncertainty
+        sigma^2 (N,) float32 numpy), in eval mode."""
+        import numpy as np
+
+        self.eval()
+        old = torch.as_tensor(np.asarray(old, dtype=np.float32))
+        est, var = [], []
+        for s in range(0, old.shape[0], batch):
+            m, lv = self(old[s:s + batch])
+            est.append(torch.nn.functional.normalize(m, dim=1))
+            var.append(lv.exp())
+        if not est:
+            return np.zeros((0, self.dims["new_dim"]), np.float32), np.zeros(0, np.float32)
+        return torch.cat(est).numpy().astype(np.float32), torch.cat(var).numpy().astype(np.float32)
