@@ -5,7 +5,6 @@ synthetic benchmark, each decided by a number of the results file.
     python benchmarks/new_methods_docs.py            # rewrite the README
     python benchmarks/new_methods_docs.py --check    # change nothing; exit 1 when it is out of date
 """
-import argparse
 import json
 import os
 import sys
@@ -15,6 +14,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bct.config.methods import method_title  # noqa: E402
+from bct.tools.common import run, script_parser  # noqa: E402
+from bct.utils.errors import CheckFailedError  # noqa: E402
 from bct.utils.fileio import write_text_atomic  # noqa: E402
 
 FOLDER = os.path.join(REPO, "docs", "results", "new_methods")
@@ -124,10 +125,14 @@ def render(res: dict, table: str) -> str:
     return "\n".join(md) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--check", action="store_true")
-    args = p.parse_args(argv)
+def build_parser():
+    p = script_parser(__file__, __doc__)
+    p.add_argument("--check", action="store_true", help="exit 1 when README.md is not what the results file gives")
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     with open(os.path.join(FOLDER, "results.json")) as f:
         res = json.load(f)
     with open(os.path.join(FOLDER, "results.md")) as f:
@@ -137,13 +142,11 @@ def main(argv=None) -> int:
     current = open(path).read() if os.path.isfile(path) else ""
     if args.check:
         if current != text:
-            print(f"{path} is out of date: run python benchmarks/new_methods_docs.py")
-            return 1
-        return 0
+            raise CheckFailedError(f"{path} is out of date: run python benchmarks/new_methods_docs.py")
+        return
     write_text_atomic(path, text)
     print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

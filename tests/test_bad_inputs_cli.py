@@ -531,10 +531,11 @@ def test_every_variable_a_script_reads_is_declared_and_every_script_uses_the_dec
 BAD_ENV = {"count": ["-1", "0", "x", "9" * 40], "nonneg": ["-1", "x", "1.5"], "port": ["0", "70000"],
            "bool": ["2", "yes"], "truth": ["maybe"], "fractions": ["0", "1.5", "x", "0.3,,1"], "method": ["nope"],
            "file": ["/nowhere/x.pth", "/"], "folder": ["/nowhere"], "outdir": ["/etc/hostname"],
-           "config": ["/nowhere/x.yml"], "name": ["a b", "../x"], "host": ["a b"], "command": ["no-such-program-x"],
+           "config": ["/nowhere/x.yml"], "start": ["new", "Old"], "name": ["a b", "../x"], "host": ["a b"], "command": ["no-such-program-x"],
            "text": []}
 
 
+@pytest.mark.slow
 def test_a_bad_variable_value_is_one_line_naming_the_variable():
     declared = _declared_variables()
     unknown = sorted(set(declared.values()) - set(BAD_ENV))
@@ -551,6 +552,7 @@ def test_a_bad_variable_value_is_one_line_naming_the_variable():
         assert rc == "rc=2" and err.startswith(f"error: {name}={value}: "), (name, value, err, rc)
 
 
+@pytest.mark.slow
 def test_a_script_refuses_a_bad_variable_before_any_work(tmp_path):
     done = subprocess.run(["bash", os.path.join(REPO, "scripts", "train_new.sh")], cwd=tmp_path, capture_output=True,
                           text=True, env=dict(os.environ, METHOD="nope", PYTHON=sys.executable))

@@ -486,6 +486,7 @@ def test_own_sh_end_to_end(tmp_path):
         shutil.rmtree(os.path.join(REPO, "output", "own", name), ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_own_sh_refuses_keys_it_sets(tmp_path):
     """One run, one folder: an override of a key own.sh sets in every step (OUTPUT, the lists, the
     models) is refused in one line naming own.sh's knob, before anything is written."""
