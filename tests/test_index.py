@@ -340,7 +340,7 @@ def test_numbers_that_cannot_be_right_are_refused(world, built, tmp_path, capsys
     q = _npy(tmp_path, world["feats"]["B"][:2])
     q_bytes = open(q, "rb").read()
     code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", q], capsys)
-    assert code == 2 and "the query vectors file" in one_error_line(err) and open(q, "rb").read() == q_bytes
+    assert code == 2 and "is the input of --vectors" in one_error_line(err) and open(q, "rb").read() == q_bytes
     code, _, err = tool(["search", path, "--model", world["B"], "--vectors", q, "--out", os.path.join(path, "r.csv")],
                         capsys)
     assert code == 2 and "inside the index" in one_error_line(err)
