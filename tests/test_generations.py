@@ -126,7 +126,7 @@ def test_a_method_with_its_own_old_model_chains_from_it(tiny, monkeypatch):
     import torch
 
     from bct.config.methods import load_method_cfg, method_names
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     from bct.tools import compare
     from bct.tools import prepare_gldv2
     own = [m for m in method_names(include_oracle=False) if load_method_cfg(SYN, m).METHOD.OLD_MODEL_KEYS]

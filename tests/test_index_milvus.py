@@ -86,15 +86,16 @@ def test_partial_backfill_map_equals_the_evaluation(tmp_path_factory, world, tmp
     from bct.data.revisited import load_revisited
     from bct.data.synthetic import generate_synthetic
     from bct.evaluation.metrics import compute_map_revisited
-    from bct.evaluation.protocol import evaluate_revisited_models
+    from bct.evaluation.sets import build_set, evaluate_models
 
     syn = tmp_path_factory.mktemp("syn") / "tiny"
     generate_synthetic(str(syn), seed=0, size="tiny", prepare=False, workers=1, log=lambda *_: None)
     root = str(syn / "ROxfordParis")
     cfg = load_cfg("", ["EVAL.INPUT_SIZE", str(SIZE), "EVAL.NUM_WORKERS", "0", "EVAL.USE_CACHE", "False",
                         "EVAL.BACKFILL_SEED", "3", "DEVICE", "cpu"])
-    expected = evaluate_revisited_models(cfg, "roxford5k", root, load_model(world["B"]), load_model(world["A"]),
-                                         with_old_self=False, use_cache=False, backfill=True)["backfill"]
+    bset = build_set("roxford5k", root, cfg, family="revisited")
+    expected = evaluate_models(cfg, bset, load_model(world["B"]), load_model(world["A"]), with_old_self=False,
+                               use_cache=False, backfill=True)["backfill_detail"]
     data = load_revisited("roxford5k", root)
     jpg = os.path.join(root, "roxford5k", "jpg")
     lst = tmp_path / "gallery.txt"

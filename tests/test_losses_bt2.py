@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bct.config import get_cfg_defaults
-from bct.engine.checkpoint import load_model_weights
+from bct.config.defaults import get_cfg_defaults
+from bct.models.loading import load_model_weights
 from bct.losses import build_comp_loss
 from bct.models.build import build_model, build_model_from_meta, compatible_part
 from bct.models.heads import LinearClassifier
@@ -93,7 +93,7 @@ def test_bt2_trains_against_an_old_model_and_reloads(tmp_path):
 
     from bct.config import load_cfg
     from bct.config.methods import load_method_cfg, method_names
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     from bct.engine.trainer import Trainer, output_dir
     from bct.utils.logger import setup_logger
     from helpers import make_image_list, train_opts

@@ -79,7 +79,7 @@ def test_old_and_new_models_share_the_prototypes(method):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", SIMPLEX_METHODS)
 def test_the_old_and_new_models_train_and_reload(method, tmp_path):
-    from bct.engine.checkpoint import load_model
+    from bct.models.loading import load_model
     from bct.engine.trainer import Trainer, output_dir
     from bct.utils.logger import setup_logger
     from helpers import make_image_list, train_opts

@@ -32,7 +32,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
     from bct.evaluation.extract import embed_images
     from bct.losses.fastfill import fastfill_loss
     from bct.models.transformation import FastFillTransform
-    from bct.pipeline.evaluation import model_from_checkpoint, read_checkpoint
+    from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 
     key = _key(cfg, old_path, new_path)
     weights, record = os.path.join(folder, "transformation.pth"), os.path.join(folder, RECORD)
@@ -43,8 +43,8 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
             h = FastFillTransform(**stored["dims"])
             h.load_state_dict(torch.load(weights, map_location="cpu"))
             return h.eval()
-    old_model = model_from_checkpoint(read_checkpoint(old_path, "old model"), old_path, device)
-    new_model = model_from_checkpoint(read_checkpoint(new_path, "new model"), new_path, device)
+    old_model = model_from_checkpoint(read_model_checkpoint(old_path, "old model"), old_path, device)
+    new_model = model_from_checkpoint(read_model_checkpoint(new_path, "new model"), new_path, device)
     rel, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)
     paths = [os.path.join(cfg.TRAIN.ROOT, p) for p in rel]
     old = torch.from_numpy(np.ascontiguousarray(embed_images(cfg, old_model, paths, "gallery", device)[0]))
