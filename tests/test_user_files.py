@@ -49,6 +49,8 @@ EXAMPLES = {
         lambda path: (lambda r: (r[0], r[1].tolist()))(_reader("lists", "read_image_list")(path, "")))),
     "bct.data.lists.read_index_list": ("list", lambda root: (
         [["x/1.jpg", "0"], ["x/0.jpg", "1"]], lambda path: _reader("lists", "read_index_list")(path))),
+    "bct.data.lists.read_query_list": ("list", lambda root: (
+        [["q/1.jpg", "3"], ["q/0.jpg"]], lambda path: _reader("lists", "read_query_list")(path))),
     "bct.data.lists.read_gt_list": ("list", lambda root: (
         [["q/1.jpg", "0", "3,4"], ["q/0.jpg", "1", "2"]], lambda path: _reader("lists", "read_gt_list")(path))),
 }
@@ -138,3 +140,21 @@ def test_not_utf8_names_the_line(tmp_path):
     path.write_bytes(b"landmark_id,images\n1,abc\n2,d\xe9f\n")
     with pytest.raises(BadInputError, match="line 3"):
         _reader("prepare", "_read_train_csv")(str(path))
+
+
+def test_query_vectors_in_every_supported_kind_or_one_line(tmp_path):
+    """Query vectors as .npy or as an .npz of one array read alike; anything else is one line naming the file."""
+    from bct.data.lists import read_vectors
+    v = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "q.npy", v)
+    np.savez(tmp_path / "q.npz", v)
+    assert np.array_equal(read_vectors(str(tmp_path / "q.npy")), v)
+    assert np.array_equal(read_vectors(str(tmp_path / "q.npz")), v)
+    np.savez(tmp_path / "two.npz", a=v, b=v)
+    np.save(tmp_path / "flat.npy", v.ravel())
+    (tmp_path / "text.npy").write_text("not an array")
+    for name, why in (("two.npz", "exactly one array"), ("flat.npy", r"expected an \(N, D\) array"),
+                      ("text.npy", "not a .npy or .npz")):
+        with pytest.raises(BadInputError, match=why) as e:
+            read_vectors(str(tmp_path / name))
+        assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value)

@@ -153,6 +153,46 @@ def read_gt_list(list_path: str):
     return paths, gts
 
 
+@user_file_reader
+def read_query_list(list_path: str) -> list:
+    """Read a list of query images: ``relative/path [label]`` lines (the label, if any, is not used;
+    blank lines are skipped). Returns the paths; an empty list or a line of more fields is one line."""
+    paths = []
+    for i, line in enumerate(read_lines(list_path, "query list")):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise BadInputError(f"{list_path}:{i + 1}: expected `relative/path [label]`, got {line!r}")
+        paths.append(fields[0])
+    if not paths:
+        raise BadInputError(f"{list_path}: the query list is empty")
+    return paths
+
+
+def read_vectors(path: str, flag: str = "--vectors") -> np.ndarray:
+    """An (N, D) array of vectors from a ``.npy`` file or an ``.npz`` file holding exactly one array
+    (memory-mapped where the format allows). Anything else is one line naming ``flag``, the file and
+    what is wrong."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise BadInputError(f"{flag} {path}: not a .npy or .npz array file ({type(e).__name__}: {e})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if len(data.files) != 1:
+                raise BadInputError(f"{flag} {path}: an .npz file must hold exactly one array; it holds "
+                                    f"{len(data.files)} ({', '.join(data.files[:5]) or 'none'})")
+            try:
+                data = data[data.files[0]]
+            except ValueError as e:
+                raise BadInputError(f"{flag} {path}: its array cannot be read ({e})") from None
+    if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
+        raise BadInputError(f"{flag} {path}: expected an (N, D) array of numbers, got {data.dtype} of shape "
+                            f"{data.shape}")
+    return data
+
+
 def _check_rows(rows: np.ndarray, list_path: str) -> None:
     bad = np.flatnonzero(rows != np.arange(len(rows)))
     if bad.size:

@@ -71,7 +71,7 @@ def build_parser():
     b.add_argument("--skip-bad", action="store_true", help="give unreadable images a zero vector instead of failing")
     b.add_argument("--ann", choices=("", "ivf", "hnsw"), default="", help="also build an approximate index")
     b.add_argument("--vectors", type=common.existing_file, default=None,
-                   help="vectors (N, D) .npy computed by --model, row i for line i of --list (no embedding)")
+                   help="vectors (N, D) .npy (or .npz of one array) computed by --model, row i for line i of --list (no embedding)")
     _loader_args(b)
     _backend_args(b)
 
@@ -82,7 +82,7 @@ def build_parser():
     s.add_argument("--list", default="", type=common.existing_file, help="query image list (`relative/path [label]` lines, one path a line)")
     s.add_argument("--root", default="", type=common.existing_dir, help="folder that --images / --list paths are relative to")
     s.add_argument("--folder", default="", type=common.existing_dir, help="a folder of query images")
-    s.add_argument("--vectors", default="", type=common.existing_file, help="query vectors (n, D) in a .npy file")
+    s.add_argument("--vectors", default="", type=common.existing_file, help="query vectors (n, D) in a .npy file (or an .npz of one array)")
     s.add_argument("--k", type=common.count, default=10, help="results per query (default 10)")
     s.add_argument("--out", default="", type=common.output_file, help="write the results to this .csv or .json file (default: print)")
     s.add_argument("--page", default="", type=common.output_dir,
@@ -155,25 +155,11 @@ def _query_paths(args):
         return [p for p in args.images.split(",") if p], args.root
     if args.folder:
         return folder_images(args.folder), args.folder
-    from bct.utils.fileio import read_text
-    if not os.path.isfile(args.list):
-        raise BadInputError(f"query list {args.list} does not exist")
-    paths = []
-    for i, line in enumerate(read_text(args.list).splitlines()):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) > 2:
-            raise BadInputError(f"{args.list}:{i + 1}: expected `relative/path [label]`, got {line!r}")
-        paths.append(fields[0])
-    if not paths:
-        raise BadInputError(f"{args.list}: the list is empty")
-    return paths, args.root or os.path.dirname(os.path.abspath(args.list))
+    from bct.data.lists import read_query_list
+    return read_query_list(args.list), args.root or os.path.dirname(os.path.abspath(args.list))
 
 
 def _search(args) -> dict:
-    import numpy as np
-
     from bct.index import Index
 
     index = Index.open(args.index, **_where(args))
@@ -191,10 +177,8 @@ def _search(args) -> dict:
     if len([x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]) != 1:
         raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
     if args.vectors:
-        try:
-            queries = np.load(args.vectors, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise BadInputError(f"--vectors {args.vectors} cannot be read as a .npy array ({e})") from None
+        from bct.data.lists import read_vectors
+        queries = read_vectors(args.vectors)
         names = list(range(len(queries)))
         files = [None] * len(names)
     else:
@@ -237,18 +221,12 @@ def _print_status(st: dict) -> None:
 
 
 def _build_from_vectors_file(args, where) -> dict:
-    import numpy as np
-
     from bct.index.build import build_from_vectors
     from bct.index.embed import read_gallery
     if not args.list:
         raise BadInputError("build --vectors needs --list (row i of the vectors is line i of the list)")
-    try:
-        vectors = np.load(args.vectors, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"--vectors {args.vectors} cannot be read as a .npy array ({e})") from None
-    if vectors.ndim != 2:
-        raise BadInputError(f"--vectors {args.vectors}: expected an (N, D) array, got shape {vectors.shape}")
+    from bct.data.lists import read_vectors
+    vectors = read_vectors(args.vectors)
     ids, labels, source = read_gallery(args.list, args.root, "")
     if len(ids) != len(vectors):
         raise BadInputError(f"--vectors {args.vectors} has {len(vectors)} rows but --list {args.list} has {len(ids)}")
