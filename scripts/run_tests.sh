@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run the whole suite (CPU only, no network, a few minutes) and list
 # the 20 slowest tests. Extra arguments go to pytest: `bash scripts/run_tests.sh -m "not slow"` is the
-# inner loop (under a minute on 2 cores).
+# inner loop (about 2 minutes on 2 cores).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 cd "$(dirname "$0")/.."
