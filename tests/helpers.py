@@ -352,6 +352,20 @@ def index_build(world, out, model="A", **kw):
     return Index.build(str(out), world[model], list_path=world["list"], root=world["root"], progress=False, **kw)
 
 
+def index_tool(argv, capsys):
+    """Run `python -m bct.tools.index ARGV` in this process; returns (exit code, stdout, stderr)."""
+    from bct.tools import index
+    from bct.tools.common import run
+
+    try:
+        run(index.main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 # -- GLDv2 CSV files: images per landmark id of a small train_clean.csv, random 16-hex image ids
 GLD_SIZES = {100: 5, 9: 1, 10: 2, 2: 3, 57: 4, 31: 9, 4: 1, 8000: 12, 12: 6, 77: 3, 5: 2, 6: 7, 13: 4, 21: 1}
 

@@ -14,11 +14,9 @@ import bct
 from bct.models.loading import load_model
 from bct.index import Index
 from bct.index.layout import WriterLock
-from bct.tools import index as index_tool
-from bct.tools.common import run
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from helpers import index_build as build, index_world, make_image_list, save_index_model as save_model
+from helpers import index_build as build, index_tool as tool, index_world, make_image_list, save_index_model as save_model
 
 ARCH = "mobilenet_v3_small"
 SIZE = 32
@@ -40,15 +38,6 @@ def files_digest(folder, manifest: bool = True) -> str:
     return h.hexdigest()
 
 
-def tool(argv, capsys):
-    """Run the tool as `python -m` does; returns (exit code, stdout, stderr)."""
-    try:
-        run(index_tool.main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

@@ -16,9 +16,7 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip ins
 
 from bct.models.loading import load_model  # noqa: E402
 from bct.index import Index  # noqa: E402
-from bct.tools import index as index_tool  # noqa: E402
-from bct.tools.common import run  # noqa: E402
-from helpers import index_world, save_index_model  # noqa: E402
+from helpers import index_tool as tool, index_world, save_index_model  # noqa: E402
 
 SIZE = 32
 
@@ -35,14 +33,6 @@ def both(world, tmp_path, model="A"):
     return files, milvus
 
 
-def tool(argv, capsys):
-    try:
-        run(index_tool.main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def same_answers(a, b):

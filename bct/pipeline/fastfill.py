@@ -112,22 +112,18 @@ def backfill_orders(cfg, bset, old_model, new_model, transform, device="cpu", or
     transformed, sigma2 = transform.transform(g_old)
     n = g_old.shape[0]
     ratios = [float(r) for r in cfg.EVAL.BACKFILL_RATIOS]
-    curves = {}
-    for order in orders:
-        perm = plan_order(order, transformed, seed=cfg.EVAL.BACKFILL_SEED, uncertainty=sigma2)
-        curve = []
+
+    def curve(start, perm):
+        """[(ratio, headline)] of the gallery ``start`` with its first ratio x n rows of ``perm`` re-embedded."""
+        out = []
         for ratio in ratios:
-            mixed = transformed.copy()
+            mixed = start.copy()
             done = perm[:round(ratio * n)]
             mixed[done] = g_new[done]
-            curve.append((ratio, bset.headline_of(bset.score(queries, mixed, backend))))
-        curves[order] = curve
-    perm = plan_order("random", g_old, seed=cfg.EVAL.BACKFILL_SEED)
-    plain = []
-    for ratio in ratios:
-        mixed = g_old.copy()
-        done = perm[:round(ratio * n)]
-        mixed[done] = g_new[done]
-        plain.append((ratio, bset.headline_of(bset.score(queries, mixed, backend))))
-    curves["random, no transformation"] = plain
+            out.append((ratio, bset.headline_of(bset.score(queries, mixed, backend))))
+        return out
+
+    curves = {order: curve(transformed, plan_order(order, transformed, seed=cfg.EVAL.BACKFILL_SEED, uncertainty=sigma2))
+              for order in orders}
+    curves["random, no transformation"] = curve(g_old, plan_order("random", g_old, seed=cfg.EVAL.BACKFILL_SEED))
     return {"curves": curves, "auc": {o: area(c) for o, c in curves.items()}}
