@@ -19,7 +19,7 @@ import torch
 
 from bct.index import Index
 from bct.index.layout import read_state
-from helpers import free_port as _free_port, index_build as build, index_world
+from helpers import RUN_LIMIT, finish, free_port as _free_port, index_build as build, index_world
 
 # Every test here runs real processes and signals them.
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 DIM = 64
 FORK = multiprocessing.get_context("fork")
 
-LIMIT = 120
+LIMIT = RUN_LIMIT
 
 
 def _child(argv, log, delay):
@@ -57,15 +57,6 @@ def start(argv, log, delay=0.0):
     proc = FORK.Process(target=_child, args=(argv, str(log), delay))
     proc.start()
     return proc
-
-
-def finish(proc):
-    proc.join(LIMIT)
-    if proc.is_alive():
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join()
-        pytest.fail(f"process {proc.pid} still running after {LIMIT} s")
-    return proc.exitcode
 
 
 @pytest.fixture(scope="module")
