@@ -167,13 +167,9 @@ def _search(args) -> dict:
     if args.out:
         common.refuse_overwrite(args.out, {"the query vectors file": args.vectors, "the query list": args.list,
                                            "the model checkpoint": args.model, "the index": args.index,
-                                           "the Milvus Lite file": args.uri,
+                                           "the Milvus Lite file": args.uri, "the query folder": args.folder,
                                            **{f"query image {i + 1}": p for i, p in
                                               enumerate(args.images.split(",") if args.images else [])}})
-        if args.folder and os.path.realpath(args.out).startswith(os.path.realpath(args.folder) + os.sep):
-            raise BadInputError(f"--out {args.out} is inside the query folder {args.folder}; write elsewhere")
-        if os.path.realpath(args.out).startswith(os.path.realpath(args.index) + os.sep):
-            raise BadInputError(f"--out {args.out} is inside the index {args.index}; write elsewhere")
     if len([x for x in ("images", "list", "folder", "vectors") if getattr(args, x)]) != 1:
         raise BadInputError("search: give the queries one way: --images, --list, --folder or --vectors")
     if args.vectors:
