@@ -559,3 +559,21 @@ def test_a_script_refuses_a_bad_variable_before_any_work(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         done.stderr.strip().splitlines()[0]] and "error: METHOD=nope: not a method of the catalogue" in done.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,env,expected", [
+    ("train_new.sh", {"PRETRAINED": "False", "START": "pretext"}, "the train scripts take old or random"),
+    ("train_old.sh", {"PRETRAINED": "False", "START": "pretext"}, "the train scripts take old or random"),
+    ("train_new.sh", {"START": "old"}, "START=old is for PRETRAINED=False"),
+    ("train_new.sh", {"PRETRAINED": "False"}, "OLD_MODEL.MODEL_PATH"),
+])
+def test_the_train_scripts_start_without_imagenet_weights_or_say_why(tmp_path, script, env, expected):
+    """PRETRAINED=False: the new model starts from the old model's backbone (START=old) or from random
+    weights; a start they cannot make is refused in one line before anything is written."""
+    over = ["OUTPUT", str(tmp_path / "out"), "OLD_MODEL.MODEL_PATH", str(tmp_path / "missing.pth")]
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", script), *over], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHON=sys.executable, PYTHONPATH=REPO, GPUS="0", **env))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and expected in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()

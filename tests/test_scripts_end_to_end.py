@@ -64,9 +64,23 @@ def test_scripts_run_the_whole_pipeline(tiny, tmp_path):
     assert set(radius) == set(angle) == old_classes
     assert all(len(v["center"]) == 256 and v["radius"] == sorted(v["radius"]) for v in radius.values())
     assert np.load(f"{tmp_path}/stats/feats.npy").shape[1] == 256
-    _run(["bash", "scripts/train_new.sh", *common, "TRAIN.LIST_FILE", new_list, "OLD_MODEL.MODEL_PATH", old_ckpt,
-          "TRAIN.VAL_FREQ", "1"], {"CONFIG_DIR": SYN, "GPUS": "0"})
+    # Without ImageNet weights (PRETRAINED=False) the new model starts from the old model's backbone,
+    # published once under OUTPUT/<arch>/start/ and named by the old model's digest.
+    no_weights = [v for i in range(0, len(common), 2) if not common[i].endswith(".PRETRAINED")
+                  for v in common[i:i + 2]]
+    out = _run(["bash", "scripts/train_new.sh", *no_weights, "TRAIN.LIST_FILE", new_list,
+                "OLD_MODEL.MODEL_PATH", old_ckpt, "TRAIN.VAL_FREQ", "1"],
+               {"CONFIG_DIR": SYN, "GPUS": "0", "PRETRAINED": "False"})
+    assert "new model from the old model's backbone" in out
+    import torch
+    from bct.utils.fileio import file_digest
+    start = f"{tmp_path}/resnet18/start/old_backbone_{file_digest(old_ckpt)[:12]}.pth"
+    old_state = torch.load(old_ckpt, map_location="cpu", weights_only=False)["model"]
+    start_state = torch.load(start, map_location="cpu")
+    assert start_state.keys() == {k[len("backbone."):] for k in old_state if k.startswith("backbone.")}
+    assert all(torch.equal(start_state[k], old_state["backbone." + k]) for k in start_state)
     new_ckpt = f"{tmp_path}/resnet18/new_advbct/model_final.pth"
+    assert start in open(f"{tmp_path}/resnet18/new_advbct/config.yaml").read()
     log = open(f"{tmp_path}/resnet18/new_advbct/log.txt").read()
     for term in ("loss_ce", "loss_boundary", "loss_adv", "alpha", "epoch_weight", "stat_violator_frac",
                  "stat_mean_radius", "val_self_mAP_M", "val_cross_mAP_M"):

@@ -100,3 +100,25 @@ def model_start(model: str, out: str) -> str:
     write_json_atomic(out + ".json", dict(record, source=model), indent=1)
     get_logger().info(f"[start] published the backbone of {model} at {out}")
     return out
+
+
+def old_model_start_path(cfg) -> tuple:
+    """(old checkpoint, start file) for a new model that starts from its old model's backbone
+    (scripts/train_new.sh with PRETRAINED=False, START=old): the old model is OLD_MODEL.MODEL_PATH; the
+    start is OUTPUT/<arch>/start/old_backbone_<digest>.pth, named by the old model's digest so that
+    another old model never meets this one's file."""
+    from bct.utils.fileio import file_digest
+
+    old = cfg.OLD_MODEL.MODEL_PATH
+    advice = "train it first (bash scripts/train_old.sh) or start the new model from random weights with START=random"
+    if not old:
+        raise BadInputError(f"PRETRAINED=False START=old starts the new model from the old model, but the config "
+                            f"names none (OLD_MODEL.MODEL_PATH is empty); {advice}")
+    if not os.path.isfile(old):
+        raise BadInputError(f"PRETRAINED=False START=old starts the new model from the old model "
+                            f"OLD_MODEL.MODEL_PATH {old}, which does not exist; {advice}")
+    if cfg.OLD_MODEL.ARCH != cfg.NEW_MODEL.ARCH:
+        raise BadInputError(f"PRETRAINED=False START=old needs one backbone for both models (OLD_MODEL.ARCH "
+                            f"{cfg.OLD_MODEL.ARCH}, NEW_MODEL.ARCH {cfg.NEW_MODEL.ARCH}); use START=random")
+    name = f"old_backbone_{file_digest(old)[:12]}.pth"
+    return old, os.path.join(cfg.OUTPUT, cfg.NEW_MODEL.ARCH, "start", name)
