@@ -13,7 +13,7 @@
 declare -A BCT_ENV_KINDS=(
   [GPUS]=nonneg [NNODES]=count [NODE_RANK]=nonneg [MASTER_ADDR]=host [MASTER_PORT]=port
   [METHOD]=method [FRESH]=bool [LONG]=bool [PYCACHE]=bool [PRETRAINED]=truth
-  [GENERATIONS]=count [FRACTIONS]=fractions [GPU_CHECK_TIMEOUT]=count [WORKERS]=nonneg
+  [GENERATIONS]=count [FRACTIONS]=fractions [GPU_CHECK_TIMEOUT]=count [WORKERS]=nonneg [TEST_WORKERS]=nonneg
   [CONFIG]=config [CONFIG_DIR]=folder [OLD_MODEL_PATH]=file [NEW_MODEL_PATH]=file [WEIGHTS]=file
   [SAVE_DIR]=outdir [OUT]=outdir [DATA_DIR]=outdir
   [ARCH]=name [NEW_MODEL_ARCH]=name [OLD_MODEL_ARCH]=name [TAG]=name
