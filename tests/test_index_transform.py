@@ -5,6 +5,8 @@ through the compatible part of a wider embedding. The files backend, then Milvus
 import hashlib
 import json
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -15,19 +17,22 @@ from bct.models.build import compatible_part
 from bct.models.loading import load_model
 from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest
-from helpers import index_build as build, index_tool as tool, index_world, save_index_model, save_transformation
+from helpers import finish, index_build as build, index_tool as tool, index_world, save_index_model, \
+    save_transformation, start, wait_for
 
 DIM = 64
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Gallery, A (old) -> B (64 dims), D (unrelated), F: a BT2 model trained against A (96 dims, 64 compatible)."""
+    """Gallery, A (old) -> B (64 dims), D (unrelated: FastFill's usual new model), F: a BT2 model trained
+    against A (96 dims, 64 compatible)."""
     w = index_world(tmp_path_factory.mktemp("gallery"), models="ABD")
     w["F"] = save_index_model(os.path.join(w["root"], "models", "F.pth"), 5, old=w["A"], emb_dim=96,
                               compatible_dims=DIM)
     from bct.index.embed import embed_images
-    w["feats"]["F"] = embed_images(load_model(w["F"]), w["paths"], w["root"], batch_size=4)
+    for name in "DF":
+        w["feats"][name] = embed_images(load_model(w[name]), w["paths"], w["root"], batch_size=4)
     return w
 
 
@@ -51,14 +56,14 @@ def one_line(code, err, *fragments):
 def test_transform_backfill_by_uncertainty_and_rollback(world, tmp_path, capsys):
     idx = build(world, tmp_path / "idx")
     n, old = idx.n, np.array(idx.vectors)
-    path, h = save_transformation(tmp_path / "ff", world["A"], world["B"])
-    code, out, err = tool(["transform", idx.path, "--transformation", path, "--model", world["B"], "--step-rows", 5],
+    path, h = save_transformation(tmp_path / "ff", world["A"], world["D"])
+    code, out, err = tool(["transform", idx.path, "--transformation", path, "--model", world["D"], "--step-rows", 5],
                           capsys)
     assert code == 0, err
     assert f"{n} rows this run" in out and "100.00%" in out
     idx = Index.open(idx.path)
-    t = idx.model("A-to-B")
-    assert (t.digest, t.space, t.old_digest) == (file_digest(path), file_digest(world["B"]), file_digest(world["A"]))
+    t = idx.model("A-to-D")
+    assert (t.digest, t.space, t.old_digest) == (file_digest(path), file_digest(world["D"]), file_digest(world["A"]))
     assert t.lineage[0] == file_digest(world["A"]) and t.code == 1
     assert (np.asarray(idx.tags) == t.code).all()
     est, sigma2 = h.transform(old)
@@ -67,23 +72,23 @@ def test_transform_backfill_by_uncertainty_and_rollback(world, tmp_path, capsys)
     st = idx.status()
     assert st["transformed_fraction"] == 1.0 and [m["transformed"] for m in st["models"]] == [False, True]
     code, out, _ = tool(["status", idx.path], capsys)
-    assert "A-to-B@" in out and "(transformed)" in out
-    # the transformed rows are the new model's space: B searches them, A may not
-    hits = idx.search(world["feats"]["B"][:3], k=4, model=world["B"])
+    assert "A-to-D@" in out and "(transformed)" in out
+    # the transformed rows are in the new model's space: D (not compatible with A) searches them, A may not
+    hits = idx.search(world["feats"]["D"][:3], k=4, model=world["D"])
     assert not hits.warnings and (hits.models == t.code).all()
     with pytest.raises(BadInputError, match="not in its lineage"):
         idx.search(world["feats"]["A"][:3], k=4, model=world["A"])
     # a rerun has nothing left to do
-    assert idx.transform(path, world["B"])["done"] == 0
+    assert idx.transform(path, world["D"])["done"] == 0
     # backfill: most uncertain rows first (its default order after a transform)
-    res = idx.backfill(world["B"], rows=5, batch_size=4, workers=0, progress=False)
+    res = idx.backfill(world["D"], rows=5, batch_size=4, workers=0, progress=False)
     assert res["order"] == "uncertainty"
     first = np.argsort(-sigma2.astype(np.float64), kind="stable")[:5]
-    b = idx.model("B").code
+    b = idx.model("D").code
     assert sorted(np.flatnonzero(np.asarray(idx.tags) == b)) == sorted(first)
-    np.testing.assert_allclose(np.asarray(idx.vectors)[first], world["feats"]["B"][first], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(idx.vectors)[first], world["feats"]["D"][first], atol=1e-6)
     # random still works on the rest, then a rollback to A restores the built vectors bit for bit
-    idx.backfill(world["B"], order="random", rows=3, batch_size=4, workers=0, progress=False)
+    idx.backfill(world["D"], order="random", rows=3, batch_size=4, workers=0, progress=False)
     assert idx.status()["models"][2]["rows"] == 8
     assert idx.rollback()["model"] == t.tag
     np.testing.assert_allclose(np.asarray(idx.vectors), est, atol=1e-6)
@@ -119,6 +124,47 @@ def test_transform_is_atomic_and_resumes(world, tmp_path, monkeypatch):
     np.testing.assert_allclose(idx.store.load_values(uncertainty_key(1), idx.n), sigma2, rtol=1e-6)
     idx.rollback()
     np.testing.assert_array_equal(np.asarray(idx.vectors), old)
+
+
+def _slow_commits():
+    """In a forked transform: each journaled step takes 50 ms longer, so a kill lands among them."""
+    from bct.index import journal
+
+    real = journal.Writer.commit
+
+    def slow(self, *args):
+        time.sleep(0.05)
+        real(self, *args)
+    journal.Writer.commit = slow
+
+
+@pytest.mark.slow
+def test_transform_killed_then_rerun_leaves_every_row_once(world, tmp_path):
+    from bct.index.layout import read_state
+
+    idx = build(world, tmp_path / "idx")
+    old, n = np.array(idx.vectors), idx.n
+    path, h = save_transformation(tmp_path / "ff", world["A"], world["D"])
+    est = h.transform(old)[0]
+    argv = ["transform", idx.path, "--transformation", path, "--model", world["D"], "--step-rows", 1]
+    for attempt, at in enumerate((3, 9)):
+        proc = start("index", argv, tmp_path / f"run{attempt}.txt", hook=_slow_commits)
+        assert wait_for(lambda: read_state(idx.path)["applied"] >= at, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        tags, vecs = np.asarray(Index.open(idx.path).tags), np.asarray(Index.open(idx.path).vectors)
+        assert (tags == 0).any() and (tags == 1).any()  # killed half-way
+        assert np.array_equal(vecs[tags == 0], old[tags == 0])
+        np.testing.assert_allclose(vecs[tags == 1], est[tags == 1], atol=1e-6)
+        assert sum(read_state(idx.path)["counts"].values()) == n
+    proc = start("index", argv, tmp_path / "last.txt")
+    assert finish(proc) == 0, open(tmp_path / "last.txt").read()[-2000:]
+    done = Index.open(idx.path)
+    assert read_state(idx.path)["counts"] == {"1": n}
+    np.testing.assert_allclose(np.asarray(done.vectors), est, atol=1e-6)
+    assert np.isfinite(done.store.load_values(uncertainty_key(1), n)).all()
+    done.rollback(progress=False)
+    np.testing.assert_array_equal(np.asarray(done.vectors), old)
 
 
 def test_a_transformation_that_does_not_fit_is_refused_and_nothing_changes(world, tmp_path, capsys):
