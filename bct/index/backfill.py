@@ -58,7 +58,7 @@ def uncertainty_key(code: int) -> str:
 
 def _transformed_into(index, info) -> list:
     """Transformation entries whose rows are estimates of model `info`'s embeddings."""
-    return [m for m in index.models() if m.space and m.space == info.digest]
+    return [m for m in index.models() if m.space and m.space == info.home]
 
 
 def _uncertainty(index, info):
@@ -79,15 +79,16 @@ def _uncertainty(index, info):
 
 
 def _resolve_order(index, info, order: str) -> str:
-    """The order asked for, or with none: uncertainty when a transformation filled this model's
-    space, else random."""
+    """The order asked for, or with none: uncertainty while rows transformed into this model's space
+    are served, else random."""
     if order == "uncertainty" and not _transformed_into(index, info):
         raise BadInputError(f"backfill: --order uncertainty reads the uncertainties of rows transformed into the space "
                             f"of {info.tag}; the index {index.path} has none (run `python -m bct.tools.index "
                             f"transform` with a FastFill transformation to this model first)")
     if order:
         return order
-    return "uncertainty" if _transformed_into(index, info) else "random"
+    counts = index.store.counts()
+    return "uncertainty" if any(counts.get(m.code) for m in _transformed_into(index, info)) else "random"
 
 
 def _plan(index, info, code: int, order: str, seed: int) -> np.ndarray:
