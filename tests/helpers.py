@@ -304,8 +304,10 @@ def text(path):
 
 
 # -- gallery-index tests: small randomly initialised models and a world of them
-def save_index_model(path, seed, old="", old_digest="", emb_dim=64, arch="mobilenet_v3_small", size=32):
-    """A randomly initialised checkpoint; with `old`, a compatible model trained against that file."""
+def save_index_model(path, seed, old="", old_digest="", emb_dim=64, arch="mobilenet_v3_small", size=32,
+                     compatible_dims=0):
+    """A randomly initialised checkpoint; with `old`, a compatible model trained against that file;
+    with `compatible_dims`, a BT2 model whose first compatible_dims of emb_dim meet the old rows."""
     import torch
 
     from bct.engine.checkpoint import save_checkpoint
@@ -316,10 +318,38 @@ def save_index_model(path, seed, old="", old_digest="", emb_dim=64, arch="mobile
             "loss_type": "softmax", "old_model_path": old, "train_type": "compatible" if old or old_digest else "base"}
     if old_digest:
         meta["old_model_digest"] = old_digest
+    if compatible_dims:
+        meta["compatible_dims"] = compatible_dims
     model = build_model_from_meta(meta)
     save_checkpoint(str(path), {"model": model.state_dict(), "meta": meta, "epoch": 0,
                                 "config": f"EVAL:\n  INPUT_SIZE: {size}\n  RESIZE: squash\n"})
     return str(path)
+
+
+def save_transformation(folder, old_path, new_path, old_dim=64, new_dim=64, seed=0, hidden=16, tied=False):
+    """A FastFill transformation with fixed random weights, kept as train_transformation keeps one:
+    folder/transformation.pth (state dict) beside folder/transformation.json (its key and dims);
+    `tied`: every row gets the same uncertainty. Returns (path, the transformation in eval mode)."""
+    import torch
+
+    from bct.models.transformation import RECORD, FastFillTransform
+    from bct.utils.fileio import file_digest, write_json_atomic
+
+    torch.manual_seed(seed)
+    h = FastFillTransform(old_dim, new_dim, hidden)
+    with torch.no_grad():
+        for bn in (h.body[1], h.body[4]):  # running statistics as after training, not the identity
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+        if tied:
+            h.log_var.weight.zero_()
+    os.makedirs(str(folder), exist_ok=True)
+    path = os.path.join(str(folder), "transformation.pth")
+    torch.save(h.state_dict(), path)
+    write_json_atomic(os.path.join(str(folder), RECORD),
+                      {"key": {"old": file_digest(old_path), "new": file_digest(new_path), "seed": seed},
+                       "dims": h.dims})
+    return path, h.eval()
 
 
 def index_world(root, n_classes=3, per_class=6, size=32, models="ABCDE"):

@@ -102,6 +102,15 @@ class Backend(ABC):
     def save_plan(self, key: str, plan: np.ndarray) -> None:
         """Keep a backfill order so that a rerun follows it."""
 
+    @abstractmethod
+    def load_values(self, key: str, n: int):
+        """The per-row values kept under `key` ((n,) float32; NaN where a row has none), or None."""
+
+    @abstractmethod
+    def save_values(self, key: str, values: np.ndarray) -> None:
+        """Keep one float32 value per row (a transformation's uncertainties) under `key`, replacing
+        what was kept there."""
+
     # -- approximate search (optional) ---------------------------------------------------------------
     def ann_meta(self) -> dict:
         return {}

@@ -6,7 +6,13 @@ rows at a time or until done, committing every `step_rows` rows through the jour
 (bct.index.journal). The order is saved in plans/ when the backfill of a model first starts, so a
 rerun continues it; `fraction=F` means "until round(F x N) rows are the new model's", which is how
 the evaluation's partial-backfill curve counts. Rows whose new vectors are still stored (a backfill
-rolled back) are restored without embedding them again.
+rolled back) are restored without embedding them again. With no order given, a model whose space a
+FastFill transformation filled (bct.index.transform) goes in the `uncertainty` order, any other in
+`random`.
+
+A BT2 model (meta "compatible_dims") backfills an index of its compatible size with the compatible
+part of its embeddings (first compatible_dims columns, L2-normalised again), as the evaluation's
+partial backfill keeps the old row size; its full embedding needs an index built with it.
 """
 import os
 import time
@@ -27,13 +33,13 @@ def _bar(total: int, desc: str, progress):
                 disable=None if progress is None else not progress)
 
 
-def _register(index, info, force: bool) -> int:
+def _register(index, info, force: bool, action: str = "backfill") -> int:
     """The code of model `info` in the index's models table, adding it (with its lineage) if new;
     refuses a model that may not serve beside the rows' current models."""
     table = index.models()
     counts = index.store.counts()
     serving = [m for m in table if m.code in counts and m.digest != info.digest]
-    check_compatible(info, serving, force, action="backfill")
+    check_compatible(info, serving, force, action=action)
     for m in table:
         if m.digest == info.digest:
             return m.code
@@ -45,13 +51,79 @@ def _register(index, info, force: bool) -> int:
     return info.code
 
 
-def _plan(index, code: int, order: str, seed: int) -> np.ndarray:
-    key = f"{code}-{order}-{seed}"
+def uncertainty_key(code: int) -> str:
+    """Where a transformation's entry `code` keeps its rows' uncertainties (Backend.save_values)."""
+    return f"uncertainty-{code}"
+
+
+def _transformed_into(index, info) -> list:
+    """Transformation entries whose rows are estimates of model `info`'s embeddings."""
+    return [m for m in index.models() if m.space and m.space == info.home]
+
+
+def _uncertainty(index, info):
+    """(N,) float64: the uncertainty each row's transformation gave it, +inf for rows that no
+    transformation into `info`'s space serves (an older model's rows: least certain of all), or None
+    when there is no such transformation."""
+    entries = _transformed_into(index, info)
+    if not entries:
+        return None
+    tags = np.asarray(index.store.tags())
+    out = np.full(index.n, np.inf)
+    for m in entries:
+        values = index.store.load_values(uncertainty_key(m.code), index.n)
+        if values is not None:
+            mine = (tags == m.code) & np.isfinite(values)
+            out[mine] = values[mine]
+    return out
+
+
+def _resolve_order(index, info, order: str) -> str:
+    """The order asked for, or with none: uncertainty while rows transformed into this model's space
+    are served, else random."""
+    if order == "uncertainty" and not _transformed_into(index, info):
+        raise BadInputError(f"backfill: --order uncertainty reads the uncertainties of rows transformed into the space "
+                            f"of {info.tag}; the index {index.path} has none (run `python -m bct.tools.index "
+                            f"transform` with a FastFill transformation to this model first)")
+    if order:
+        return order
+    counts = index.store.counts()
+    return "uncertainty" if any(counts.get(m.code) for m in _transformed_into(index, info)) else "random"
+
+
+def _plan(index, info, code: int, order: str, seed: int) -> np.ndarray:
+    uncertainty = _uncertainty(index, info) if order == "uncertainty" else None
+    key = f"{code}-{order}-" + ("t" + ".".join(str(m.code) for m in _transformed_into(index, info))
+                                if order == "uncertainty" else str(seed))
     plan = index.store.load_plan(key, index.n)
     if plan is None:
-        plan = plan_order(order, index.store.vectors(), seed)
+        plan = plan_order(order, index.store.vectors(), seed, uncertainty=uncertainty)
         index.store.save_plan(key, plan)
     return plan
+
+
+def commit_steps(store, rows, code: int, step: int, bar, vectors_of) -> None:
+    """Commit `rows` to model `code` `step` rows at a time, each step's vectors from vectors_of(part)."""
+    for s in range(0, len(rows), max(1, step)):
+        part = rows[s:s + step]
+        store.commit(part, code, vectors_of(part))
+        bar.update(len(part))
+
+
+def fit_rows(vectors, dim: int):
+    """Vectors at the index's row size `dim`: a BT2 model's compatible part (the first `dim` columns,
+    L2-normalised again) when its embedding is wider (_check_size allowed it), unchanged otherwise."""
+    if vectors.shape[1] == dim:
+        return vectors
+    from bct.models.build import compatible_part
+    return compatible_part(vectors, {"emb_dim": vectors.shape[1], "compatible_dims": dim})
+
+
+def _check_size(index, info, action: str) -> None:
+    if index.dim not in info.sizes():
+        raise BadInputError(f"{action}: model {info.tag} embeds in {info.emb_dim} dimensions"
+                            + (f" (compatible part {info.compatible_dims})" if info.compatible_dims else "")
+                            + f" but the index {index.path} holds {index.dim}-dimensional rows")
 
 
 def _image_root(index, root: str, list_path: str) -> str:
@@ -75,11 +147,12 @@ def _image_root(index, root: str, list_path: str) -> str:
     return root
 
 
-def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = None, fraction: float = None,
+def backfill(index, model, *, order: str = "", seed: int = 0, rows: int = None, fraction: float = None,
              batch_size: int = 64, workers: int = 2, device="cpu", root: str = "", list_path: str = "",
              step_rows: int = 0, force: bool = False, name: str = "", input_size: int = 0, resize: str = "",
              amp: bool = True, progress=None) -> dict:
-    """Re-embed rows of `index` with `model` (checkpoint path or bct.load_model model), in `order`.
+    """Re-embed rows of `index` with `model` (checkpoint path or bct.load_model model), in `order`
+    (default: uncertainty after `index transform` into this model's space, else random).
 
     rows=N re-embeds at most N more rows; fraction=F continues until round(F x N) rows are the new
     model's; neither: every row. Returns {"model", "order", "done", "reused", "rows_of_model",
@@ -93,7 +166,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
         raise BadInputError(f"backfill: --fraction must be in [0, 1], got {fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BadInputError(f"backfill: --seed must be a whole number >= 0, got {seed!r}")
-    if order not in ORDERS:
+    if order and order not in ORDERS:
         raise BadInputError(f"backfill: --order {order!r} is not a backfill order; choose one of {', '.join(ORDERS)}")
     if batch_size <= 0:
         raise BadInputError(f"backfill: --batch-size must be positive, got {batch_size}")
@@ -101,11 +174,10 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
     if get_world_size() > 1:
         raise BadInputError("backfill runs as one process (its commits are serial); start it without torchrun")
     with index.store.writer("backfill") as store:
-        info, ckpt = _model_info(index, model, name)
+        info, ckpt = model_info(index, model, name)
         info.input_size, info.resize = int(input_size or info.input_size), resize or info.resize
-        if info.emb_dim != index.dim:
-            raise BadInputError(f"backfill: model {info.tag} embeds in {info.emb_dim} dimensions but the index "
-                                f"{index.path} holds {index.dim}-dimensional rows")
+        _check_size(index, info, "backfill")
+        order = _resolve_order(index, info, order)
         known = [m for m in index.models() if m.digest == info.digest]
         if known and (known[0].input_size, known[0].resize) != (info.input_size, info.resize):
             raise BadInputError(f"backfill: {known[0].tag} embedded rows of this index at input size "
@@ -113,7 +185,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
                                 f"all its rows must be embedded the same way")
         code = _register(index, info, force)
         tag = index.model(code).tag
-        plan = _plan(index, code, order, seed)
+        plan = _plan(index, info, code, order, seed)
         is_new = np.asarray(store.tags()) == code
         todo = plan[~is_new[plan]]
         quota = len(todo) if rows is None and fraction is None else \
@@ -125,10 +197,7 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
         step = max(1, step_rows or max(1024, batch_size))
         bar = _bar(len(todo), f"backfill {tag}", progress)
         try:
-            for s in range(0, len(reuse), step):
-                part = reuse[s:s + step]
-                store.commit(part, code, store.stored(code, part)[1])
-                bar.update(len(part))
+            commit_steps(store, reuse, code, step, bar, lambda part: store.stored(code, part)[1])
             if len(embed):
                 net = _network(model, ckpt, info, device)
                 _embed_rows(index, store, net, code, embed, _image_root(index, root, list_path), batch_size,
@@ -142,14 +211,14 @@ def backfill(index, model, *, order: str = "random", seed: int = 0, rows: int = 
             "rows_per_s": len(embed) / seconds if seconds > 0 and len(embed) else 0.0}
 
 
-def _model_info(index, model, name: str):
-    """(ModelInfo, checkpoint dict or None) of the backfill's model; a checkpoint the index already
-    knows (same digest) is not read again."""
+def model_info(index, model, name: str = "", action: str = "backfill"):
+    """(ModelInfo, checkpoint dict or None) of a backfill's or transform's model; a checkpoint the index
+    already knows (same digest) is not read again."""
     if not isinstance(model, (str, os.PathLike)):
         return describe(model, name, table=index.models()), None
     path = os.fspath(model)
     if not os.path.isfile(path):
-        raise BadInputError(f"backfill: model checkpoint {path} does not exist")
+        raise BadInputError(f"{action}: model checkpoint {path} does not exist")
     from bct.utils.fileio import file_digest
     digest = file_digest(path)
     for m in index.models():
@@ -185,7 +254,7 @@ def _embed_rows(index, store, net, code, rows, root, batch_size, step, workers, 
         finite_rows(feats, f"backfill: model {net.source_path if hasattr(net, 'source_path') else ''} gave",
                     index.ids(index_rows))
         got_rows.append(index_rows)
-        got_vecs.append(feats)
+        got_vecs.append(fit_rows(feats, index.dim))
         pending += len(index_rows)
         if pending >= step:
             store.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
@@ -222,10 +291,7 @@ def rollback(index, to=None, step_rows: int = 4096, progress=None) -> dict:
         rows, lost = other[have], int((~have).sum())
         bar = _bar(len(rows), f"rollback to {target.tag}", progress)
         try:
-            for s in range(0, len(rows), max(1, step_rows)):
-                part = rows[s:s + step_rows]
-                store.commit(part, target.code, store.stored(target.code, part)[1])
-                bar.update(len(part))
+            commit_steps(store, rows, target.code, step_rows, bar, lambda part: store.stored(target.code, part)[1])
         finally:
             bar.close()
     return {"model": target.tag, "restored": int(len(rows)), "not_restorable": lost, "seconds": time.time() - start}

@@ -11,6 +11,7 @@ store/<code>.npy     (N, D) float32 + store/<code>.have.npy (N,) uint8: a model'
                      current vector is another model's (kept for rollback until `prune`)
 journal/<seq>.npz    rows, target model code and target vectors of one committed backfill/rollback step
 plans/*.npy          a backfill's row order (kept so that a rerun follows the same order)
+values/<key>.npy     (N,) float32 per-row values, e.g. a FastFill transformation's uncertainties
 ann/<kind>.faiss     an optional approximate faiss index (candidates, re-scored on vectors.npy)
 build/               shards of an unfinished build (one file per chunk of rows), removed when done
 writer.lock          held by the one process that may change the index (build, backfill, rollback, prune)
@@ -47,6 +48,7 @@ LABELS = "labels.npy"
 STORE = "store"
 JOURNAL = "journal"
 PLANS = "plans"
+VALUES = "values"
 ANN = "ann"
 BUILD = "build"
 WRITER_LOCK = "writer.lock"
@@ -173,7 +175,7 @@ def write_ids(folder: str, ids: list) -> None:
 
 def remove_stale_temps(folder: str) -> None:
     """Delete temporary files that a killed writer left (only the lock holder calls this)."""
-    for sub in ("", STORE, JOURNAL, PLANS, ANN, BUILD):
+    for sub in ("", STORE, JOURNAL, PLANS, VALUES, ANN, BUILD):
         d = os.path.join(folder, sub)
         if not os.path.isdir(d):
             continue

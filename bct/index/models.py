@@ -7,6 +7,12 @@ Following these links gives the model's lineage, newest first: C -> B -> A. Quer
 the rows of model R when R is Q or R is in Q's lineage (a newer model reads its ancestors' rows; the
 reverse direction is not what compatible training optimises or measures). The index's models table
 keeps each model's lineage from the moment it was added, so the chain survives moved checkpoints.
+
+Two kinds of entries are not plain checkpoints. A FastFill transformation's entry (`index transform`)
+names rows that hold h(old vector): its digest is the transformation file's, its lineage starts at the
+old model, and `space` is the digest of the new model whose embedding space those rows are in, so
+the rows count as the new model's when a query model is checked. A BT2 model (meta
+"compatible_dims") fits two row sizes: its full embedding and its first compatible_dims columns.
 """
 import os
 from dataclasses import asdict, dataclass, field
@@ -34,11 +40,22 @@ class ModelInfo:
     lineage: list = field(default_factory=list)   # ancestors' digests, nearest first
     lineage_complete: bool = True   # False: the chain breaks at lineage[-1] (or at old_digest)
     lineage_note: str = ""          # why the chain is incomplete
+    compatible_dims: int = 0        # BT2: the leading dimensions that meet older rows (0: all of emb_dim)
+    space: str = ""                 # a transformation's entry: the digest of the model its rows estimate
     code: int = -1
 
     @property
     def tag(self) -> str:
         return f"{self.name}@{self.digest[:12]}"
+
+    @property
+    def home(self) -> str:
+        """The digest of the model whose embedding space this entry's rows are in."""
+        return self.space or self.digest
+
+    def sizes(self) -> tuple:
+        """The row sizes this model's embeddings fit: emb_dim, and a BT2 model's compatible part."""
+        return (self.emb_dim, self.compatible_dims) if self.compatible_dims else (self.emb_dim,)
 
     def entry(self) -> dict:
         return asdict(self)
@@ -117,6 +134,8 @@ def describe(source, name: str = "", table=(), checkpoint: dict = None) -> Model
     info = ModelInfo(name=name or model_name(path), digest=file_digest(path), arch=str(meta.get("arch", "?")),
                      emb_dim=int(meta["emb_dim"]), input_size=int(inputs["input_size"]), resize=inputs["resize"],
                      path=os.path.abspath(path))
+    narrow = int(meta.get("compatible_dims", 0) or 0)
+    info.compatible_dims = narrow if 0 < narrow < info.emb_dim else 0
     info.old_digest, old_file, note = _old_link(meta, path)
     _fill_lineage(info, old_file, note, {m.digest: m for m in table})
     return info
@@ -152,13 +171,14 @@ def _fill_lineage(info: ModelInfo, old_file: str, note: str, known: dict) -> Non
 def check_compatible(query: ModelInfo, rows: list, force: bool, action: str = "search") -> list:
     """Refuse (one line) a query model that may not search the rows of the models in `rows`
     (ModelInfo entries); `force` turns the refusal into returned warnings. Embedding sizes must
-    always agree."""
+    always agree (a BT2 model also fits rows of its compatible size). Rows and queries are judged by the
+    space they are in (`home`): a transformation's rows are its new model's."""
     warnings = []
     for r in rows:
-        if r.emb_dim != query.emb_dim:
+        if not set(r.sizes()) & set(query.sizes()):
             raise BadInputError(f"{action}: model {query.tag} embeds in {query.emb_dim} dimensions but the index rows "
                                 f"of {r.tag} have {r.emb_dim}; use a model of the index's embedding size")
-        if r.digest == query.digest or r.digest in query.lineage:
+        if r.home == query.home or r.home in query.lineage:
             continue
         if query.lineage_complete:
             trained = f"trained against {query.old_digest[:12]}" if query.old_digest else "trained without an old model"

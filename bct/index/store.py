@@ -170,9 +170,11 @@ class Index:
             models.append({"code": m.code, "tag": m.tag, "name": m.name, "digest": m.digest,
                            "rows": counts.get(m.code, 0), "fraction": counts.get(m.code, 0) / self.n,
                            "stored_rows": self.store.stored_rows(m.code), "lineage": m.lineage,
-                           "lineage_complete": m.lineage_complete})
+                           "lineage_complete": m.lineage_complete, "transformed": bool(m.space)})
         manifest = self.manifest
+        transformed = sum(m["rows"] for m in models if m["transformed"])
         return {"path": self.path, "backend": self.backend, "rows": self.n, "dim": self.dim, "models": models,
+                "transformed_fraction": transformed / self.n,
                 "gallery": manifest.get("gallery", {}), "applied_steps": self.store.applied_steps(),
                 "interrupted_apply": self.store.interrupted(), "ann": self.store.ann_meta()}
 
@@ -243,6 +245,9 @@ class Index:
             q = q[None]
         if q.ndim != 2 or q.shape[0] == 0:
             raise BadInputError(f"search: queries must be a non-empty (n, {self.dim}) array, got shape {q.shape}")
+        if info is not None and q.shape[1] == info.emb_dim and self.dim in info.sizes() and q.shape[1] != self.dim:
+            from bct.index.backfill import fit_rows
+            q = np.ascontiguousarray(fit_rows(q, self.dim), dtype=np.float32)  # BT2: the compatible part
         if q.shape[1] != self.dim:
             who = f"model {info.tag}" if info else "the query vectors"
             raise BadInputError(f"search: {who} embeds in {q.shape[1]} dimensions but the index {self.path} holds "
@@ -268,6 +273,13 @@ class Index:
         from bct.index.backfill import rollback
 
         return rollback(self, to, step_rows=step_rows, progress=progress)
+
+    def transform(self, transformation, model, **kwargs) -> dict:
+        """Serve FastFill estimates h(old vector) of `model`'s embeddings on every row of the old model
+        the transformation was trained on; see bct.index.transform.transform."""
+        from bct.index.transform import transform
+
+        return transform(self, transformation, model, **kwargs)
 
     def prune(self, model=None) -> dict:
         """Delete stored vectors (after which rollback to them is impossible); see

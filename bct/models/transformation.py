@@ -5,10 +5,20 @@ a gallery is first transformed without its images and then backfilled, most unce
     old embedding (L2-normalised, old_dim) -> MLP -> (new-embedding estimate (new_dim), log sigma^2 (scalar))
 
 Two hidden layers of ``hidden`` units with BatchNorm and ReLU feed two linear heads: the estimate and
-the log-variance. The loss is bct.losses.fastfill.fastfill_loss; training is bct.pipeline.fastfill.
+the log-variance. The loss is bct.losses.fastfill.fastfill_loss; training is bct.pipeline.fastfill,
+which keeps the weights as ``transformation.pth`` (a state dict) beside ``transformation.json``
+(RECORD: {"key": {..., "old": old checkpoint digest, "new": new checkpoint digest}, "dims": the
+constructor's arguments}); `load_transformation` reads that pair back.
 """
+import json
+import os
+
 import torch
 import torch.nn as nn
+
+from bct.utils.errors import BadInputError
+
+RECORD = "transformation.json"
 
 
 class FastFillTransform(nn.Module):
@@ -41,3 +51,27 @@ class FastFillTransform(nn.Module):
         if not est:
             return np.zeros((0, self.dims["new_dim"]), np.float32), np.zeros(0, np.float32)
         return torch.cat(est).numpy().astype(np.float32), torch.cat(var).numpy().astype(np.float32)
+
+
+def load_transformation(path: str, what: str = "--transformation"):
+    """(FastFillTransform in eval mode, its record) from `path` (the weights) and the RECORD beside it;
+    one line when either is missing, unreadable or does not fit the other."""
+    record_path = os.path.join(os.path.dirname(os.path.abspath(path)), RECORD)
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        dims, key = record["dims"], record["key"]
+        h = FastFillTransform(**{k: int(dims[k]) for k in ("old_dim", "new_dim", "hidden")})
+        str(key["old"]), str(key["new"])
+    except FileNotFoundError:
+        raise BadInputError(f"{what} {path}: no {RECORD} beside it (the record train_transformation writes: which "
+                            f"old and new checkpoints it maps); keep the two files together") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{what} {path}: its record {record_path} is damaged ({type(e).__name__}: "
+                            f"{str(e)[:80]})") from None
+    try:
+        h.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # torch raises several kinds for a file that is not this state dict
+        raise BadInputError(f"{what} {path} is not the transformation its record {RECORD} describes "
+                            f"({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
+    return h.eval(), record

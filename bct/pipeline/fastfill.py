@@ -17,7 +17,6 @@ import torch
 from bct.utils.fileio import file_digest, write_json_atomic
 
 BATCH = 256
-RECORD = "transformation.json"
 
 
 def _key(cfg, old_path: str, new_path: str) -> dict:
@@ -31,7 +30,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
     from bct.data.lists import read_image_list
     from bct.evaluation.extract import embed_images
     from bct.losses.fastfill import fastfill_loss
-    from bct.models.transformation import FastFillTransform
+    from bct.models.transformation import RECORD, FastFillTransform, load_transformation
     from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 
     key = _key(cfg, old_path, new_path)
@@ -40,9 +39,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
         with open(record) as f:
             stored = json.load(f)
         if stored.get("key") == key:
-            h = FastFillTransform(**stored["dims"])
-            h.load_state_dict(torch.load(weights, map_location="cpu"))
-            return h.eval()
+            return load_transformation(weights, "kept transformation")[0]
     old_model = model_from_checkpoint(read_model_checkpoint(old_path, "old model"), old_path, device)
     new_model = model_from_checkpoint(read_model_checkpoint(new_path, "new model"), new_path, device)
     rel, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)

@@ -3,7 +3,9 @@
     python -m bct.tools.index build    --model OLD.pth (--list LIST [--root DIR] | --folder DIR) --out INDEX
     python -m bct.tools.index search   INDEX --model NEW.pth (--images a.jpg,b.jpg | --list L | --folder D |
                                              --vectors Q.npy) [--k 10] [--out R.csv|R.json] [--page DIR]
-    python -m bct.tools.index backfill INDEX --model NEW.pth [--order random|distinct] [--rows N | --fraction F]
+    python -m bct.tools.index transform INDEX --transformation DIR/transformation.pth --model NEW.pth
+    python -m bct.tools.index backfill INDEX --model NEW.pth [--order random|distinct|uncertainty]
+                                             [--rows N | --fraction F]
     python -m bct.tools.index status   INDEX
     python -m bct.tools.index rollback INDEX [--to MODEL]
     python -m bct.tools.index prune    INDEX [--model MODEL]
@@ -12,6 +14,11 @@
 
 Every command takes --backend milvus --uri ... [--token ...] [--collection NAME] to work on a Milvus
 collection instead of a folder (INDEX / --out then names the collection unless --collection does).
+
+`transform` (FastFill) serves a trained transformation's estimate h(old vector) on every old-model
+row, reading no image, and keeps each row's uncertainty; a backfill with the new model then goes
+most uncertain first unless --order says otherwise. A BT2 model (a wider embedding) searches and
+backfills an index of its compatible size with the compatible part of its embeddings.
 
 `build` runs under torchrun too (each rank embeds its own shards). Bad input exits 2 with one line.
 """
@@ -97,7 +104,9 @@ def build_parser():
     f.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
     f.add_argument("--model", required=True, type=common.existing_file, help="the new model's checkpoint")
     f.add_argument("--name", default="", type=common.text, help="short name of the model (default: from its file name)")
-    f.add_argument("--order", default="random", choices=("random", "distinct"), help="random (seeded) or distinct (default random)")
+    f.add_argument("--order", default="", choices=("", "random", "distinct", "uncertainty"),
+                   help="random (seeded), distinct or uncertainty (default: uncertainty after `transform` into "
+                        "this model's space, else random)")
     f.add_argument("--seed", type=common.seed, default=0, help="seed of the random order (default 0 = EVAL.BACKFILL_SEED)")
     f.add_argument("--rows", type=common.count, default=None, help="re-embed at most this many more rows")
     f.add_argument("--fraction", type=common.fraction, default=None,
@@ -110,6 +119,15 @@ def build_parser():
                    help="lower this process's CPU priority by this much so searches keep theirs (default 10)")
     _loader_args(f)
     _backend_args(f)
+
+    x = sub.add_parser("transform", prog=f"{PROG} transform",
+                       help="serve a FastFill transformation's estimates on the old model's rows (no images)")
+    x.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
+    x.add_argument("--transformation", required=True, type=common.existing_file,
+                   help="transformation.pth (with its transformation.json beside it) trained from the index's old model")
+    x.add_argument("--model", required=True, type=common.existing_file, help="the new model's checkpoint it was trained for")
+    x.add_argument("--step-rows", type=common.count, default=4096, help="rows per commit (default 4096)")
+    _backend_args(x)
 
     t = sub.add_parser("status", prog=f"{PROG} status", help="fraction of rows per model")
     t.add_argument("index", type=common.text, help="index folder (--backend milvus: the collection)")
@@ -208,7 +226,10 @@ def _print_status(st: dict) -> None:
     print(f"index {st['path']}: {st['rows']} rows x {st['dim']}")
     for m in st["models"]:
         extra = f"; its vectors of {m['stored_rows']} other rows are stored (rollback)" if m["stored_rows"] else ""
-        print(f"  {m['tag']}: {100.0 * m['fraction']:.2f}% ({m['rows']} rows){extra}")
+        kind = " (transformed)" if m.get("transformed") else ""
+        print(f"  {m['tag']}{kind}: {100.0 * m['fraction']:.2f}% ({m['rows']} rows){extra}")
+    if st["transformed_fraction"]:
+        print(f"  transformed (FastFill estimates, not yet re-embedded): {100.0 * st['transformed_fraction']:.2f}%")
     if st["interrupted_apply"]:
         print("  a writer was killed in the middle of a step; the next search or backfill replays it")
     for kind, meta in st["ann"].items():
@@ -277,6 +298,11 @@ def main(argv=None):
                              input_size=args.input_size, resize=args.resize, amp=not args.no_amp)
         print(f"backfill {res['model']} ({res['order']}): {res['done']} rows this run ({res['reused']} restored from "
               f"the store), {100.0 * res['fraction']:.2f}% of the index is now {res['model']}")
+        return res
+    if args.command == "transform":
+        res = index.transform(args.transformation, args.model, step_rows=args.step_rows)
+        print(f"transform {res['old']} -> {res['new']}: {res['done']} rows this run, {100.0 * res['fraction']:.2f}% "
+              f"of the index is now {res['model']} (backfill with --model to replace them, most uncertain first)")
         return res
     if args.command == "status":
         st = index.status()

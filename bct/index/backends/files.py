@@ -196,23 +196,32 @@ class FilesBackend(Backend):
                 os.remove(p + ".deleted")
         return freed
 
-    def _plan_path(self, key: str) -> str:
-        return os.path.join(self.path, layout.PLANS, f"{key}.npy")
-
-    def load_plan(self, key: str, n: int):
-        path = self._plan_path(key)
+    def _load_row_array(self, folder: str, key: str, n: int):
+        path = os.path.join(self.path, folder, f"{key}.npy")
         if os.path.isfile(path):
-            plan = np.load(path)
-            if plan.shape == (n,):
-                return plan
+            arr = np.load(path)
+            if arr.shape == (n,):
+                return arr
         return None
 
-    def save_plan(self, key: str, plan) -> None:
-        path = self._plan_path(key)
+    def _save_row_array(self, folder: str, key: str, arr) -> None:
+        path = os.path.join(self.path, folder, f"{key}.npy")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, plan)
+                np.save(f, arr)
+
+    def load_plan(self, key: str, n: int):
+        return self._load_row_array(layout.PLANS, key, n)
+
+    def save_plan(self, key: str, plan) -> None:
+        self._save_row_array(layout.PLANS, key, plan)
+
+    def load_values(self, key: str, n: int):
+        return self._load_row_array(layout.VALUES, key, n)
+
+    def save_values(self, key: str, values) -> None:
+        self._save_row_array(layout.VALUES, key, np.asarray(values, dtype=np.float32))
 
     # -- approximate search ------------------------------------------------------------------------------
     def ann_meta(self) -> dict:

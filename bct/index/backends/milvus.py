@@ -399,25 +399,40 @@ class MilvusBackend(Backend):
             freed += len(rows) * self.dim * 4
         return freed or None
 
-    def load_plan(self, key: str, n: int):
-        head = self._get(f"plan:{key}")
+    def _load_row_array(self, name: str, n: int, dtype):
+        """A per-row array kept by _save_row_array under `name`, or None (absent, partial, other size)."""
+        head = self._get(name)
         if not head or head.get("rows") != n:
             return None
-        names = [f"plan:{key}:{i}" for i in range(head["chunks"])]
+        names = [f"{name}:{i}" for i in range(head["chunks"])]
         got = self._get_meta(names)
         if len(got) != len(names):
             return None
-        parts = [np.frombuffer(base64.b64decode(_unseal(got[nm], f"{self.meta_collection} entry {nm!r}")), np.int32)
+        parts = [np.frombuffer(base64.b64decode(_unseal(got[nm], f"{self.meta_collection} entry {nm!r}")), dtype)
                  for nm in names]
-        plan = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-        return plan if plan.shape == (n,) else None
+        arr = np.concatenate(parts) if parts else np.zeros(0, dtype)
+        return arr if arr.shape == (n,) else None
+
+    def _save_row_array(self, name: str, arr) -> None:
+        """4-byte values in chunks of PLAN_CHUNK entries, then the head that says how many: an array
+        written for the first time is found whole or not at all (a rewrite changes chunks in place)."""
+        chunks = [arr[s:s + PLAN_CHUNK] for s in range(0, len(arr), PLAN_CHUNK)]
+        for i, c in enumerate(chunks):
+            self._put(f"{name}:{i}", base64.b64encode(c.tobytes()).decode())
+        self._put(name, {"rows": int(len(arr)), "chunks": len(chunks)})  # last: the array is whole
+
+    def load_plan(self, key: str, n: int):
+        plan = self._load_row_array(f"plan:{key}", n, np.int32)
+        return None if plan is None else plan.astype(np.int64)
 
     def save_plan(self, key: str, plan) -> None:
-        plan = np.asarray(plan, dtype=np.int32)
-        chunks = [plan[s:s + PLAN_CHUNK] for s in range(0, len(plan), PLAN_CHUNK)]
-        for i, c in enumerate(chunks):
-            self._put(f"plan:{key}:{i}", base64.b64encode(c.tobytes()).decode())
-        self._put(f"plan:{key}", {"rows": int(len(plan)), "chunks": len(chunks)})  # last: the plan is whole
+        self._save_row_array(f"plan:{key}", np.asarray(plan, dtype=np.int32))
+
+    def load_values(self, key: str, n: int):
+        return self._load_row_array(f"values:{key}", n, np.float32)
+
+    def save_values(self, key: str, values) -> None:
+        self._save_row_array(f"values:{key}", np.ascontiguousarray(values, dtype=np.float32))
 
     def close(self) -> None:
         """Close the client; for Milvus Lite also stop this process's engine of the file, so that
