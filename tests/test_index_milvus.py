@@ -16,7 +16,8 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip ins
 
 from bct.models.loading import load_model  # noqa: E402
 from bct.index import Index  # noqa: E402
-from helpers import index_tool as tool, index_world, save_index_model  # noqa: E402
+from helpers import (MilvusRejectingTokens, free_port, index_tool as tool, index_world,  # noqa: E402
+                     save_index_model)
 
 SIZE = 32
 
@@ -157,8 +158,6 @@ def test_bad_input_one_line_and_the_collection_unchanged(world, tmp_path, capsys
     where = ["--backend", "milvus", "--uri", uri]
     code, _, err = tool(["backfill", "gallery", *where, "--model", world["D"], "--workers", "0"], capsys)
     assert code == 2 and "not compatible" in err and len(err.strip().splitlines()) == 1
-    code, _, err = tool(["status", "gallery", "--backend", "milvus", "--uri", "http://127.0.0.1:1"], capsys)
-    assert code == 2 and "cannot reach Milvus" in err
     code, _, err = tool(["status", "other", *where], capsys)
     assert code == 2 and "not a bct index" in err
     with pytest.raises(Exception, match="another gallery, model, embedding size"):
@@ -193,3 +192,58 @@ def test_copy_a_file_index_into_milvus(world, tmp_path, capsys):
     assert [m.tag for m in copied.models()] == [m.tag for m in files.models()]
     copied.rollback()
     np.testing.assert_allclose(np.asarray(copied.vectors), world["feats"]["A"], atol=1e-6)
+
+
+def _every_command(world, tmp_path, where):
+    """The argv of each index command against the Milvus collection `gallery` at `where`."""
+    queries = str(tmp_path / "q.npy")
+    np.save(queries, world["feats"]["A"][:2])
+    files = str(tmp_path / "files_idx")
+    if not os.path.isdir(files):
+        Index.build(files, world["A"], list_path=world["list"], root=world["root"], batch_size=4, workers=0,
+                    progress=False)
+    vectors = str(tmp_path / "v.npy")
+    np.save(vectors, world["feats"]["A"])
+    load = ["--workers", "0", "--device", "cpu"]
+    return {"build": ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out",
+                      "gallery", *load, *where],
+            "build --vectors": ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"],
+                                "--vectors", vectors, "--out", "gallery", *where],
+            "search": ["search", "gallery", "--vectors", queries, "--model", world["A"], *where],
+            "backfill": ["backfill", "gallery", "--model", world["B"], *load, *where],
+            "status": ["status", "gallery", *where],
+            "rollback": ["rollback", "gallery", *where],
+            "prune": ["prune", "gallery", *where],
+            "copy": ["copy", files, *where]}
+
+
+def test_a_wrong_token_and_no_server_get_one_line_from_every_command(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    port = free_port()  # nothing listens there
+    with MilvusRejectingTokens() as server:
+        cases = [(f"http://127.0.0.1:{server.port}", "wrong", "the Milvus server rejected the token"),
+                 (f"http://127.0.0.1:{server.port}", "", "asks for a token and none was given"),
+                 (f"http://127.0.0.1:{port}", "wrong", "cannot reach a Milvus server there")]
+        for uri, token, says in cases:
+            where = ["--backend", "milvus", "--uri", uri] + (["--token", token] if token else [])
+            for name, argv in _every_command(world, tmp_path, where).items():
+                before = sorted(os.listdir(tmp_path))
+                code, out, err = tool(argv, capsys)
+                assert code == 2, (name, uri, out, err)
+                assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (name, err)
+                assert f"--uri {uri}:" in err and says in err, (name, err)
+                assert token not in err.replace("--token", "") or not token
+                assert sorted(os.listdir(tmp_path)) == before, name  # nothing written here
+
+
+@pytest.mark.slow
+def test_a_wrong_token_and_no_server_in_a_real_process(world, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    with MilvusRejectingTokens() as server:
+        for uri, says in ((f"http://127.0.0.1:{server.port}", "rejected the token"),
+                          (f"http://127.0.0.1:{free_port()}", "cannot reach a Milvus server")):
+            proc = subprocess.run([sys.executable, "-m", "bct.tools.index", "status", "gallery", "--backend", "milvus",
+                                   "--uri", uri, "--token", "wrong"], env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

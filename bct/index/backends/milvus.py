@@ -55,7 +55,7 @@ def _client_module():
     return pymilvus
 
 
-def _is_server(uri: str) -> bool:
+def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
@@ -64,7 +64,7 @@ def connect(uri: str, token: str = ""):
     pymilvus = _client_module()
     if not uri:
         raise BadInputError("--backend milvus needs --uri (a local .db file for Milvus Lite, or http(s)://host:port)")
-    if not _is_server(uri):
+    if not is_server(uri):
         if not uri.endswith(".db"):
             raise BadInputError(f"--uri {uri}: a Milvus Lite file must end in .db (or give http(s)://host:port)")
         if not os.path.isdir(os.path.dirname(os.path.abspath(uri))):
@@ -80,17 +80,50 @@ def connect(uri: str, token: str = ""):
         client = pymilvus.MilvusClient(uri=uri, token=token, timeout=10)
         client.list_collections()
     except Exception as e:  # pymilvus raises its own exception kinds, several per cause
-        text = str(e)
-        if not _is_server(uri):
-            raise BadInputError(f"--uri {uri}: Milvus Lite cannot open the file ({text[:120]}); Milvus Lite serves "
-                                f"one process at a time: stop the other process that has it open") from None
-        low = text.lower()
-        if any(w in low for w in ("auth", "token", "password", "credential", "permission", "denied")):
-            raise BadInputError(f"--uri {uri}: the server refused the token ({text[:160]}); check --token") from None
-        raise BadInputError(f"--uri {uri}: cannot reach Milvus ({text[:160]})") from None
+        raise BadInputError(_refusal(uri, token, e)) from None
     finally:
         quiet.setLevel(level)
     return client
+
+
+# What a Milvus server answers a missing or wrong token with: gRPC status UNAUTHENTICATED (or
+# PERMISSION_DENIED) from its authentication interceptor, which pymilvus wraps in a MilvusException
+# whose own message ("Fail connecting to server on HOST:PORT, illegal connection params or server
+# unavailable") is the same as for a server that is not there: the cause tells them apart. Older
+# servers answer with a status (code 1400 "not authenticated", 1401 "privilege not permitted", or
+# a message "auth check failure ...").
+AUTH_CODES = (1400, 1401)
+AUTH_WORDS = ("auth check failure", "not authenticated", "unauthenticated", "permission denied", "authorization")
+
+
+def _refusal(uri: str, token: str, error: BaseException) -> str:
+    """The one line for a connection that failed: a rejected token, or a server not reached."""
+    if not is_server(uri):
+        return (f"--uri {uri}: Milvus Lite cannot open the file ({_short(error)}); Milvus Lite serves one process "
+                f"at a time: stop the other process that has it open")
+    chain, e = [], error
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        code = e.code() if callable(getattr(e, "code", None)) else getattr(e, "code", None)
+        name = getattr(code, "name", "")
+        if name in ("UNAUTHENTICATED", "PERMISSION_DENIED") or code in AUTH_CODES or \
+                any(w in _short(e).lower() for w in AUTH_WORDS):
+            if not token:
+                return (f"--uri {uri}: the Milvus server asks for a token and none was given; give --token "
+                        f"user:password (or an API key) of a user of that server")
+            return (f"--uri {uri}: the Milvus server rejected the token (authentication failed); check --token: "
+                    f"user:password of a user of that server, or an API key it issued, and that the user exists")
+    return (f"--uri {uri}: cannot reach a Milvus server there ({_short(chain[-1])}); check the host and port, and "
+            f"that Milvus is running and reachable from here")
+
+
+def _short(error: BaseException) -> str:
+    """An exception's text on one line, at most 160 characters (a gRPC error: its details)."""
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else getattr(error, "message", "") or str(error)
+    return " ".join(str(text).split())[:160]
 
 
 def _sealed(value) -> str:
@@ -426,7 +459,7 @@ class MilvusBackend(Backend):
             self.client.close()
         except Exception:  # already closed
             pass
-        if not _is_server(self.uri):
+        if not is_server(self.uri):
             from milvus_lite.server_manager import server_manager_instance
             server_manager_instance.release_server(self.uri)
 
