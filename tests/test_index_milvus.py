@@ -247,3 +247,67 @@ def test_a_wrong_token_and_no_server_in_a_real_process(world, tmp_path):
                                   timeout=120)
             assert proc.returncode == 2 and says in proc.stderr, proc.stderr
             assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_two_ranks_each_write_their_own_rows_exactly_once(world, tmp_path):
+    """The per-rank part of a build (bct.index.build.embed_and_write) for two ranks, one after the
+    other, into one Lite collection: the ranks' rows are disjoint, every row is upserted once with its
+    vector and the first model's code; a rank killed before its rows leaves only its chunks to redo."""
+    from bct.index.backends.milvus import MilvusBackend
+    from bct.index.build import collection_writer, embed_and_write, rank_chunks
+    from bct.index.embed import image_dataset
+
+    net = load_model(world["A"])
+    ids, n, dim, chunk_rows = world["paths"], len(world["paths"]), 64, 4
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    manifest = {"format": "bct-index", "rows": n, "dim": dim, "build": {"key": "k"}, "models": []}
+    store, how = MilvusBackend.create(str(tmp_path / "r.db"), "", "ranks", manifest)
+    upserted = []
+    real = store.client.upsert
+
+    def upsert(name, rows):
+        if name == store.collection:
+            upserted.extend(r["row"] for r in rows)
+        return real(name, rows)
+    store.client.upsert = upsert
+    dataset = image_dataset(world["root"], ids, net)
+    write = collection_writer(store, ids, chunk_rows, n)
+    missing = list(range(n_chunks))
+    embed_and_write(net, dataset, ids, rank_chunks(missing, 1, 2), chunk_rows, 2, n, dim, write, workers=0, piece=3)
+    assert store.written("built", n_chunks) == set(missing[1::2])  # rank 0 was killed before writing
+    missing = sorted(set(range(n_chunks)) - store.written("built", n_chunks))
+    assert missing == list(range(0, n_chunks, 2))
+    for rank in (0, 1):  # the rerun: rank 1's share of what is left is nothing but empty rounds
+        embed_and_write(net, dataset, ids, rank_chunks(missing, rank, 2), chunk_rows, 2, n, dim, write, workers=0,
+                        piece=3)
+    assert sorted(upserted) == list(range(n))  # each row exactly once
+    store.n, store.dim = n, dim
+    np.testing.assert_allclose(store.vectors(), world["feats"]["A"], atol=1e-6)
+    assert (store.tags() == 0).all() and store.ids(range(n)) == ids
+    assert store.written("built", n_chunks) == set(range(n_chunks))
+
+
+@pytest.mark.slow
+def test_torchrun_build_into_milvus_lite_goes_through_rank_zero(world, tmp_path):
+    """Two ranks, one Lite file: rank 1 sends its chunks to rank 0, which writes every row."""
+    uri = str(tmp_path / "t.db")
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", BCT_DIST_TIMEOUT="120")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "bct.tools.index", "build", "--model", world["A"], "--list", world["list"], "--root", world["root"],
+           "--out", "gallery", "--backend", "milvus", "--uri", uri, "--batch-size", "2", "--chunk-rows", "4",
+           "--workers", "0", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    assert idx.manifest["build"]["world_size"] == 2
+    np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["A"], atol=1e-5)
+    assert (np.asarray(idx.tags) == 0).all() and idx.ids(range(idx.n)) == world["paths"]
+    # a server that is not there: rank 0's one line reaches every rank, none waits for the others
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    cmd[cmd.index("--master_port") + 1] = str(free_port())
+    cmd[cmd.index(uri)] = unreachable
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and time.time() - start < 100
+    lines = [ln for ln in proc.stderr.splitlines() if "cannot reach a Milvus server" in ln]
+    assert len(lines) == 2 and "bct/" not in proc.stderr, proc.stderr[-2000:]  # torchrun's own report aside

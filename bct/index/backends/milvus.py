@@ -419,8 +419,19 @@ class MilvusBackend(Backend):
                  "prev": -1 if prev is None else int(prev[i]), "old": zero if old is None else old[i]}
                 for i in range(s, min(n, s + WRITE))])
 
-    def rows_present(self, lo: int, hi: int) -> int:
-        return self._count(f"row >= {int(lo)} and row < {int(hi)}")
+    def mark_written(self, what: str, part: int) -> None:
+        """Record that part `part` of a build or a copy is entirely upserted (called after its rows:
+        a kill between the two only makes a rerun upsert that part again)."""
+        self._put(f"{what}:{int(part)}", True)
+
+    def written(self, what: str, parts: int) -> set:
+        """The parts of `parts` recorded by mark_written: a rerun skips them. One read of the small
+        collection (a count of rows per part would scan the whole collection once per part)."""
+        names = [f"{what}:{i}" for i in range(parts)]
+        done = set()
+        for s in range(0, len(names), PAGE):
+            done.update(int(name.rsplit(":", 1)[1]) for name in self._get_meta(names[s:s + PAGE]))
+        return done
 
     def prune(self, code: int):
         expr = f"prev == {int(code)}"
