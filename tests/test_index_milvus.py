@@ -16,8 +16,8 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip ins
 
 from bct.models.loading import load_model  # noqa: E402
 from bct.index import Index  # noqa: E402
-from helpers import (MilvusRejectingTokens, free_port, index_tool as tool, index_world,  # noqa: E402
-                     save_index_model)
+from helpers import (MilvusRejectingTokens, finish, free_port, index_tool as tool, index_world,  # noqa: E402
+                     save_index_model, start)
 
 SIZE = 32
 
@@ -311,3 +311,34 @@ def test_torchrun_build_into_milvus_lite_goes_through_rank_zero(world, tmp_path)
     assert proc.returncode != 0 and time.time() - start < 100
     lines = [ln for ln in proc.stderr.splitlines() if "cannot reach a Milvus server" in ln]
     assert len(lines) == 2 and "bct/" not in proc.stderr, proc.stderr[-2000:]  # torchrun's own report aside
+
+
+def _slow_batches():
+    """In a forked build: each embedded batch takes 0.3 s more, so that a kill lands mid-build."""
+    import bct.index.build as build_module
+    real = build_module.embed_batches
+
+    def slow(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            time.sleep(0.3)
+            yield item
+    build_module.embed_batches = slow
+
+
+@pytest.mark.slow
+def test_build_killed_then_resumed_leaves_every_row_once(world, tmp_path):
+    uri = str(tmp_path / "b.db")
+    argv = ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out", "gallery",
+            "--backend", "milvus", "--uri", uri, "--batch-size", "2", "--chunk-rows", "4", "--workers", "0",
+            "--device", "cpu"]
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        proc = start("index", argv, tmp_path / f"killed{i}.log", hook=_slow_batches)
+        time.sleep(float(rng.uniform(1.0, 3.0)))
+        os.kill(proc.pid, signal.SIGKILL)
+        assert finish(proc) in ((-signal.SIGKILL,) if i == 0 else (-signal.SIGKILL, 0))  # a resumed run may end first
+    assert finish(start("index", argv, tmp_path / "rerun.log")) == 0, open(tmp_path / "rerun.log").read()
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    assert idx.store._count("row >= 0") == idx.n == len(world["paths"])  # each row once
+    np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["A"], atol=1e-5)
+    assert (np.asarray(idx.tags) == 0).all() and idx.ids(range(idx.n)) == world["paths"]
