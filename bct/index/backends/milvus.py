@@ -309,12 +309,12 @@ class MilvusBackend(Backend):
         return int(got[0]["count(*)"]) if got else 0
 
     def counts(self) -> dict:
-        out = {}
-        for m in self.manifest()["models"]:
-            c = self._count(f"model == {int(m['code'])}")
-            if c:
-                out[int(m["code"])] = c
-        return out
+        """Rows per model: the newest model's by subtraction from the number of rows (an unfiltered
+        count is read from the segments; a filtered one scans every row on Milvus Lite)."""
+        codes = [int(m["code"]) for m in self.manifest()["models"]]
+        out = {c: self._count(f"model == {c}") for c in codes[:-1]}
+        out[codes[-1]] = self._count("") - sum(out.values())
+        return {c: k for c, k in out.items() if k}
 
     def stored_rows(self, code: int) -> int:
         return self._count(f"prev == {int(code)} and model != {int(code)}")
