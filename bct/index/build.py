@@ -186,7 +186,7 @@ def rank_chunks(missing: list, rank: int, world: int) -> list:
 def _build_into_collection(manifest, ids, net, source, n, dim, chunk_rows, n_chunks, batch, workers, device, amp,
                            skip_bad, progress, uri, token, collection, rank, log) -> None:
     """Build into a Milvus collection. Rank 0 creates it (or finds the same unfinished build) and
-    lists the chunks whose rows are not all there; the ranks share them out (rank_chunks). On a Milvus
+    lists the chunks not recorded as written; the ranks share them out (rank_chunks). On a Milvus
     server every rank upserts its own rows; Milvus Lite serves one process at a time, so under
     torchrun the other ranks send their chunks to rank 0, which upserts them. Rank 0 marks the
     manifest ready last."""

@@ -10,7 +10,8 @@ Collection ``NAME`` (one entity per gallery row):
 
 Collection ``NAME__bct`` (small, one entity per key): the manifest (format, rows, dim, gallery, the
 models table with each model's lineage), the writer's lease, the backfill progress and saved orders,
-each value stored as JSON with its sha256, so a damaged one is named instead of misread.
+the chunks of an unfinished build or copy already written, each value stored as JSON with its
+sha256, so a damaged one is named instead of misread.
 
 A commit is one upsert of whole entities (the new vector, its model code and the replaced vector in
 the same entity), so a search sees each row entirely before or after it; upserts by primary key are
