@@ -240,18 +240,20 @@ def test_a_wrong_token_and_no_server_get_one_line_from_every_command(world, tmp_
 
 def test_an_older_server_refusing_the_token_by_status(capsys, monkeypatch):
     """Servers before the gRPC UNAUTHENTICATED answer refused a token with a status: code 1100 and
-    "auth check failure ...", or 1400 / 1401; pymilvus raises them as MilvusException."""
+    "auth check failure ...", or 1400; 1401 is a user without the privilege. pymilvus raises them as
+    MilvusException."""
     import pymilvus
     from pymilvus.exceptions import MilvusException
 
-    for code, message in ((1100, MilvusRejectingTokens.MESSAGE), (1400, "not authenticated"),
-                          (1401, "privilege not permitted")):
+    for code, message, says in ((1100, MilvusRejectingTokens.MESSAGE, "the Milvus server rejected the token"),
+                                (1400, "not authenticated", "the Milvus server rejected the token"),
+                                (1401, "privilege not permitted", "the Milvus server accepted the token but denies")):
         def refuse(*args, code=code, message=message, **kwargs):
             raise MilvusException(code=code, message=message)
         monkeypatch.setattr(pymilvus, "MilvusClient", refuse)
         code_, _, err = tool(["status", "gallery", "--backend", "milvus", "--uri", "https://milvus.example:19530",
                               "--token", "u:p"], capsys)
-        assert code_ == 2 and "--uri https://milvus.example:19530: the Milvus server rejected the token" in err, err
+        assert code_ == 2 and f"--uri https://milvus.example:19530: {says}" in err, err
 
 
 @pytest.mark.slow

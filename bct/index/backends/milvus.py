@@ -91,10 +91,11 @@ def connect(uri: str, token: str = ""):
 # PERMISSION_DENIED) from its authentication interceptor, which pymilvus wraps in a MilvusException
 # whose own message ("Fail connecting to server on HOST:PORT, illegal connection params or server
 # unavailable") is the same as for a server that is not there: the cause tells them apart. Older
-# servers answer with a status (code 1400 "not authenticated", 1401 "privilege not permitted", or
-# a message "auth check failure ...").
-AUTH_CODES = (1400, 1401)
-AUTH_WORDS = ("auth check failure", "not authenticated", "unauthenticated", "permission denied", "authorization")
+# servers answer with a status (code 1400 "not authenticated", or a message "auth check failure
+# ..."); a user without the privilege gets PERMISSION_DENIED or 1401 "privilege not permitted".
+AUTH_CODES = (1400,)
+DENIED_CODE = 1401
+AUTH_WORDS = ("auth check failure", "not authenticated", "unauthenticated", "authorization")
 
 
 def _refusal(uri: str, token: str, error: BaseException) -> str:
@@ -109,8 +110,11 @@ def _refusal(uri: str, token: str, error: BaseException) -> str:
     for e in chain:
         code = e.code() if callable(getattr(e, "code", None)) else getattr(e, "code", None)
         name = getattr(code, "name", "")
-        if name in ("UNAUTHENTICATED", "PERMISSION_DENIED") or code in AUTH_CODES or \
-                any(w in _short(e).lower() for w in AUTH_WORDS):
+        if name == "PERMISSION_DENIED" or code == DENIED_CODE:
+            return (f"--uri {uri}: the Milvus server accepted the token but denies its user this operation "
+                    f"(permission denied); grant that user's role the privileges on the collection, or give "
+                    f"another --token")
+        if name == "UNAUTHENTICATED" or code in AUTH_CODES or any(w in _short(e).lower() for w in AUTH_WORDS):
             if not token:
                 return (f"--uri {uri}: the Milvus server asks for a token and none was given; give --token "
                         f"user:password (or an API key) of a user of that server")
