@@ -362,3 +362,26 @@ def test_build_killed_then_resumed_leaves_every_row_once(world, tmp_path):
     assert idx.store._count("row >= 0") == idx.n == len(world["paths"])  # each row once
     np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["A"], atol=1e-5)
     assert (np.asarray(idx.tags) == 0).all() and idx.ids(range(idx.n)) == world["paths"]
+
+
+def test_a_build_killed_while_creating_its_collections_starts_or_resumes(tmp_path):
+    """A kill between the steps of creating the two collections: the next build finishes them."""
+    from bct.index import layout
+    from bct.index.backends.milvus import MilvusBackend
+
+    uri = str(tmp_path / "h.db")
+    manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building", "rows": 3,
+                "dim": 8, "build": {"key": "k"}, "models": []}
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "new"
+    client = store.client
+    for name in ("g", "g__bct"):  # killed right after the small collection was made: no index, no manifest
+        client.drop_collection(name)
+    client.create_collection("g__bct", schema=store._schema(0)[0])
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "new" and sorted(store.client.list_collections()) == ["g", "g__bct"]
+    store.client.drop_collection("g")  # killed after the manifest, before the rows collection
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "resume" and sorted(store.client.list_collections()) == ["g", "g__bct"]
+    store.write_rows(0, ["a", "b", "c"], np.eye(3, 8, dtype=np.float32))
+    assert store._count("") == 3 and store.manifest()["build"]["key"] == "k"

@@ -188,43 +188,57 @@ class MilvusBackend(Backend):
         self = cls(client, uri, cls._name(uri, collection))
         self.n, self.dim = int(manifest["rows"]), int(manifest["dim"])
         have = set(client.list_collections())
+        if self.meta_collection in have:
+            self._create(self.meta_collection, *self._schema(0))  # a creation killed half-way is finished
+            if self.collection not in have and not self._get_meta(["manifest"]):
+                have.discard(self.meta_collection)  # killed before its first write: nobody's yet, start again
         if self.collection in have or self.meta_collection in have:
             old = self.manifest()
             if old.get("build", {}).get("key") != manifest["build"]["key"]:
                 what = "a finished index" if old.get("status") == "ready" else "an unfinished build"
                 raise BadInputError(f"collection {self.collection} at {uri} already holds {what} of another gallery, "
                                     f"model, embedding size or setting; choose another --collection (or drop it)")
-            return self, ("reuse" if old.get("status") == "ready" else "resume")
-        pymilvus = _client_module()
-        DataType = pymilvus.DataType
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            if old.get("status") == "ready":
+                return self, "reuse"
+            self._create(self.collection, *self._schema(self.dim))  # a build killed before it made it
+            return self, "resume"
+        self._create(self.meta_collection, *self._schema(0))
+        self._put("manifest", manifest)  # first: a collection without it is nobody's
+        self._create(self.collection, *self._schema(self.dim))
+        self._loaded = True
+        return self, "new"
+
+    def _schema(self, dim: int) -> tuple:
+        """(schema, index params) of the rows collection (dim: its vectors' size), or of the small
+        one (dim 0)."""
+        DataType = _client_module().DataType
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        params = self.client.prepare_index_params()
+        if not dim:
+            schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=256)
+            schema.add_field("value", DataType.VARCHAR, max_length=65535)
+            schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+            params.add_index("v", index_type="FLAT", metric_type="L2")
+            return schema, params
         schema.add_field("row", DataType.INT64, is_primary=True)
         schema.add_field("key", DataType.VARCHAR, max_length=4096)
         schema.add_field("model", DataType.INT16)
         schema.add_field("prev", DataType.INT16)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("old", DataType.FLOAT_VECTOR, dim=self.dim)
-        params = client.prepare_index_params()
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("old", DataType.FLOAT_VECTOR, dim=dim)
         params.add_index("vec", index_type="FLAT", metric_type="IP")
         params.add_index("old", index_type="FLAT", metric_type="IP")
-        meta = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        meta.add_field("name", DataType.VARCHAR, is_primary=True, max_length=256)
-        meta.add_field("value", DataType.VARCHAR, max_length=65535)
-        meta.add_field("v", DataType.FLOAT_VECTOR, dim=2)
-        meta_params = client.prepare_index_params()
-        meta_params.add_index("v", index_type="FLAT", metric_type="L2")
-        self._create(self.meta_collection, meta, meta_params)
-        self._put("manifest", manifest)  # first: a collection without it is nobody's
-        self._create(self.collection, schema, params)
-        self._loaded = True
-        return self, "new"
+        return schema, params
 
     def _create(self, name: str, schema, params) -> None:
-        """An empty collection with its indexes, loaded. The indexes are created without pymilvus's
-        wait for them to be built (it polls every 0.5 s, 1.5 s a build for three indexes): an empty
-        collection has nothing to build, and rows added later are indexed as they come."""
-        self.client.create_collection(name, schema=schema, consistency_level="Strong")
-        self.client.create_index(name, params, sync=False)
+        """The collection with its indexes, loaded; each step only if it is not done yet (a build
+        killed between them finishes them). The indexes are created without pymilvus's wait for them
+        to be built (it polls every 0.5 s, 1.5 s a build for three indexes): an empty collection has
+        nothing to build, and rows added later are indexed as they come."""
+        if not self.client.has_collection(name):
+            self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        if not self.client.list_indexes(name):
+            self.client.create_index(name, params, sync=False)
         self.client.load_collection(name)
 
     # -- the small collection --------------------------------------------------------------------------
