@@ -423,3 +423,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class MilvusRejectingTokens:
+    """A stand-in for a Milvus server whose authentication refuses every token: a gRPC server on
+    127.0.0.1 (port `.port`) that answers every call, pymilvus's first (Connect) included, with
+    status UNAUTHENTICATED, as a Milvus server's authentication interceptor does for a wrong
+    user:password or API key. A context manager; in this process (its threads serve the calls)."""
+
+    MESSAGE = "auth check failure, please check username and password are correct"
+
+    def __enter__(self):
+        from concurrent import futures
+
+        import grpc
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, self.MESSAGE)
+
+        class Deny(grpc.GenericRpcHandler):
+            def service(self, details):
+                return grpc.unary_unary_rpc_method_handler(deny, request_deserializer=bytes,
+                                                           response_serializer=bytes)
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        self.server.add_generic_rpc_handlers((Deny(),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop(grace=0)
+        return False

@@ -16,7 +16,8 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip ins
 
 from bct.models.loading import load_model  # noqa: E402
 from bct.index import Index  # noqa: E402
-from helpers import index_tool as tool, index_world, save_index_model  # noqa: E402
+from helpers import (MilvusRejectingTokens, finish, free_port, index_tool as tool, index_world,  # noqa: E402
+                     save_index_model, start)
 
 SIZE = 32
 
@@ -157,8 +158,8 @@ def test_bad_input_one_line_and_the_collection_unchanged(world, tmp_path, capsys
     where = ["--backend", "milvus", "--uri", uri]
     code, _, err = tool(["backfill", "gallery", *where, "--model", world["D"], "--workers", "0"], capsys)
     assert code == 2 and "not compatible" in err and len(err.strip().splitlines()) == 1
-    code, _, err = tool(["status", "gallery", "--backend", "milvus", "--uri", "http://127.0.0.1:1"], capsys)
-    assert code == 2 and "cannot reach Milvus" in err
+    code, _, err = tool(["status", "gallery", *where, "--token", "root:wrong"], capsys)
+    assert code == 0, err  # Milvus Lite has no users: it never checks a token
     code, _, err = tool(["status", "other", *where], capsys)
     assert code == 2 and "not a bct index" in err
     with pytest.raises(Exception, match="another gallery, model, embedding size"):
@@ -193,3 +194,194 @@ def test_copy_a_file_index_into_milvus(world, tmp_path, capsys):
     assert [m.tag for m in copied.models()] == [m.tag for m in files.models()]
     copied.rollback()
     np.testing.assert_allclose(np.asarray(copied.vectors), world["feats"]["A"], atol=1e-6)
+
+
+def _every_command(world, tmp_path, where):
+    """The argv of each index command against the Milvus collection `gallery` at `where`."""
+    queries = str(tmp_path / "q.npy")
+    np.save(queries, world["feats"]["A"][:2])
+    files = str(tmp_path / "files_idx")
+    if not os.path.isdir(files):
+        Index.build(files, world["A"], list_path=world["list"], root=world["root"], batch_size=4, workers=0,
+                    progress=False)
+    vectors = str(tmp_path / "v.npy")
+    np.save(vectors, world["feats"]["A"])
+    load = ["--workers", "0", "--device", "cpu"]
+    return {"build": ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out",
+                      "gallery", *load, *where],
+            "build --vectors": ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"],
+                                "--vectors", vectors, "--out", "gallery", *where],
+            "search": ["search", "gallery", "--vectors", queries, "--model", world["A"], *where],
+            "backfill": ["backfill", "gallery", "--model", world["B"], *load, *where],
+            "status": ["status", "gallery", *where],
+            "rollback": ["rollback", "gallery", *where],
+            "prune": ["prune", "gallery", *where],
+            "copy": ["copy", files, *where]}
+
+
+def test_a_wrong_token_and_no_server_get_one_line_from_every_command(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    port = free_port()  # nothing listens there
+    with MilvusRejectingTokens() as server:
+        cases = [(f"http://127.0.0.1:{server.port}", "wrong", "the Milvus server rejected the token"),
+                 (f"http://127.0.0.1:{server.port}", "", "asks for a token and none was given"),
+                 (f"http://127.0.0.1:{port}", "wrong", "cannot reach a Milvus server there")]
+        for uri, token, says in cases:
+            where = ["--backend", "milvus", "--uri", uri] + (["--token", token] if token else [])
+            for name, argv in _every_command(world, tmp_path, where).items():
+                before = sorted(os.listdir(tmp_path))
+                code, out, err = tool(argv, capsys)
+                assert code == 2, (name, uri, out, err)
+                assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (name, err)
+                assert f"--uri {uri}:" in err and says in err, (name, err)
+                assert token not in err.replace("--token", "") or not token
+                assert sorted(os.listdir(tmp_path)) == before, name  # nothing written here
+
+
+def test_an_older_server_refusing_the_token_by_status(capsys, monkeypatch):
+    """Servers before the gRPC UNAUTHENTICATED answer refused a token with a status: code 1100 and
+    "auth check failure ...", or 1400; 1401 is a user without the privilege. pymilvus raises them as
+    MilvusException."""
+    import pymilvus
+    from pymilvus.exceptions import MilvusException
+
+    for code, message, says in ((1100, MilvusRejectingTokens.MESSAGE, "the Milvus server rejected the token"),
+                                (1400, "not authenticated", "the Milvus server rejected the token"),
+                                (1401, "privilege not permitted", "the Milvus server accepted the token but denies")):
+        def refuse(*args, code=code, message=message, **kwargs):
+            raise MilvusException(code=code, message=message)
+        monkeypatch.setattr(pymilvus, "MilvusClient", refuse)
+        code_, _, err = tool(["status", "gallery", "--backend", "milvus", "--uri", "https://milvus.example:19530",
+                              "--token", "u:p"], capsys)
+        assert code_ == 2 and f"--uri https://milvus.example:19530: {says}" in err, err
+
+
+@pytest.mark.slow
+def test_a_wrong_token_and_no_server_in_a_real_process(world, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    with MilvusRejectingTokens() as server:
+        for uri, says in ((f"http://127.0.0.1:{server.port}", "rejected the token"),
+                          (f"http://127.0.0.1:{free_port()}", "cannot reach a Milvus server")):
+            proc = subprocess.run([sys.executable, "-m", "bct.tools.index", "status", "gallery", "--backend", "milvus",
+                                   "--uri", uri, "--token", "wrong"], env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_two_ranks_each_write_their_own_rows_exactly_once(world, tmp_path):
+    """The per-rank part of a build (bct.index.build.embed_and_write) for two ranks, one after the
+    other, into one Lite collection: the ranks' rows are disjoint, every row is upserted once with its
+    vector and the first model's code; a rank killed before its rows leaves only its chunks to redo."""
+    from bct.index.backends.milvus import MilvusBackend
+    from bct.index.build import collection_writer, embed_and_write, rank_chunks
+    from bct.index.embed import image_dataset
+
+    net = load_model(world["A"])
+    ids, n, dim, chunk_rows = world["paths"], len(world["paths"]), 64, 4
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    manifest = {"format": "bct-index", "rows": n, "dim": dim, "build": {"key": "k"}, "models": []}
+    store, how = MilvusBackend.create(str(tmp_path / "r.db"), "", "ranks", manifest)
+    upserted = []
+    real = store.client.upsert
+
+    def upsert(name, rows):
+        if name == store.collection:
+            upserted.extend(r["row"] for r in rows)
+        return real(name, rows)
+    store.client.upsert = upsert
+    dataset = image_dataset(world["root"], ids, net)
+    write = collection_writer(store, ids, chunk_rows, n)
+    missing = list(range(n_chunks))
+    embed_and_write(net, dataset, ids, rank_chunks(missing, 1, 2), chunk_rows, 2, n, dim, write, workers=0, piece=3)
+    assert store.written("built", n_chunks) == set(missing[1::2])  # rank 0 was killed before writing
+    missing = sorted(set(range(n_chunks)) - store.written("built", n_chunks))
+    assert missing == list(range(0, n_chunks, 2))
+    for rank in (0, 1):  # the rerun: rank 1's share of what is left is nothing but empty rounds
+        embed_and_write(net, dataset, ids, rank_chunks(missing, rank, 2), chunk_rows, 2, n, dim, write, workers=0,
+                        piece=3)
+    assert sorted(upserted) == list(range(n))  # each row exactly once
+    store.n, store.dim = n, dim
+    np.testing.assert_allclose(store.vectors(), world["feats"]["A"], atol=1e-6)
+    assert (store.tags() == 0).all() and store.ids(range(n)) == ids
+    assert store.written("built", n_chunks) == set(range(n_chunks))
+
+
+@pytest.mark.slow
+def test_torchrun_build_into_milvus_lite_goes_through_rank_zero(world, tmp_path):
+    """Two ranks, one Lite file: rank 1 sends its chunks to rank 0, which writes every row."""
+    uri = str(tmp_path / "t.db")
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1", BCT_DIST_TIMEOUT="120")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "bct.tools.index", "build", "--model", world["A"], "--list", world["list"], "--root", world["root"],
+           "--out", "gallery", "--backend", "milvus", "--uri", uri, "--batch-size", "2", "--chunk-rows", "4",
+           "--workers", "0", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    assert idx.manifest["build"]["world_size"] == 2
+    np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["A"], atol=1e-5)
+    assert (np.asarray(idx.tags) == 0).all() and idx.ids(range(idx.n)) == world["paths"]
+    # a server that is not there: rank 0's one line reaches every rank, none waits for the others
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    cmd[cmd.index("--master_port") + 1] = str(free_port())
+    cmd[cmd.index(uri)] = unreachable
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and time.time() - start < 100
+    lines = [ln for ln in proc.stderr.splitlines() if "cannot reach a Milvus server" in ln]
+    assert len(lines) == 2 and "bct/" not in proc.stderr, proc.stderr[-2000:]  # torchrun's own report aside
+
+
+def _slow_batches():
+    """In a forked build: each embedded batch takes 0.3 s more, so that a kill lands mid-build."""
+    import bct.index.build as build_module
+    real = build_module.embed_batches
+
+    def slow(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            time.sleep(0.3)
+            yield item
+    build_module.embed_batches = slow
+
+
+@pytest.mark.slow
+def test_build_killed_then_resumed_leaves_every_row_once(world, tmp_path):
+    uri = str(tmp_path / "b.db")
+    argv = ["build", "--model", world["A"], "--list", world["list"], "--root", world["root"], "--out", "gallery",
+            "--backend", "milvus", "--uri", uri, "--batch-size", "2", "--chunk-rows", "4", "--workers", "0",
+            "--device", "cpu"]
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        proc = start("index", argv, tmp_path / f"killed{i}.log", hook=_slow_batches)
+        time.sleep(float(rng.uniform(1.0, 3.0)))
+        os.kill(proc.pid, signal.SIGKILL)
+        assert finish(proc) in ((-signal.SIGKILL,) if i == 0 else (-signal.SIGKILL, 0))  # a resumed run may end first
+    assert finish(start("index", argv, tmp_path / "rerun.log")) == 0, open(tmp_path / "rerun.log").read()
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    assert idx.store._count("row >= 0") == idx.n == len(world["paths"])  # each row once
+    np.testing.assert_allclose(np.asarray(idx.vectors), world["feats"]["A"], atol=1e-5)
+    assert (np.asarray(idx.tags) == 0).all() and idx.ids(range(idx.n)) == world["paths"]
+
+
+def test_a_build_killed_while_creating_its_collections_starts_or_resumes(tmp_path):
+    """A kill between the steps of creating the two collections: the next build finishes them."""
+    from bct.index import layout
+    from bct.index.backends.milvus import MilvusBackend
+
+    uri = str(tmp_path / "h.db")
+    manifest = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION, "status": "building", "rows": 3,
+                "dim": 8, "build": {"key": "k"}, "models": []}
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "new"
+    client = store.client
+    for name in ("g", "g__bct"):  # killed right after the small collection was made: no index, no manifest
+        client.drop_collection(name)
+    client.create_collection("g__bct", schema=store._schema(0)[0])
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "new" and sorted(store.client.list_collections()) == ["g", "g__bct"]
+    store.client.drop_collection("g")  # killed after the manifest, before the rows collection
+    store, how = MilvusBackend.create(uri, "", "g", manifest)
+    assert how == "resume" and sorted(store.client.list_collections()) == ["g", "g__bct"]
+    store.write_rows(0, ["a", "b", "c"], np.eye(3, 8, dtype=np.float32))
+    assert store._count("") == 3 and store.manifest()["build"]["key"] == "k"

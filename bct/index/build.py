@@ -150,42 +150,154 @@ def build_index(out: str, model, list_path: str = "", root: str = "", folder: st
             "images_per_s": n / seconds if seconds > 0 else 0.0}
 
 
+WRITE_PIECE = 1024  # rows a build upserts at a time into a collection, while the next rows are embedded
+
+
 def _milvus_create(uri, token, collection, manifest):
     from bct.index.backends.milvus import MilvusBackend
     return MilvusBackend.create(uri, token, collection, manifest)
 
 
+def _from_rank_zero(fn):
+    """Rank 0 runs `fn` (it returns something picklable); every rank gets its result, or raises the
+    one line it raised (so that no rank waits at a barrier for a rank that has given up)."""
+    out = [None]
+    if get_rank() == 0:
+        try:
+            out = [("ok", fn())]
+        except BadInputError as e:
+            out = [("bad", str(e))]
+    if get_world_size() > 1:
+        import torch.distributed as dist
+        dist.broadcast_object_list(out, src=0)
+    kind, value = out[0]
+    if kind == "bad":
+        raise BadInputError(value)
+    return value
+
+
+def rank_chunks(missing: list, rank: int, world: int) -> list:
+    """The chunks rank `rank` of `world` embeds, one per round (None where it has none that round):
+    chunk missing[j * world + rank] in round j, so the ranks' rows are disjoint and cover `missing`."""
+    rounds = (len(missing) + world - 1) // world
+    return [missing[i] if i < len(missing) else None for i in range(rank, rounds * world, world)]
+
+
 def _build_into_collection(manifest, ids, net, source, n, dim, chunk_rows, n_chunks, batch, workers, device, amp,
                            skip_bad, progress, uri, token, collection, rank, log) -> None:
-    """Build into a Milvus collection: rank 0 creates it (or finds the same unfinished build), every
-    rank upserts the rows of its own chunks (a chunk whose rows are all there is skipped on a rerun),
-    rank 0 marks the manifest ready."""
+    """Build into a Milvus collection. Rank 0 creates it (or finds the same unfinished build) and
+    lists the chunks not recorded as written; the ranks share them out (rank_chunks). On a Milvus
+    server every rank upserts its own rows; Milvus Lite serves one process at a time, so under
+    torchrun the other ranks send their chunks to rank 0, which upserts them. Rank 0 marks the
+    manifest ready last."""
+    from bct.index.backends.milvus import is_server
+
     world = get_world_size()
-    if rank == 0:
-        store, how = _milvus_create(uri, token, collection, manifest)
+    relay = world > 1 and not is_server(uri)  # Milvus Lite under torchrun: rank 0 writes for everyone
+    made = {}
+
+    def create():
+        made["store"], how = _milvus_create(uri, token, collection, manifest)
         if how == "reuse":
-            log(f"{store.location} already holds this gallery embedded by the same model; nothing to do")
+            log(f"{made['store'].location} already holds this gallery embedded by the same model; nothing to do")
+            return how, []
+        done = made["store"].written("built", n_chunks) if how == "resume" else set()
+        return how, [c for c in range(n_chunks) if c not in done]
+
+    how, missing = _from_rank_zero(create)
+    if how == "reuse":
+        return
+    store = made.get("store")
+    if store is None and not relay:
+        store, _ = _milvus_create(uri, token, collection, manifest)
+    put = collection_writer(store, ids, chunk_rows, n)
+    write = _relay_to_rank_zero(put, rank, world) if relay else put
+    embed_and_write(net, image_dataset(source["root"], ids, net, skip_bad=skip_bad, list_name="the gallery list"),
+                    ids, rank_chunks(missing, rank, world), chunk_rows, batch, n, dim, write, device, workers, amp,
+                    piece=0 if relay else WRITE_PIECE)
     barrier()
-    if rank != 0:
-        store, how = _milvus_create(uri, token, collection, manifest)
-    if how != "reuse":
-        dataset = image_dataset(source["root"], ids, net, skip_bad=skip_bad, list_name="the gallery list")
-        mine = [c for c in range(rank, n_chunks, world)
-                if store.rows_present(c * chunk_rows, min(n, (c + 1) * chunk_rows)) != min(chunk_rows, n - c * chunk_rows)]
-        bad = 0
-        for c in mine:
-            lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
-            batches = [range(s, min(s + batch, hi)) for s in range(lo, hi, batch)]
-            vecs = np.zeros((hi - lo, dim), np.float32)
-            for index, feats, ok in embed_batches(net, dataset, batches, device, workers, amp):
-                finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
-                vecs[index - lo] = feats
-                bad += int((~np.asarray(ok)).sum())
-            store.write_rows(lo, ids[lo:hi], vecs)
-    barrier()
-    if rank == 0 and how != "reuse":
+    if rank == 0:
         store.set_manifest(dict(manifest, status="ready", built=layout.now()))
     barrier()
+
+
+def collection_writer(store, ids, chunk_rows: int, n: int):
+    """write(first row, vectors): upsert rows first.. of a build (nothing for None), then, after the
+    last rows of a chunk, record the chunk as written (a rerun skips it)."""
+    def write(lo, vecs):
+        if lo is None:
+            return
+        store.write_rows(lo, ids[lo:lo + len(vecs)], vecs)
+        end = lo + len(vecs)
+        if end % chunk_rows == 0 or end == n:
+            store.mark_written("built", (end - 1) // chunk_rows)
+    return write
+
+
+def _relay_to_rank_zero(put, rank, world):
+    """write(first row, vectors) for Milvus Lite under torchrun: every rank calls it once a round
+    with one whole chunk (None when it has none); rank 0 gathers the round's chunks and `put`s each."""
+    import torch.distributed as dist
+
+    def write(lo, vecs):
+        got = [None] * world if rank == 0 else None
+        dist.gather_object((lo, vecs), got, dst=0)
+        for first, v in got or ():
+            put(first, v)
+    return write
+
+
+def embed_and_write(net, dataset, ids, chunks, chunk_rows, batch, n, dim, write, device="cpu", workers=2, amp=True,
+                    piece: int = 0) -> None:
+    """One rank's part of a build into a collection: embed the rows of `chunks` (in order, one
+    DataLoader for all of them; None: a round with no chunk) and call write(first row, vectors) for
+    each whole chunk, or with `piece` for each `piece` rows in a row as soon as they are embedded,
+    in a thread while the next rows are embedded (one write in flight); write(None, None) for each
+    round with no chunk. A rerun re-embeds each chunk not entirely there and re-upserts its rows
+    (upserts by row id: each row once, whatever a kill left)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [c for c in chunks if c is not None]
+    batches, owner = [], []
+    for c in todo:
+        lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
+        batches += [range(s, min(s + batch, hi)) for s in range(lo, hi, batch)]
+        owner += [c] * len(range(lo, hi, batch))
+    pool = ThreadPoolExecutor(1) if piece else None
+    pending = None
+
+    def send(lo, vecs):
+        nonlocal pending
+        if pool is None:
+            write(lo, vecs)
+            return
+        if pending is not None:
+            pending.result()
+        pending = pool.submit(write, lo, vecs)
+
+    try:
+        buf = None
+        for b, (index, feats, ok) in enumerate(embed_batches(net, dataset, batches, device, workers, amp) if batches
+                                               else ()):
+            c = owner[b]
+            lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
+            finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
+            if buf is None:
+                buf, start, filled = np.zeros((hi - lo, dim), np.float32), lo, lo
+            buf[index - lo] = feats
+            filled = max(filled, int(index.max()) + 1)
+            if filled == hi or (piece and filled - start >= piece):
+                send(start, buf[start - lo:filled - lo].copy() if piece else buf)
+                start = filled
+            if filled == hi:
+                buf = None
+        for _ in range(len(chunks) - len(todo)):
+            send(None, None)
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 class _RankZeroLock:
@@ -371,9 +483,10 @@ def copy_index(src, backend: str = "milvus", uri: str = "", token: str = "", col
     store, how = _milvus_create(uri, token, name, manifest)
     if how != "reuse":
         codes = sorted(m.code for m in src.models())
+        done = store.written(f"copied{block_rows}", (src.n + block_rows - 1) // block_rows) if how == "resume" else set()
         for lo in range(0, src.n, block_rows):
             rows = np.arange(lo, min(src.n, lo + block_rows))
-            if how == "resume" and store.rows_present(lo, lo + len(rows)) == len(rows):
+            if lo // block_rows in done:
                 continue
             tags = np.asarray(src.store.tags(rows))
             prev = np.full(len(rows), -1, np.int16)
@@ -383,5 +496,6 @@ def copy_index(src, backend: str = "milvus", uri: str = "", token: str = "", col
                 have &= tags != code
                 prev[have], old[have] = code, vecs[have]
             store.write_rows(lo, src.ids(rows), src.store.vectors(rows), tags=tags, prev=prev, old=old)
+            store.mark_written(f"copied{block_rows}", lo // block_rows)
         store.set_manifest(dict(manifest, status="ready", built=layout.now()))
     return {"rows": src.n, "models": len(src.models()), "location": store.location}

@@ -10,7 +10,8 @@ Collection ``NAME`` (one entity per gallery row):
 
 Collection ``NAME__bct`` (small, one entity per key): the manifest (format, rows, dim, gallery, the
 models table with each model's lineage), the writer's lease, the backfill progress and saved orders,
-each value stored as JSON with its sha256, so a damaged one is named instead of misread.
+the chunks of an unfinished build or copy already written, each value stored as JSON with its
+sha256, so a damaged one is named instead of misread.
 
 A commit is one upsert of whole entities (the new vector, its model code and the replaced vector in
 the same entity), so a search sees each row entirely before or after it; upserts by primary key are
@@ -55,7 +56,7 @@ def _client_module():
     return pymilvus
 
 
-def _is_server(uri: str) -> bool:
+def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
@@ -64,7 +65,7 @@ def connect(uri: str, token: str = ""):
     pymilvus = _client_module()
     if not uri:
         raise BadInputError("--backend milvus needs --uri (a local .db file for Milvus Lite, or http(s)://host:port)")
-    if not _is_server(uri):
+    if not is_server(uri):
         if not uri.endswith(".db"):
             raise BadInputError(f"--uri {uri}: a Milvus Lite file must end in .db (or give http(s)://host:port)")
         if not os.path.isdir(os.path.dirname(os.path.abspath(uri))):
@@ -80,17 +81,54 @@ def connect(uri: str, token: str = ""):
         client = pymilvus.MilvusClient(uri=uri, token=token, timeout=10)
         client.list_collections()
     except Exception as e:  # pymilvus raises its own exception kinds, several per cause
-        text = str(e)
-        if not _is_server(uri):
-            raise BadInputError(f"--uri {uri}: Milvus Lite cannot open the file ({text[:120]}); Milvus Lite serves "
-                                f"one process at a time: stop the other process that has it open") from None
-        low = text.lower()
-        if any(w in low for w in ("auth", "token", "password", "credential", "permission", "denied")):
-            raise BadInputError(f"--uri {uri}: the server refused the token ({text[:160]}); check --token") from None
-        raise BadInputError(f"--uri {uri}: cannot reach Milvus ({text[:160]})") from None
+        raise BadInputError(_refusal(uri, token, e)) from None
     finally:
         quiet.setLevel(level)
     return client
+
+
+# What a Milvus server answers a missing or wrong token with: gRPC status UNAUTHENTICATED (or
+# PERMISSION_DENIED) from its authentication interceptor, which pymilvus wraps in a MilvusException
+# whose own message ("Fail connecting to server on HOST:PORT, illegal connection params or server
+# unavailable") is the same as for a server that is not there: the cause tells them apart. Older
+# servers answer with a status (code 1400 "not authenticated", or a message "auth check failure
+# ..."); a user without the privilege gets PERMISSION_DENIED or 1401 "privilege not permitted".
+AUTH_CODES = (1400,)
+DENIED_CODE = 1401
+AUTH_WORDS = ("auth check failure", "not authenticated", "unauthenticated", "authorization")
+
+
+def _refusal(uri: str, token: str, error: BaseException) -> str:
+    """The one line for a connection that failed: a rejected token, or a server not reached."""
+    if not is_server(uri):
+        return (f"--uri {uri}: Milvus Lite cannot open the file ({_short(error)}); Milvus Lite serves one process "
+                f"at a time: stop the other process that has it open")
+    chain, e = [], error
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        code = e.code() if callable(getattr(e, "code", None)) else getattr(e, "code", None)
+        name = getattr(code, "name", "")
+        if name == "PERMISSION_DENIED" or code == DENIED_CODE:
+            return (f"--uri {uri}: the Milvus server accepted the token but denies its user this operation "
+                    f"(permission denied); grant that user's role the privileges on the collection, or give "
+                    f"another --token")
+        if name == "UNAUTHENTICATED" or code in AUTH_CODES or any(w in _short(e).lower() for w in AUTH_WORDS):
+            if not token:
+                return (f"--uri {uri}: the Milvus server asks for a token and none was given; give --token "
+                        f"user:password (or an API key) of a user of that server")
+            return (f"--uri {uri}: the Milvus server rejected the token (authentication failed); check --token: "
+                    f"user:password of a user of that server, or an API key it issued, and that the user exists")
+    return (f"--uri {uri}: cannot reach a Milvus server there ({_short(chain[-1])}); check the host and port, and "
+            f"that Milvus is running and reachable from here")
+
+
+def _short(error: BaseException) -> str:
+    """An exception's text on one line, at most 160 characters (a gRPC error: its details)."""
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else getattr(error, "message", "") or str(error)
+    return " ".join(str(text).split())[:160]
 
 
 def _sealed(value) -> str:
@@ -150,37 +188,58 @@ class MilvusBackend(Backend):
         self = cls(client, uri, cls._name(uri, collection))
         self.n, self.dim = int(manifest["rows"]), int(manifest["dim"])
         have = set(client.list_collections())
+        if self.meta_collection in have:
+            self._create(self.meta_collection, *self._schema(0))  # a creation killed half-way is finished
+            if self.collection not in have and not self._get_meta(["manifest"]):
+                have.discard(self.meta_collection)  # killed before its first write: nobody's yet, start again
         if self.collection in have or self.meta_collection in have:
             old = self.manifest()
             if old.get("build", {}).get("key") != manifest["build"]["key"]:
                 what = "a finished index" if old.get("status") == "ready" else "an unfinished build"
                 raise BadInputError(f"collection {self.collection} at {uri} already holds {what} of another gallery, "
                                     f"model, embedding size or setting; choose another --collection (or drop it)")
-            return self, ("reuse" if old.get("status") == "ready" else "resume")
-        pymilvus = _client_module()
-        DataType = pymilvus.DataType
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            if old.get("status") == "ready":
+                return self, "reuse"
+            self._create(self.collection, *self._schema(self.dim))  # a build killed before it made it
+            return self, "resume"
+        self._create(self.meta_collection, *self._schema(0))
+        self._put("manifest", manifest)  # first: a collection without it is nobody's
+        self._create(self.collection, *self._schema(self.dim))
+        self._loaded = True
+        return self, "new"
+
+    def _schema(self, dim: int) -> tuple:
+        """(schema, index params) of the rows collection (dim: its vectors' size), or of the small
+        one (dim 0)."""
+        DataType = _client_module().DataType
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        params = self.client.prepare_index_params()
+        if not dim:
+            schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=256)
+            schema.add_field("value", DataType.VARCHAR, max_length=65535)
+            schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+            params.add_index("v", index_type="FLAT", metric_type="L2")
+            return schema, params
         schema.add_field("row", DataType.INT64, is_primary=True)
         schema.add_field("key", DataType.VARCHAR, max_length=4096)
         schema.add_field("model", DataType.INT16)
         schema.add_field("prev", DataType.INT16)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("old", DataType.FLOAT_VECTOR, dim=self.dim)
-        params = client.prepare_index_params()
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("old", DataType.FLOAT_VECTOR, dim=dim)
         params.add_index("vec", index_type="FLAT", metric_type="IP")
         params.add_index("old", index_type="FLAT", metric_type="IP")
-        meta = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        meta.add_field("name", DataType.VARCHAR, is_primary=True, max_length=256)
-        meta.add_field("value", DataType.VARCHAR, max_length=65535)
-        meta.add_field("v", DataType.FLOAT_VECTOR, dim=2)
-        meta_params = client.prepare_index_params()
-        meta_params.add_index("v", index_type="FLAT", metric_type="L2")
-        client.create_collection(self.meta_collection, schema=meta, index_params=meta_params,
-                                 consistency_level="Strong")
-        self._put("manifest", manifest)  # first: a collection without it is nobody's
-        client.create_collection(self.collection, schema=schema, index_params=params, consistency_level="Strong")
-        self._loaded = True
-        return self, "new"
+        return schema, params
+
+    def _create(self, name: str, schema, params) -> None:
+        """The collection with its indexes, loaded; each step only if it is not done yet (a build
+        killed between them finishes them). The indexes are created without pymilvus's wait for them
+        to be built (it polls every 0.5 s, 1.5 s a build for three indexes): an empty collection has
+        nothing to build, and rows added later are indexed as they come."""
+        if not self.client.has_collection(name):
+            self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        if not self.client.list_indexes(name):
+            self.client.create_index(name, params, sync=False)
+        self.client.load_collection(name)
 
     # -- the small collection --------------------------------------------------------------------------
     def _get_meta(self, names: list) -> dict:
@@ -269,12 +328,12 @@ class MilvusBackend(Backend):
         return int(got[0]["count(*)"]) if got else 0
 
     def counts(self) -> dict:
-        out = {}
-        for m in self.manifest()["models"]:
-            c = self._count(f"model == {int(m['code'])}")
-            if c:
-                out[int(m["code"])] = c
-        return out
+        """Rows per model: the newest model's by subtraction from the number of rows (an unfiltered
+        count is read from the segments; a filtered one scans every row on Milvus Lite)."""
+        codes = [int(m["code"]) for m in self.manifest()["models"]]
+        out = {c: self._count(f"model == {c}") for c in codes[:-1]}
+        out[codes[-1]] = self._count("") - sum(out.values())
+        return {c: k for c, k in out.items() if k}
 
     def stored_rows(self, code: int) -> int:
         return self._count(f"prev == {int(code)} and model != {int(code)}")
@@ -379,8 +438,19 @@ class MilvusBackend(Backend):
                  "prev": -1 if prev is None else int(prev[i]), "old": zero if old is None else old[i]}
                 for i in range(s, min(n, s + WRITE))])
 
-    def rows_present(self, lo: int, hi: int) -> int:
-        return self._count(f"row >= {int(lo)} and row < {int(hi)}")
+    def mark_written(self, what: str, part: int) -> None:
+        """Record that part `part` of a build or a copy is entirely upserted (called after its rows:
+        a kill between the two only makes a rerun upsert that part again)."""
+        self._put(f"{what}:{int(part)}", True)
+
+    def written(self, what: str, parts: int) -> set:
+        """The parts of `parts` recorded by mark_written: a rerun skips them. One read of the small
+        collection (a count of rows per part would scan the whole collection once per part)."""
+        names = [f"{what}:{i}" for i in range(parts)]
+        done = set()
+        for s in range(0, len(names), PAGE):
+            done.update(int(name.rsplit(":", 1)[1]) for name in self._get_meta(names[s:s + PAGE]))
+        return done
 
     def prune(self, code: int):
         expr = f"prev == {int(code)}"
@@ -441,7 +511,7 @@ class MilvusBackend(Backend):
             self.client.close()
         except Exception:  # already closed
             pass
-        if not _is_server(self.uri):
+        if not is_server(self.uri):
             from milvus_lite.server_manager import server_manager_instance
             server_manager_instance.release_server(self.uri)
 
