@@ -82,8 +82,14 @@ def test_backfill_killed_at_random_moments_resumes_with_no_row_lost_or_doubled(w
     rng = random.Random(1234)
     kills = 0
     for attempt in range(4):
+        done_before = read_state(idx.path)["counts"].get("1", 0)
         proc = start(argv, tmp_path / f"run{attempt}.txt", delay=0.12)
-        time.sleep(rng.uniform(0.4, 1.2))
+        # The kill lands at a random moment after the run's first commit (not before its work starts, nor
+        # after it ends, whatever the machine's load).
+        deadline = time.time() + LIMIT
+        while proc.is_alive() and read_state(idx.path)["counts"].get("1", 0) == done_before and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.15))
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1

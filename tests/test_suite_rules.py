@@ -28,6 +28,8 @@ def _called(node) -> set:
             name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
             if name == "run" and isinstance(f, ast.Attribute) and ast.unparse(f.value) == "subprocess":
                 name = "Popen"
+            if name == "start" and isinstance(f, ast.Attribute):
+                name = "start()"  # a thread's or a server's start method, not helpers.start's forked run
             names.add(name)
     return names
 
