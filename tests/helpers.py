@@ -414,7 +414,7 @@ def write_csv(path, header, rows):
 
 # -- the tools: every module of bct.tools but the shared CLI helpers, and those that write a file or a folder
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(bct.tools.__path__) if m.name != "common")
-WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "init_model", "make_synthetic",
+WRITERS = {"compare", "compat_matrix", "convert_checkpoint", "export", "extract_feat", "fastfill", "init_model", "make_synthetic",
            "pretrain", "report", "resize_images", "summarize", "test"}
 
 

@@ -243,3 +243,22 @@ def test_milvus_transform_backfill_by_uncertainty_and_rollback(world, tmp_path):
             idx.transform(save_transformation(tmp_path / "other", world["D"], world["B"])[0], world["B"])
     finally:
         idx.close()
+
+
+def test_the_fastfill_tool_trains_what_transform_serves(world, tmp_path, capsys):
+    """python -m bct.tools.fastfill trains h for a user's own pair of models; `index transform` serves it;
+    the same run again reuses the folder, a run of other settings is refused and changes nothing."""
+    from bct.tools import fastfill
+    argv = ["--old-model", world["A"], "--model", world["D"], "--out", str(tmp_path / "ff"),
+            "TRAIN.LIST_FILE", world["list"], "TRAIN.ROOT", world["root"], "FASTFILL.EPOCHS", "2",
+            "FASTFILL.HIDDEN", "16", "EVAL.INPUT_SIZE", "32", "EVAL.NUM_WORKERS", "0", "DEVICE", "cpu"]
+    path = fastfill.main(argv)
+    digest = file_digest(path)
+    idx = build(world, tmp_path / "idx")
+    code, out, err = tool(["transform", idx.path, "--transformation", path, "--model", world["D"]], capsys)
+    assert code == 0, err
+    assert (np.asarray(Index.open(idx.path).tags) != 0).all()  # every old row now serves h(old vector)
+    assert fastfill.main(argv) == path and file_digest(path) == digest
+    with pytest.raises(BadInputError, match="holds the transformation of other models, list or settings"):
+        fastfill.main(argv + ["FASTFILL.EPOCHS", "3"])  # the later value of a key wins
+    assert file_digest(path) == digest

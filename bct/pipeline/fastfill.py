@@ -19,7 +19,9 @@ from bct.utils.fileio import file_digest, write_json_atomic
 BATCH = 256
 
 
-def _key(cfg, old_path: str, new_path: str) -> dict:
+def transformation_key(cfg, old_path: str, new_path: str) -> dict:
+    """What a trained transformation is keyed by: the FASTFILL settings, the seed, the digests of both
+    checkpoints and of the training list, and the evaluation input size."""
     return {"fastfill": {k: cfg.FASTFILL[k] for k in cfg.FASTFILL}, "seed": cfg.SEED,
             "old": file_digest(old_path), "new": file_digest(new_path), "list": file_digest(cfg.TRAIN.LIST_FILE),
             "eval_input_size": cfg.EVAL.INPUT_SIZE}
@@ -33,7 +35,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
     from bct.models.transformation import RECORD, FastFillTransform, load_transformation
     from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 
-    key = _key(cfg, old_path, new_path)
+    key = transformation_key(cfg, old_path, new_path)
     weights, record = os.path.join(folder, "transformation.pth"), os.path.join(folder, RECORD)
     if os.path.isfile(record) and os.path.isfile(weights):
         with open(record) as f:
