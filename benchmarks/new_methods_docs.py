@@ -22,18 +22,15 @@ FOLDER = os.path.join(REPO, "docs", "results", "new_methods")
 TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
 INTRO = """# The methods published since AdvBCT on the synthetic benchmark
 
-`results.md`, `results.json`, `backfill.png` and `self_cross.png` were written by the comparison
-(`python -m bct.tools.compare --config-dir configs/synthetic --methods advbct,bt2,simplex,fastfill
---seeds {seeds} NUM_THREADS 1 TRAIN.EPOCHS 3 TRAIN.LR_SCHEDULER.MILESTONES [2]`) on a 2-core machine
-shared with six other jobs (the two PNGs redrawn from `results.json` by the comparison's own report
-code). **{n_seeds}, and a shortened recipe: 3 epochs (lr 0.1, ×0.1 after
-epoch 2) instead of the benchmark's 12**, because that is what the shared machine allowed; the old
-model, the oracle and AdvBCT were retrained with the same recipe so that the rows compare. These
-numbers are therefore not those of [../README.md](../README.md) (12 epochs, three seeds). The same
-pretrained start as the main benchmark. d-Simplex is scored against its own old model (trained with
-the same fixed classifier, 899 dimensions); FastFill's new model is the oracle's, its cross-test
-searches the transformed old gallery. Methods and their differences from the authors' code:
-[../../method.md](../../method.md). This file is generated from `results.json` by
+`results.md`, `results.json`, `backfill.png` and `self_cross.png` were written by
+`bash scripts/benchmark.sh --methods advbct,bt2,simplex,fastfill --seeds {seeds}`, the benchmark's own
+recipe (the shared pretrained start, 12 epochs for every model), on an otherwise idle 2-core machine:
+{n_seeds}. The old model, the oracle and AdvBCT were trained in the same run, so the rows compare;
+[../README.md](../README.md) holds the paper's methods from another run of the same recipe (CPU
+training repeats exactly on one machine, not across machines). d-Simplex is scored against its own old
+model (trained with the same fixed classifier, 899 dimensions); FastFill's new model is the oracle's,
+its cross-test searches the transformed old gallery. Methods and their differences from the authors'
+code: [../../method.md](../../method.md). This file is generated from `results.json` by
 `python benchmarks/new_methods_docs.py`.
 """
 

@@ -10,6 +10,7 @@ Results files (paths relative to the repository):
   the chains of model generations;
 - docs/results/demo.json: the demo (scripts/demo.sh, seed 1234) as two machines ran it;
 - docs/results/own_images.json: scripts/own.sh on scikit-learn's digits (benchmarks/own_digits.py).
+- docs/results/new_methods/results.json: the newer methods beside AdvBCT (README.md's summary).
 
 A generated block of a doc is the text between a line ``<!-- generated: NAME ... -->`` and the next
 ``<!-- /generated -->``; BLOCKS lists the blocks of each doc. Everything else in the docs is
@@ -35,6 +36,7 @@ BENCH = "docs/results/results.json"
 GENERATIONS = "docs/results/generations/results.json"
 DEMO = "docs/results/demo.json"
 OWN = "docs/results/own_images.json"
+NEW_METHODS = "docs/results/new_methods/results.json"
 
 SETS = ["rparis6k", "roxford5k", "gldv2"]
 SET_TITLES = {"rparis6k": "RParis", "roxford5k": "ROxford", "gldv2": "GLDv2"}
@@ -46,7 +48,7 @@ MINUS = "\u2212"
 
 # doc -> the blocks it holds, in order
 BLOCKS = {
-    "README.md": ["readme-results"],
+    "README.md": ["readme-new-methods", "readme-results"],
     "docs/results/README.md": ["results-table", "criterion-table", "demo-table"],
     "docs/generations.md": ["generations-table"],
     "docs/own_images.md": ["own-images-runs"],
@@ -64,7 +66,8 @@ def load(repo: str = REPO) -> dict:
 
     gens = read(GENERATIONS)
     chains = {c: read(f"docs/results/generations/{c}/compat_matrix.json") for c in gens["chains"]}
-    return {"bench": read(BENCH), "generations": gens, "chains": chains, "demo": read(DEMO), "own": read(OWN)}
+    return {"bench": read(BENCH), "generations": gens, "chains": chains, "demo": read(DEMO), "own": read(OWN),
+            "new_methods": read(NEW_METHODS)}
 
 
 def mean_sd(values) -> tuple:
@@ -224,7 +227,18 @@ def block_own_images_runs(res: dict) -> str:
                    "BCT criterion", "cross \u2212 old self", "wall time"], rows)
 
 
-RENDER = {"results-table": block_results_table, "criterion-table": block_criterion_table,
+def block_readme_new_methods(res: dict) -> str:
+    """README.md: the newer methods' run beside AdvBCT, P_up, P_comp and P_1 (mean ± std over its seeds)."""
+    run_ = res["new_methods"]
+    lines = [f"| Method ({len(run_['per_seed'])} seeds, x100) | P_up | P_comp | P_1 |", "|---|---|---|---|"]
+    for m, entry in run_["aggregate"]["methods"].items():
+        sc = entry["scores"]
+        lines.append(f"| {method_title(m)} | " + " | ".join(f"{sc[k][0]:.2f} ± {sc[k][1]:.2f}"
+                                                            for k in SCORES) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RENDER = {"readme-new-methods": block_readme_new_methods, "results-table": block_results_table, "criterion-table": block_criterion_table,
           "demo-table": block_demo_table, "readme-results": block_readme_results,
           "generations-table": block_generations_table, "own-images-runs": block_own_images_runs}
 
