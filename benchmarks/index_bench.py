@@ -410,23 +410,31 @@ def part_backends(args, work: str) -> dict:
         with open(lst, "w") as f:
             f.writelines(f"{i} 0\n" for i in ids_img[:m])
         kw = dict(list_path=lst, root=jpg, batch_size=args.batch_size, workers=args.workers, device="cpu",
-                  progress=False)
-        runs = {"files": [], "milvus": []}
+                  progress=False, input_size=args.backend_input_size)
+        # Each build is followed by a whole backfill of the same images with the new model (--models' first).
+        new_model = next(iter(args.models.values()))
+        runs = {(step, name): [] for step in ("build", "backfill") for name in ("files", "milvus")}
         for rep in range(args.reps):  # alternated, each into a new folder / Lite file; best of --reps
             for name in ("files", "milvus") if rep % 2 == 0 else ("milvus", "files"):
                 folder = os.path.join(work, f"backend_{name}_img{rep}" + (".db" if name == "milvus" else ""))
                 where = {"backend": "milvus", "uri": folder} if name == "milvus" else {}
                 t = time.time()
-                Index.build(folder if name == "files" else "images", args.old, **kw, **where).store.close()
-                runs[name].append(m / (time.time() - t))
+                idx = Index.build(folder if name == "files" else "images", args.old, **kw, **where)
+                runs["build", name].append(m / (time.time() - t))
+                t = time.time()
+                idx.backfill(new_model, force=True, **kw)
+                runs["backfill", name].append(m / (time.time() - t))
+                idx.store.close()
                 shutil.rmtree(folder, ignore_errors=True)
-        for name, rates in runs.items():
-            out[f"{name}_build_images_per_s"] = max(rates)
-            out[f"{name}_build_images_per_s_runs"] = rates
-        out["milvus_over_files_build_images"] = out["milvus_build_images_per_s"] / out["files_build_images_per_s"]
-        log(f"build from {m} images (best of {args.reps}): files {out['files_build_images_per_s']:.1f} images/s, "
-            f"Milvus Lite {out['milvus_build_images_per_s']:.1f} images/s "
-            f"({100 * out['milvus_over_files_build_images']:.0f} % of files)")
+        for step in ("build", "backfill"):
+            for name in ("files", "milvus"):
+                out[f"{name}_{step}_images_per_s"] = max(runs[step, name])
+                out[f"{name}_{step}_images_per_s_runs"] = runs[step, name]
+            ratio = out[f"milvus_{step}_images_per_s"] / out[f"files_{step}_images_per_s"]
+            out[f"milvus_over_files_{step}_images"] = ratio
+            out["input_size"] = args.backend_input_size or "the checkpoints'"
+            log(f"{step} of {m} images at input size {out['input_size']} (best of {args.reps}): files {out[f'files_{step}_images_per_s']:.1f} images/s, "
+                f"Milvus Lite {out[f'milvus_{step}_images_per_s']:.1f} images/s ({100 * ratio:.0f} % of files)")
     vec_path = os.path.join(work, "backend_vectors.npy")
     arr = np.lib.format.open_memmap(vec_path, mode="w+", dtype=np.float32, shape=(n, 256))
     s = 0
@@ -595,6 +603,8 @@ def build_parser():
                    help="rows of the backends part (Milvus Lite beside the files backend)")
     p.add_argument("--backend-images", type=common.nonneg_int, default=2048,
                    help="images built into each backend, --reps times alternated (0: skip)")
+    p.add_argument("--backend-input-size", type=common.nonneg_int, default=0,
+                   help="input size of the backends part's image builds and backfills (default 0: the checkpoints')")
     p.add_argument("--backend-list", default="", type=common.existing_file,
                    help="image list of those images (default: roxford5k of --data)")
     p.add_argument("--hnsw-rows", type=common.nonneg_int, default=50_000, help="rows of the HNSW measurement (0: skip)")

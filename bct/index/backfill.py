@@ -16,6 +16,7 @@ partial backfill keeps the old row size; its full embedding needs an index built
 """
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -87,8 +88,11 @@ def _resolve_order(index, info, order: str) -> str:
                             f"transform` with a FastFill transformation to this model first)")
     if order:
         return order
+    transformed = _transformed_into(index, info)
+    if not transformed:  # no count needed (a count is a scan on some backends)
+        return "random"
     counts = index.store.counts()
-    return "uncertainty" if any(counts.get(m.code) for m in _transformed_into(index, info)) else "random"
+    return "uncertainty" if any(counts.get(m.code) for m in transformed) else "random"
 
 
 def _plan(index, info, code: int, order: str, seed: int) -> np.ndarray:
@@ -97,7 +101,9 @@ def _plan(index, info, code: int, order: str, seed: int) -> np.ndarray:
                                 if order == "uncertainty" else str(seed))
     plan = index.store.load_plan(key, index.n)
     if plan is None:
-        plan = plan_order(order, index.store.vectors(), seed, uncertainty=uncertainty)
+        # Only the distinct order reads the vectors; the others need the row count alone.
+        vectors = index.store.vectors() if order == "distinct" else np.empty((index.n, 0), np.float32)
+        plan = plan_order(order, vectors, seed, uncertainty=uncertainty)
         index.store.save_plan(key, plan)
     return plan
 
@@ -250,19 +256,35 @@ def _embed_rows(index, store, net, code, rows, root, batch_size, step, workers, 
     batch = 1 if net.resize == "aspect" else batch_size
     batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
     got_rows, got_vecs, pending = [], [], 0
-    for index_rows, feats, _ in embed_batches(net, dataset, batches, device, workers, amp):
-        finite_rows(feats, f"backfill: model {net.source_path if hasattr(net, 'source_path') else ''} gave",
-                    index.ids(index_rows))
-        got_rows.append(index_rows)
-        got_vecs.append(fit_rows(feats, index.dim))
-        pending += len(index_rows)
-        if pending >= step:
-            store.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
-            bar.update(pending)
-            got_rows, got_vecs, pending = [], [], 0
-    if pending:
-        store.commit(np.concatenate(got_rows), code, np.concatenate(got_vecs))
-        bar.update(pending)
+    # Each step is committed in one background thread while the next step's images are embedded: the
+    # commits stay one at a time and in order (a step is handed over only once the one before it is
+    # committed), so a kill leaves exactly what the serial loop would; an error waits for the commit
+    # in flight before the writer lets go.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bct-commit") as pool:
+        flight = None
+
+        def hand_over(part_rows, part_vecs):
+            nonlocal flight
+            if flight is not None:
+                flight.result()
+            flight = pool.submit(store.commit, part_rows, code, part_vecs)
+            flight.add_done_callback(lambda f, n=len(part_rows): bar.update(n) if f.exception() is None else None)
+
+        try:
+            for index_rows, feats, _ in embed_batches(net, dataset, batches, device, workers, amp):
+                finite_rows(feats, f"backfill: model {net.source_path if hasattr(net, 'source_path') else ''} gave",
+                            lambda index_rows=index_rows: index.ids(index_rows))
+                got_rows.append(index_rows)
+                got_vecs.append(fit_rows(feats, index.dim))
+                pending += len(index_rows)
+                if pending >= step:
+                    hand_over(np.concatenate(got_rows), np.concatenate(got_vecs))
+                    got_rows, got_vecs, pending = [], [], 0
+            if pending:
+                hand_over(np.concatenate(got_rows), np.concatenate(got_vecs))
+        finally:
+            if flight is not None:
+                flight.result()
 
 
 def _default_rollback_target(index, counts: dict) -> int:

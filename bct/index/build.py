@@ -25,9 +25,11 @@ from bct.utils.fileio import atomic_path, reserve
 
 
 def finite_rows(vectors, what: str, ids) -> None:
-    """One line naming the first row that holds NaN or inf (such a row could never be found)."""
+    """One line naming the first row that holds NaN or inf (such a row could never be found). `ids`: the
+    rows' image ids, or a function that reads them (only called for the message)."""
     bad = np.flatnonzero(~np.isfinite(np.asarray(vectors)).all(axis=1))
     if bad.size:
+        ids = ids() if callable(ids) else ids
         raise BadInputError(f"{what} NaN or inf for {bad.size} rows (first: {ids[int(bad[0])]!r}); such rows could "
                             f"never be found: nothing was written")
 

@@ -93,7 +93,7 @@ def transform(index, transformation, model, *, step_rows: int = 4096, progress=N
 
         def estimate(part):
             est, sigma2 = h.transform(store.vectors(part))
-            finite_rows(np.concatenate([est, sigma2[:, None]], 1), f"transform: {path} gave", index.ids(part))
+            finite_rows(np.concatenate([est, sigma2[:, None]], 1), f"transform: {path} gave", lambda: index.ids(part))
             return fit_rows(est, index.dim), sigma2
 
         sigma2 = np.zeros(len(todo), np.float32)
