@@ -385,3 +385,40 @@ def test_a_build_killed_while_creating_its_collections_starts_or_resumes(tmp_pat
     assert how == "resume" and sorted(store.client.list_collections()) == ["g", "g__bct"]
     store.write_rows(0, ["a", "b", "c"], np.eye(3, 8, dtype=np.float32))
     assert store._count("") == 3 and store.manifest()["build"]["key"] == "k"
+
+
+def test_a_server_failing_mid_backfill_gets_one_line_and_a_rerun_goes_on(world, tmp_path, capsys, monkeypatch):
+    """A Milvus error in the middle of a command (the server went away) is one line that says to rerun;
+    the steps committed before it are whole, and the rerun finishes the backfill."""
+    from pymilvus.exceptions import MilvusException
+
+    from bct.index.backends.milvus import MilvusBackend
+    uri = str(tmp_path / "f.db")
+    Index.build("gallery", world["A"], list_path=world["list"], root=world["root"], batch_size=4, workers=0,
+                progress=False, backend="milvus", uri=uri).close()
+    real, calls = MilvusBackend.commit, []
+
+    def failing(self, rows, target, vectors):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise MilvusException(code=2, message="server closed the connection")
+        return real(self, rows, target, vectors)
+    monkeypatch.setattr(MilvusBackend, "commit", failing)
+    argv = ["backfill", "gallery", "--backend", "milvus", "--uri", uri, "--model", world["B"], "--step-rows", "4",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+    code, _, err = tool(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "failed during `backfill`" in lines[0] and "rerun" in lines[0], err
+    idx = Index.open("gallery", backend="milvus", uri=uri)
+    tags, vecs = np.asarray(idx.tags), np.asarray(idx.vectors)
+    new = tags == idx.model("B").code
+    assert new.sum() == 8  # the two steps committed before the failure, whole
+    np.testing.assert_allclose(vecs[new], world["feats"]["B"][new], atol=1e-6)
+    np.testing.assert_allclose(vecs[~new], world["feats"]["A"][~new], atol=1e-6)
+    idx.close()
+    monkeypatch.setattr(MilvusBackend, "commit", real)
+    code, _, err = tool(argv, capsys)
+    assert code == 0, err
+    done = Index.open("gallery", backend="milvus", uri=uri)
+    assert (np.asarray(done.tags) == done.model("B").code).all()
+    np.testing.assert_allclose(np.asarray(done.vectors), world["feats"]["B"], atol=1e-6)

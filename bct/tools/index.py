@@ -252,8 +252,34 @@ def _build_from_vectors_file(args, where) -> dict:
     return dict(res, images_per_s=0.0)
 
 
+def _service_error(error: BaseException):
+    """A Milvus or gRPC error raised in the middle of a command (the server went away, a timeout), or None
+    for any other error."""
+    kinds = []
+    if sys.modules.get("pymilvus") is not None:
+        from pymilvus.exceptions import MilvusException
+        kinds.append(MilvusException)
+    if sys.modules.get("grpc") is not None:
+        import grpc
+        kinds.append(grpc.RpcError)
+    return error if kinds and isinstance(error, tuple(kinds)) else None
+
+
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return _main(args)
+    except Exception as e:
+        if _service_error(e) is None:
+            raise
+        from bct.index.backends.milvus import _short
+        where = f"--uri {args.uri}" if getattr(args, "uri", "") else "Milvus"
+        raise BadInputError(f"{where}: the Milvus server failed during `{args.command}` ({type(e).__name__}: "
+                            f"{_short(e)}); every step committed before it is whole: when the server answers "
+                            f"again, rerun the same command to go on") from None
+
+
+def _main(args):
     from bct.utils.logger import setup_logger
     if args.command == "build":
         from bct.index.build import build_index
