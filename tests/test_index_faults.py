@@ -196,3 +196,39 @@ def test_torchrun_build_writes_one_shard_set_per_rank(world, tmp_path):
     assert idx.ids(range(idx.n)) == world["paths"]
 
 
+
+
+def _rank_refusing(rank, port, out):
+    import torch.distributed as dist
+
+    from bct.index.build import on_every_rank
+    from bct.utils.errors import BadInputError
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+
+    def connect():
+        if rank == 1:
+            raise BadInputError("--uri http://db:19530: cannot reach a Milvus server there")
+        return "connected"
+    try:
+        result = on_every_rank(connect)
+    except BadInputError as e:
+        result = f"error: {e}"
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(result)
+    dist.destroy_process_group()
+
+
+def test_a_rank_that_cannot_connect_stops_every_rank_with_its_line(tmp_path):
+    """Rank 0 connected, rank 1 could not: both end with rank 1's one line at once, none waits for the
+    distributed timeout."""
+    port = _free_port()
+    procs = [FORK.Process(target=_rank_refusing, args=(r, port, str(tmp_path))) for r in range(2)]
+    t = time.time()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(LIMIT)
+    assert all(p.exitcode == 0 for p in procs) and time.time() - t < 60
+    assert open(tmp_path / "rank1.txt").read() == "error: --uri http://db:19530: cannot reach a Milvus server there"
+    assert open(tmp_path / "rank0.txt").read() == \
+        "error: rank 1: --uri http://db:19530: cannot reach a Milvus server there"

@@ -178,6 +178,26 @@ def _from_rank_zero(fn):
     return value
 
 
+def on_every_rank(fn):
+    """Every rank runs `fn`; when it raised BadInputError on any rank, every rank raises that one line
+    (the first failing rank's, named when it is another rank), so that no rank waits at a collective
+    for a rank that has given up."""
+    try:
+        out, err = fn(), None
+    except BadInputError as e:
+        out, err = None, str(e)
+    errors = [err]
+    if get_world_size() > 1:
+        import torch.distributed as dist
+        errors = [None] * get_world_size()
+        dist.all_gather_object(errors, err)
+    bad = [(r, e) for r, e in enumerate(errors) if e]
+    if bad:
+        r, e = bad[0]
+        raise BadInputError(e if get_world_size() == 1 or r == get_rank() else f"rank {r}: {e}")
+    return out
+
+
 def rank_chunks(missing: list, rank: int, world: int) -> list:
     """The chunks rank `rank` of `world` embeds, one per round (None where it has none that round):
     chunk missing[j * world + rank] in round j, so the ranks' rows are disjoint and cover `missing`."""
@@ -209,9 +229,9 @@ def _build_into_collection(manifest, ids, net, source, n, dim, chunk_rows, n_chu
     how, missing = _from_rank_zero(create)
     if how == "reuse":
         return
-    store = made.get("store")
-    if store is None and not relay:
-        store, _ = _milvus_create(uri, token, collection, manifest)
+    # On a server every rank connects; a rank that cannot is one line on every rank.
+    store = on_every_rank(lambda: made.get("store") or (None if relay else
+                                                        _milvus_create(uri, token, collection, manifest)[0]))
     put = collection_writer(store, ids, chunk_rows, n)
     write = _relay_to_rank_zero(put, rank, world) if relay else put
     embed_and_write(net, image_dataset(source["root"], ids, net, skip_bad=skip_bad, list_name="the gallery list"),
