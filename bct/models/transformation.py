@@ -19,6 +19,7 @@ import torch.nn as nn
 from bct.utils.errors import BadInputError
 
 RECORD = "transformation.json"
+WEIGHTS = "transformation.pth"
 
 
 class FastFillTransform(nn.Module):

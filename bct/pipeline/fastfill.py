@@ -14,6 +14,7 @@ import os
 import numpy as np
 import torch
 
+from bct.utils.errors import BadInputError
 from bct.utils.fileio import file_digest, write_json_atomic
 
 BATCH = 256
@@ -27,21 +28,37 @@ def transformation_key(cfg, old_path: str, new_path: str) -> dict:
             "eval_input_size": cfg.EVAL.INPUT_SIZE}
 
 
-def train_transformation(cfg, old_path: str, new_path: str, folder: str, device="cpu", logger=None):
-    """The transformation of the (old, new) checkpoints, trained into ``folder`` or reused from it."""
+def _held_key(record: str):
+    """The key a record file holds, or None when it is unreadable."""
+    try:
+        with open(record) as f:
+            return json.load(f).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def train_transformation(cfg, old_path: str, new_path: str, folder: str, device="cpu", logger=None,
+                         refuse_flag: str = ""):
+    """The transformation of the (old, new) checkpoints, trained into ``folder`` or reused from it.
+    ``folder`` holding the transformation of another key is trained over, or, with ``refuse_flag`` (the
+    flag that named the folder), refused in one line."""
     from bct.data.lists import read_image_list
     from bct.evaluation.extract import embed_images
     from bct.losses.fastfill import fastfill_loss
-    from bct.models.transformation import RECORD, FastFillTransform, load_transformation
+    from bct.models.transformation import RECORD, WEIGHTS, FastFillTransform, load_transformation
     from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 
     key = transformation_key(cfg, old_path, new_path)
-    weights, record = os.path.join(folder, "transformation.pth"), os.path.join(folder, RECORD)
-    if os.path.isfile(record) and os.path.isfile(weights):
-        with open(record) as f:
-            stored = json.load(f)
-        if stored.get("key") == key:
+    weights, record = os.path.join(folder, WEIGHTS), os.path.join(folder, RECORD)
+    if os.path.isfile(record):
+        held = _held_key(record)
+        if held == key and os.path.isfile(weights):
+            if logger is not None:
+                logger.info(f"[fastfill] reusing the transformation in {folder} (same models, list and settings)")
             return load_transformation(weights, "kept transformation")[0]
+        if held != key and refuse_flag:
+            raise BadInputError(f"{refuse_flag} {folder} holds the transformation of other models, list or settings "
+                                f"({record}); give another {refuse_flag}, or delete that folder")
     old_model = model_from_checkpoint(read_model_checkpoint(old_path, "old model"), old_path, device)
     new_model = model_from_checkpoint(read_model_checkpoint(new_path, "new model"), new_path, device)
     rel, labels = read_image_list(cfg.TRAIN.LIST_FILE, cfg.TRAIN.ROOT)

@@ -9,7 +9,6 @@ FASTFILL.DISC_WEIGHT, seeded by SEED. DIR gets transformation.pth and transforma
 of both checkpoints and of the list, and the settings). DIR holding the transformation of the same
 models, list and settings is reused; of others, refused (give another --out).
 """
-import json
 import os
 
 from bct.tools.common import (add_overrides, existing_file, output_dir, parser, refuse_overlap, run, setup)
@@ -28,27 +27,16 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg, device, logger = setup(args)
-    from bct.models.transformation import RECORD
-    from bct.pipeline.fastfill import train_transformation, transformation_key
+    from bct.models.transformation import WEIGHTS
+    from bct.pipeline.fastfill import train_transformation
 
     if not cfg.TRAIN.LIST_FILE or not os.path.isfile(cfg.TRAIN.LIST_FILE):
         raise BadInputError(f"TRAIN.LIST_FILE {cfg.TRAIN.LIST_FILE or '(empty)'} is not a file: the transformation "
                             "learns from the images of the new model's training list (set it in --cfg or as KEY VALUE)")
     refuse_overlap([("--out", args.out)], [("--old-model", args.old_model), ("--model", args.model),
                                            ("TRAIN.LIST_FILE", cfg.TRAIN.LIST_FILE)])
-    record = os.path.join(args.out, RECORD)
-    if os.path.isfile(record):
-        try:
-            with open(record) as f:
-                held = json.load(f).get("key")
-        except (OSError, ValueError, AttributeError):
-            held = None
-        if held != transformation_key(cfg, args.old_model, args.model):
-            raise BadInputError(f"--out {args.out} holds the transformation of other models, list or settings "
-                                f"({record}); give another --out, or delete that folder")
-        logger.info(f"[fastfill] reusing the transformation in {args.out} (same models, list and settings)")
-    train_transformation(cfg, args.old_model, args.model, args.out, device, logger)
-    path = os.path.join(args.out, "transformation.pth")
+    train_transformation(cfg, args.old_model, args.model, args.out, device, logger, refuse_flag="--out")
+    path = os.path.join(args.out, WEIGHTS)
     logger.info(f"[fastfill] transformation {path}; serve it with: python -m bct.tools.index transform INDEX "
                 f"--transformation {path} --model {args.model}")
     return path
