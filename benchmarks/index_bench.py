@@ -19,9 +19,10 @@ Parts:
   rows of that index, against the same search on the idle index.
 - ann: recall@100 against exact search and time of IVF (several nprobe) and HNSW.
 - backends (not in the default --parts; needs pymilvus and milvus-lite): the files backend beside
-  the Milvus backend on Milvus Lite. Rows/s of a build from images (the same --backend-images
-  images and model, the two alternated --reps times, best of each; pymilvus imported before the
-  clocks start) and of a build with vectors given (--milvus-rows x 256, no embedding); 1,000 queries
+  the Milvus backend on Milvus Lite. Images/s of a build from images and of a whole backfill of
+  it with the first --models model (the same --backend-images images at --backend-input-size, the
+  two backends alternated --reps times, best of each; pymilvus imported before the clocks start),
+  rows/s of a build with vectors given (--milvus-rows x 256, no embedding); 1,000 queries
   top-100 exact over those rows through each backend and raw faiss, each in a fresh process: its
   search time, and the peak resident memory of that process plus that of its child processes (a
   Milvus Lite that runs as a server process; milvus-lite 3 runs inside the process and has none).
@@ -354,9 +355,10 @@ else:
     idx.search(q, k=int(sys.argv[4]), model=idx.models()[0].name)
 search = time.time() - t
 kids = children_peak_rss()  # before the index is closed: a Milvus Lite that runs as a server process is still up
+peak = rss("VmHWM")
 print(json.dumps({"search_s": search, "open_s": opened if sys.argv[1] != "faiss" else 0.0,
-                  "peak_rss_mib": rss("VmHWM"), "children": kids[0], "children_peak_rss_mib": kids[1],
-                  "total_peak_rss_mib": rss("VmHWM") + kids[1]}))
+                  "peak_rss_mib": peak, "children": kids[0], "children_peak_rss_mib": kids[1],
+                  "total_peak_rss_mib": peak + kids[1]}))
 """
 
 
@@ -426,13 +428,13 @@ def part_backends(args, work: str) -> dict:
                 runs["backfill", name].append(m / (time.time() - t))
                 idx.store.close()
                 shutil.rmtree(folder, ignore_errors=True)
+        out["input_size"] = args.backend_input_size or "the checkpoints'"
         for step in ("build", "backfill"):
             for name in ("files", "milvus"):
                 out[f"{name}_{step}_images_per_s"] = max(runs[step, name])
                 out[f"{name}_{step}_images_per_s_runs"] = runs[step, name]
             ratio = out[f"milvus_{step}_images_per_s"] / out[f"files_{step}_images_per_s"]
             out[f"milvus_over_files_{step}_images"] = ratio
-            out["input_size"] = args.backend_input_size or "the checkpoints'"
             log(f"{step} of {m} images at input size {out['input_size']} (best of {args.reps}): files {out[f'files_{step}_images_per_s']:.1f} images/s, "
                 f"Milvus Lite {out[f'milvus_{step}_images_per_s']:.1f} images/s ({100 * ratio:.0f} % of files)")
     vec_path = os.path.join(work, "backend_vectors.npy")
