@@ -332,8 +332,8 @@ def save_transformation(folder, old_path, new_path, old_dim=64, new_dim=64, seed
     `tied`: every row gets the same uncertainty. Returns (path, the transformation in eval mode)."""
     import torch
 
-    from bct.models.transformation import RECORD, FastFillTransform
-    from bct.utils.fileio import file_digest, write_json_atomic
+    from bct.models.transformation import FastFillTransform, save_transformation
+    from bct.utils.fileio import file_digest
 
     torch.manual_seed(seed)
     h = FastFillTransform(old_dim, new_dim, hidden)
@@ -343,12 +343,8 @@ def save_transformation(folder, old_path, new_path, old_dim=64, new_dim=64, seed
             bn.running_var.uniform_(0.5, 2.0)
         if tied:
             h.log_var.weight.zero_()
-    os.makedirs(str(folder), exist_ok=True)
-    path = os.path.join(str(folder), "transformation.pth")
-    torch.save(h.state_dict(), path)
-    write_json_atomic(os.path.join(str(folder), RECORD),
-                      {"key": {"old": file_digest(old_path), "new": file_digest(new_path), "seed": seed},
-                       "dims": h.dims})
+    path = save_transformation(h, str(folder), {"old": file_digest(old_path), "new": file_digest(new_path),
+                                                "seed": seed})
     return path, h.eval()
 
 

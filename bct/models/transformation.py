@@ -8,7 +8,7 @@ Two hidden layers of ``hidden`` units with BatchNorm and ReLU feed two linear he
 the log-variance. The loss is bct.losses.fastfill.fastfill_loss; training is bct.pipeline.fastfill,
 which keeps the weights as ``transformation.pth`` (a state dict) beside ``transformation.json``
 (RECORD: {"key": {..., "old": old checkpoint digest, "new": new checkpoint digest}, "dims": the
-constructor's arguments}); `load_transformation` reads that pair back.
+constructor's arguments}); `save_transformation` writes that pair and `load_transformation` reads it back.
 """
 import json
 import os
@@ -52,6 +52,19 @@ class FastFillTransform(nn.Module):
         if not est:
             return np.zeros((0, self.dims["new_dim"]), np.float32), np.zeros(0, np.float32)
         return torch.cat(est).numpy().astype(np.float32), torch.cat(var).numpy().astype(np.float32)
+
+
+def save_transformation(h: FastFillTransform, folder: str, key: dict) -> str:
+    """Write `h` as WEIGHTS and its RECORD ({"key": key, "dims": h.dims}) into `folder`, the weights
+    first and each file whole; returns the weights' path (what load_transformation reads)."""
+    from bct.utils.fileio import atomic_path, write_json_atomic
+
+    os.makedirs(folder, exist_ok=True)
+    weights = os.path.join(folder, WEIGHTS)
+    with atomic_path(weights) as tmp:
+        torch.save(h.state_dict(), tmp)
+    write_json_atomic(os.path.join(folder, RECORD), {"key": key, "dims": h.dims})
+    return weights
 
 
 def load_transformation(path: str, what: str = "--transformation"):

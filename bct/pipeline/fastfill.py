@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bct.utils.errors import BadInputError
-from bct.utils.fileio import file_digest, write_json_atomic
+from bct.utils.fileio import file_digest
 
 BATCH = 256
 
@@ -45,7 +45,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
     from bct.data.lists import read_image_list
     from bct.evaluation.extract import embed_images
     from bct.losses.fastfill import fastfill_loss
-    from bct.models.transformation import RECORD, WEIGHTS, FastFillTransform, load_transformation
+    from bct.models.transformation import RECORD, WEIGHTS, FastFillTransform, load_transformation, save_transformation
     from bct.models.loading import model_from_checkpoint, read_model_checkpoint
 
     key = transformation_key(cfg, old_path, new_path)
@@ -90,10 +90,7 @@ def train_transformation(cfg, old_path: str, new_path: str, folder: str, device=
         if logger is not None and (epoch + 1) % 10 == 0:
             logger.info(f"[fastfill] epoch {epoch + 1}/{cfg.FASTFILL.EPOCHS}: " +
                         ", ".join(f"{k} {v:.4f}" for k, v in totals.items()))
-    os.makedirs(folder, exist_ok=True)
-    torch.save(h.state_dict(), weights + ".tmp")
-    os.replace(weights + ".tmp", weights)
-    write_json_atomic(record, {"key": key, "dims": h.dims})
+    save_transformation(h, folder, key)
     return h.eval()
 
 
