@@ -66,6 +66,7 @@ bct_env ARCH resnet18
 bct_env PRETRAINED True
 bct_env PREPARE_ARGS ""
 bct_env START ""
+bct_start "old pretext random" "scripts/own.sh"
 # A refused step's advice names this command's knobs, not the inner tool's flags.
 export BCT_RERUN_HINT="give another name (bash scripts/own.sh ${SRC_ARG} <other name> ...) or start over with FRESH=1 (removes output/own/${NAME})"
 CFG=configs/own
@@ -103,8 +104,7 @@ print(t['root']); print(t['old_num_classes']); print(t['new_num_classes']); prin
 step 2 "starting weights of ${ARCH}"
 # OLD_START / NEW_START: each model's start; NEW_FROM_OLD=1: the new model starts from the old model.
 NEW_FROM_OLD=0
-if [ "${PRETRAINED}" = False ] || [ "${PRETRAINED}" = 0 ]; then
-  START=${START:-old}
+if [ "${OFFLINE}" = 1 ]; then
   OLD_START=(OLD_MODEL.PRETRAINED False)
   case "${START}" in
     random) NEW_START=(NEW_MODEL.PRETRAINED False); echo "random weights (PRETRAINED=False START=random)";;
@@ -128,11 +128,7 @@ if not os.path.isfile(sys.argv[2]) or open(sys.argv[2], encoding='utf-8').read()
         TRAIN.LIST_FILE "${PRETEXT_LIST}" OLD_MODEL.NUM_CLASSES "${NUM_PRETEXT}" "$@"
       OLD_START=(OLD_MODEL.PRETRAINED True OLD_MODEL.PRETRAINED_PATH "${PRETEXT}")
       NEW_START=(NEW_MODEL.PRETRAINED True NEW_MODEL.PRETRAINED_PATH "${PRETEXT}");;
-    *) echo "error: START=${START}: expected old, pretext or random (with PRETRAINED=False)" >&2; exit 2;;
   esac
-elif [ -n "${START}" ]; then
-  echo "error: START=${START} is for PRETRAINED=False (without ImageNet weights); drop it or set PRETRAINED=False" >&2
-  exit 2
 elif [ -n "${WEIGHTS}" ]; then
   OLD_START=(OLD_MODEL.PRETRAINED_PATH "${WEIGHTS}"); NEW_START=(NEW_MODEL.PRETRAINED_PATH "${WEIGHTS}")
   echo "local weights ${WEIGHTS}"

@@ -15,19 +15,14 @@ bct_env PRETRAINED True
 bct_env START ""
 FLAGS=(); while [ $# -gt 0 ] && [[ "$1" == --* ]]; do FLAGS+=("$1"); shift; done
 source "$(dirname "$0")/launch.sh"
+bct_start "old random" "the train scripts"
 START_ARGS=()
-if [[ "${PRETRAINED}" =~ ^(False|false|0)$ ]]; then
-  case "${START:-old}" in
-    old) START_FILE=$($PYTHON -m bct.tools.pretrain --old-start --cfg "${CONFIG}" "$@" | tail -n 1)
-         START_ARGS=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED True NEW_MODEL.PRETRAINED_PATH "${START_FILE}")
-         echo "new model from the old model's backbone ${START_FILE} (PRETRAINED=False START=old)";;
-    random) START_ARGS=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED False)
-            echo "new model from random weights (PRETRAINED=False START=random)";;
-    *) echo "error: START=${START}: the train scripts take old or random; pretext (a start trained on the images without labels) is scripts/own.sh's" >&2
-       exit 2;;
-  esac
-elif [ -n "${START}" ]; then
-  echo "error: START=${START} is for PRETRAINED=False (without ImageNet weights); drop it or set PRETRAINED=False" >&2
-  exit 2
+if [ "${OFFLINE}" = 1 ] && [ "${START}" = old ]; then
+  START_FILE=$($PYTHON -m bct.tools.pretrain --old-start --cfg "${CONFIG}" "$@" | tail -n 1)
+  START_ARGS=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED True NEW_MODEL.PRETRAINED_PATH "${START_FILE}")
+  echo "new model from the old model's backbone ${START_FILE} (PRETRAINED=False START=old)"
+elif [ "${OFFLINE}" = 1 ]; then
+  START_ARGS=(OLD_MODEL.PRETRAINED False NEW_MODEL.PRETRAINED False)
+  echo "new model from random weights (PRETRAINED=False START=random)"
 fi
 launch bct.tools.train --cfg "${CONFIG}" ${FLAGS[@]+"${FLAGS[@]}"} ${START_ARGS[@]+"${START_ARGS[@]}"} "$@"

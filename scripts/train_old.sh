@@ -11,16 +11,7 @@ bct_env TAG ""                         # empty: the config's TAG
 bct_env PRETRAINED True
 bct_env START ""
 FLAGS=(); while [ $# -gt 0 ] && [[ "$1" == --* ]]; do FLAGS+=("$1"); shift; done
-START_ARGS=()
-if [[ "${PRETRAINED}" =~ ^(False|false|0)$ ]]; then
-  if [ "${START:-old}" = pretext ]; then
-    echo "error: START=pretext (a start trained on the images without labels) is scripts/own.sh's; the train scripts take old or random" >&2
-    exit 2
-  fi
-  START_ARGS=(OLD_MODEL.PRETRAINED False)
-elif [ -n "${START}" ]; then
-  echo "error: START=${START} is for PRETRAINED=False (without ImageNet weights); drop it or set PRETRAINED=False" >&2
-  exit 2
-fi
+bct_start "old random" "the train scripts"
+START_ARGS=(); if [ "${OFFLINE}" = 1 ]; then START_ARGS=(OLD_MODEL.PRETRAINED False); fi
 source "$(dirname "$0")/launch.sh"
 launch bct.tools.train --cfg "${CONFIG}" ${FLAGS[@]+"${FLAGS[@]}"} ${TAG:+TAG "$TAG"} ${START_ARGS[@]+"${START_ARGS[@]}"} "$@"

@@ -82,3 +82,22 @@ bct_env() {
   bct_env_check "$name" "$kind" "$value" || exit 2
   printf -v "$name" '%s' "$value"
 }
+
+# bct_start "STARTS" WHO: the one rule of PRETRAINED and START (after bct_env has read both). With
+# PRETRAINED False (False, false or 0) it sets OFFLINE=1 and START (default old), refusing a start not
+# in STARTS (WHO names the scripts that take them); otherwise OFFLINE=0, and a START given is refused.
+bct_start() {
+  local starts=" $1 " who=$2
+  OFFLINE=0
+  if [[ "${PRETRAINED:-True}" =~ ^(False|false|0)$ ]]; then
+    OFFLINE=1
+    START=${START:-old}
+    if [[ "${starts}" != *" ${START} "* ]]; then
+      echo "error: START=${START}: ${who} take ${1// / or }; pretext (a start trained on the images without labels) is scripts/own.sh's" >&2
+      exit 2
+    fi
+  elif [ -n "${START:-}" ]; then
+    echo "error: START=${START} is for PRETRAINED=False (without ImageNet weights); drop it or set PRETRAINED=False" >&2
+    exit 2
+  fi
+}
