@@ -20,7 +20,7 @@ from bct.index.embed import embed_batches, image_dataset, read_gallery
 from bct.index.layout import WriterLock, create_array, write_ids, write_manifest, write_state
 from bct.index.models import describe
 from bct.utils.comm import barrier, get_rank, get_world_size
-from bct.utils.errors import BadInputError
+from bct.utils.errors import AgreedError, BadInputError
 from bct.utils.fileio import atomic_path, reserve
 
 
@@ -174,7 +174,7 @@ def _from_rank_zero(fn):
         dist.broadcast_object_list(out, src=0)
     kind, value = out[0]
     if kind == "bad":
-        raise BadInputError(value)
+        raise (AgreedError if get_world_size() > 1 else BadInputError)(value)
     return value
 
 
@@ -194,7 +194,9 @@ def on_every_rank(fn):
     bad = [(r, e) for r, e in enumerate(errors) if e]
     if bad:
         r, e = bad[0]
-        raise BadInputError(e if get_world_size() == 1 or r == get_rank() else f"rank {r}: {e}")
+        if get_world_size() == 1:
+            raise BadInputError(e)
+        raise AgreedError(e if r == get_rank() else f"rank {r}: {e}")
     return out
 
 

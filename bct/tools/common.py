@@ -23,8 +23,8 @@ import re
 import signal
 import sys
 
-from bct.utils.comm import get_rank, is_dist
-from bct.utils.errors import BadInputError, CheckFailedError, TrainingError
+from bct.utils.comm import barrier, get_rank, is_dist
+from bct.utils.errors import AgreedError, BadInputError, CheckFailedError, TrainingError
 
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
 # The largest whole number a count, a size or an index flag accepts (a 32-bit signed int).
@@ -563,6 +563,16 @@ def os_error_line(err: OSError) -> str:
     return f"{path}: {cause}" + (f" ({code})" if code else "") + (f"; {hint}" if hint else "")
 
 
+def _all_printed() -> None:
+    """After an AgreedError's line: wait until every rank has printed its own (each raised the same
+    error, so each reaches this barrier at once) before this one exits and torchrun stops the rest."""
+    try:
+        sys.stderr.flush()
+        barrier()
+    except Exception:  # a rank gone already: its line is out or its log says why
+        pass
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -581,6 +591,8 @@ def run(main, argv=None):
     except (BadInputError, argparse.ArgumentTypeError) as e:  # the latter: a kind called directly
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 2
+        if isinstance(e, AgreedError):
+            _all_printed()
     except (TrainingError, CheckFailedError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         code = 1
