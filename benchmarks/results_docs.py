@@ -9,7 +9,7 @@ Results files (paths relative to the repository):
 - docs/results/generations/results.json and docs/results/generations/<chain>/compat_matrix.json:
   the chains of model generations;
 - docs/results/demo.json: the demo (scripts/demo.sh, seed 1234) as two machines ran it;
-- docs/results/own_images.json: scripts/own.sh on scikit-learn's digits (benchmarks/own_digits.py).
+- docs/results/own_images.json: scripts/own.sh on the real sets that ship in wheels (benchmarks/own_real.py).
 - docs/results/new_methods/results.json: the newer methods beside AdvBCT (README.md's summary).
 
 A generated block of a doc is the text between a line ``<!-- generated: NAME ... -->`` and the next
@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as a script from any folder
     sys.path.insert(0, REPO)
 
+from bct.config import load_cfg  # noqa: E402
 from bct.config.methods import PAPER_ORDER, method_names, method_title  # noqa: E402
 from bct.evaluation.metrics import meets_bct_criterion  # noqa: E402
 from bct.tools.common import run, script_parser  # noqa: E402
@@ -51,7 +52,7 @@ BLOCKS = {
     "README.md": ["readme-new-methods", "readme-results"],
     "docs/results/README.md": ["results-table", "criterion-table", "demo-table"],
     "docs/generations.md": ["generations-table"],
-    "docs/own_images.md": ["own-images-runs"],
+    "docs/own_images.md": ["own-images-sets", "own-images-runs", "own-images-spread"],
 }
 _BLOCK = re.compile(r"^<!-- generated: (?P<name>[\w-]+)[^\n]*-->\n(?P<body>.*?)^<!-- /generated -->$", re.S | re.M)
 
@@ -213,18 +214,53 @@ def block_generations_table(res: dict) -> str:
     return _table(head, rows)
 
 
+def _own_row(r: dict) -> list:
+    """One run of scripts/own.sh on a real set: its results, whether it meets the criterion, its time."""
+    load = "/".join(str(x) for x in r["load"] if x is not None) or "not recorded"
+    return [f"--query {r['query']} --split {r['split']}", f2(r["old_self"]), f2(r["self"]), f2(r["cross"]),
+            "met" if meets_bct_criterion(r["old_self"], r["self"], r["cross"]) else "not met",
+            signed(r["self"] - r["old_self"]), signed(r["cross"] - r["old_self"]),
+            f"{r['seconds']} s (load {load}, {r['cores']} cores)"]
+
+
+OWN_SEED = load_cfg(os.path.join(REPO, "configs", "own", "old_model.yml")).SEED  # own.sh's seed unless SEED is given
+OWN_HEAD = ["preparation", "old self", "new self", "cross", "BCT criterion", "new self \u2212 old self",
+            "cross \u2212 old self", "wall time"]
+
+
+def block_own_images_sets(res: dict) -> str:
+    """docs/own_images.md: the default command (no variable, no override) on each real set."""
+    rows = [[r["set"]] + _own_row(r) for r in res["own"]["runs"] if not r["env"] and not r["opts"]]
+    return _table(["Set"] + OWN_HEAD, rows)
+
+
+def block_own_images_spread(res: dict) -> str:
+    """docs/own_images.md: each series (one setting over several seeds) of runs on a real set: the margin
+    of the cross-test over the old self-test, its mean ± std, its lowest, and how many meet the criterion."""
+    series = {}
+    for r in res["own"]["runs"]:
+        if r.get("series"):
+            series.setdefault((r["set"], r["series"]), []).append(r)
+    rows = []
+    for (name, title), runs in series.items():
+        margin = np.array([r["cross"] - r["old_self"] for r in runs])
+        seeds = [r["opts"][r["opts"].index("SEED") + 1] if "SEED" in r["opts"] else str(OWN_SEED) for r in runs]
+        met = sum(meets_bct_criterion(r["old_self"], r["self"], r["cross"]) for r in runs)
+        rows.append([name, title, " ".join(seeds), " ".join(signed(m) for m in margin),
+                     f"{signed(margin.mean())} \u00b1 {margin.std(ddof=1):.2f}", signed(margin.min()),
+                     f"{met} of {len(runs)}"])
+    return _table(["Set", "settings (PRETRAINED=False)", "seeds", "cross \u2212 old self", "mean \u00b1 std",
+                   "lowest", "BCT criterion met"], rows)
+
+
 def block_own_images_runs(res: dict) -> str:
-    """docs/own_images.md: every recorded run of scripts/own.sh on the digits, in file order."""
+    """docs/own_images.md: every recorded run of scripts/own.sh on a real set, in file order."""
     rows = []
     for r in res["own"]["runs"]:
         env = " ".join(f"{k}={v}" for k, v in r["env"].items())
-        load = "/".join(str(x) for x in r["load"] if x is not None)
-        rows.append([r["note"], " ".join(x for x in (env, " ".join(r["opts"])) if x) or "(defaults)",
-                     f"--query {r['query']} --split {r['split']}", f2(r["old_self"]), f2(r["self"]), f2(r["cross"]),
-                     "met" if meets_bct_criterion(r["old_self"], r["self"], r["cross"]) else "not met",
-                     signed(r["cross"] - r["old_self"]), f"{r['seconds']} s (load {load}, {r['cores']} cores)"])
-    return _table(["Run", "settings (PRETRAINED=False)", "preparation", "old self", "new self", "cross",
-                   "BCT criterion", "cross \u2212 old self", "wall time"], rows)
+        rows.append([r["set"], r["note"], " ".join(x for x in (env, " ".join(r["opts"])) if x) or "(defaults)"]
+                    + _own_row(r))
+    return _table(["Set", "Run", "settings (PRETRAINED=False)"] + OWN_HEAD, rows)
 
 
 def block_readme_new_methods(res: dict) -> str:
@@ -240,7 +276,8 @@ def block_readme_new_methods(res: dict) -> str:
 
 RENDER = {"readme-new-methods": block_readme_new_methods, "results-table": block_results_table, "criterion-table": block_criterion_table,
           "demo-table": block_demo_table, "readme-results": block_readme_results,
-          "generations-table": block_generations_table, "own-images-runs": block_own_images_runs}
+          "generations-table": block_generations_table, "own-images-runs": block_own_images_runs,
+          "own-images-sets": block_own_images_sets, "own-images-spread": block_own_images_spread}
 
 
 def render_blocks(res: dict) -> dict:

