@@ -229,9 +229,9 @@ OWN_HEAD = ["preparation", "old self", "new self", "cross", "BCT criterion", "ne
 
 
 def block_own_images_sets(res: dict) -> str:
-    """docs/own_images.md: the default command (no variable, no override) on each real set."""
-    rows = [[r["set"]] + _own_row(r) for r in res["own"]["runs"] if not r["env"] and not r["opts"]]
-    return _table(["Set"] + OWN_HEAD, rows)
+    """docs/own_images.md: the default command (no variable, no override) on each real set, by set."""
+    runs = sorted((r for r in res["own"]["runs"] if not r["env"] and not r["opts"]), key=lambda r: r["set"])
+    return _table(["Set", "Run"] + OWN_HEAD, [[r["set"], r["note"]] + _own_row(r) for r in runs])
 
 
 def block_own_images_spread(res: dict) -> str:
