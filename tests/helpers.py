@@ -463,7 +463,7 @@ def own_sh_on_real_set(real_set: str, opts: list, tmp_path, refuse_other: bool =
     cross-test above the old self-test, no advice printed. With `refuse_other`, a second run with
     another setting is refused with own.sh's own knobs as the advice. Returns the headline."""
     from benchmarks.own_real import SETS
-    src = SETS[real_set][0](str(tmp_path / real_set))
+    src = SETS[real_set](str(tmp_path / real_set))
     env = {**os.environ, "PRETRAINED": "False", "PYTHON": sys.executable, "GPUS": "0"}
     env.pop("START", None)
     name = f"pytest_{real_set}_{os.getpid()}"

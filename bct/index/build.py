@@ -174,7 +174,7 @@ def _from_rank_zero(fn):
         dist.broadcast_object_list(out, src=0)
     kind, value = out[0]
     if kind == "bad":
-        raise (AgreedError if get_world_size() > 1 else BadInputError)(value)
+        raise AgreedError(value)
     return value
 
 
@@ -194,8 +194,6 @@ def on_every_rank(fn):
     bad = [(r, e) for r, e in enumerate(errors) if e]
     if bad:
         r, e = bad[0]
-        if get_world_size() == 1:
-            raise BadInputError(e)
         raise AgreedError(e if r == get_rank() else f"rank {r}: {e}")
     return out
 
@@ -305,7 +303,7 @@ def embed_and_write(net, dataset, ids, chunks, chunk_rows, batch, n, dim, write,
                                                else ()):
             c = owner[b]
             lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
-            finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
+            finite_rows(feats, "build: the model gave", lambda: [ids[int(i)] for i in index])
             if buf is None:
                 buf, start, filled = np.zeros((hi - lo, dim), np.float32), lo, lo
             buf[index - lo] = feats
@@ -362,7 +360,7 @@ def _embed_chunks(out, net, ids, root, chunks, chunk_rows, batch, n, dim, worker
     try:
         for b, (index, feats, ok) in enumerate(embed_batches(net, dataset, batches, device, workers, amp)):
             c = owner[b]
-            finite_rows(feats, "build: the model gave", [ids[int(i)] for i in index])
+            finite_rows(feats, "build: the model gave", lambda: [ids[int(i)] for i in index])
             lo, hi = c * chunk_rows, min((c + 1) * chunk_rows, n)
             if c not in buffers:
                 buffers[c] = [np.zeros((hi - lo, dim), np.float32), np.zeros(hi - lo, bool), 0]

@@ -234,9 +234,9 @@ class Index:
         table = {m.code: m for m in self.models()}
         served = [c for c in sorted(counts) if codes is None or c in codes]
         warnings = check_compatible(info, [table[c] for c in served], force) if info else []
-        unique, where = np.unique(rows, return_inverse=True)  # one read of the ids (a Milvus get per query: a
-        names_of = np.asarray(self.ids(unique) + [""], dtype=object)[:-1]  # round-trip each, O(N) on Lite)
-        ids = names_of[where.reshape(rows.shape)].tolist()
+        # One read of the ids of every result (a read per query is a Milvus round-trip each, O(N) on Lite).
+        unique, where = np.unique(rows, return_inverse=True)
+        ids = np.asarray(self.ids(unique), dtype=object)[where.reshape(rows.shape)].tolist()
         return SearchResult(scores=scores, rows=rows, ids=ids, models=tags,
                             tags={m.code: m.tag for m in table.values()}, queries=names, warnings=warnings)
 

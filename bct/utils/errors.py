@@ -21,8 +21,9 @@ class BadInputError(Exception):
 
 class AgreedError(BadInputError):
     """A BadInputError that every rank of a torchrun job raises alike, having agreed on it through a
-    collective. The entry point lets every rank print it before any rank exits (torchrun stops the
-    other ranks as soon as one exits), so that each rank's log says why it stopped."""
+    collective (in one process: that process's). The entry point lets every rank print it before any
+    rank exits (torchrun stops the other ranks as soon as one exits), so that each rank's log says why
+    it stopped."""
 
 
 class TrainingError(RuntimeError):
